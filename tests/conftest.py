@@ -1,0 +1,33 @@
+"""Session fixtures: a real Redis and a real Kafka-compatible broker on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from relay.dev.services import Service, start_kafka, start_redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Service]:
+    service = start_redis()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> Iterator[Service]:
+    service = start_kafka()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: Service) -> str:
+    return f"redis://{redis_server.address}/0"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_server: Service) -> str:
+    return kafka_server.address
