@@ -147,7 +147,7 @@ def start_kafka(port: int | None = None, workdir: Path | None = None) -> Service
     """
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
-        host, _, ext_port = external.split(",")[0].rpartition(":")
+        _, _, ext_port = external.split(",")[0].rpartition(":")
         return Service("kafka", int(ext_port), None)
     port = port or free_port()
     if port_is_open(port):

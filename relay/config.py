@@ -1,0 +1,412 @@
+"""The relay's typed configuration, read from ``CONFIG_DIR/config.yml`` with Relay's key names.
+
+Keys our relay models are decoded into msgspec Structs. Keys Sentry Relay knows but we
+do not use are accepted and dropped with a debug log, so a Relay config works unchanged.
+Keys neither knows are an error that names the key: a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from relay.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class ByteSize(int):
+    """A size in bytes; config files may write it as ``1048576``, ``"1MiB"`` or ``"1MB"``."""
+
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}  # fmt: skip
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_byte_size(value: object) -> ByteSize:
+    """Parse an int or a string with a unit (``"10MiB"``, ``"1 KB"``) into bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size, got {value!r}")
+    if isinstance(value, int):
+        return ByteSize(value)
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match and match.group(2).lower() in _SIZE_UNITS:
+            return ByteSize(int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]))
+    raise ValueError(f"invalid size {value!r} (expected bytes or e.g. '1MiB')")
+
+
+def _dec_hook(typ: type, obj: Any) -> Any:
+    if typ is ByteSize:
+        return parse_byte_size(obj)
+    raise NotImplementedError(f"cannot decode {typ}")
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, int):
+        return int(obj)
+    raise NotImplementedError(f"cannot encode {type(obj)}")
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class RelaySection(_Section):
+    mode: Literal["managed", "proxy", "static", "capture"] = "managed"
+    instance: Literal["default", "canary"] = "default"
+    upstream: str = "https://sentry.io/"
+    host: str = "127.0.0.1"
+    port: int = 3000
+    internal_host: str | None = None
+    internal_port: int | None = None
+    override_project_ids: bool = False
+
+
+class HttpSection(_Section):
+    timeout: float = 5.0
+    connection_timeout: float = 3.0
+    max_retry_interval: float = 60.0
+    auth_interval: float | None = 600.0
+    outage_grace_period: float = 10.0
+    retry_delay: float = 1.0
+    project_failure_interval: float = 90.0
+    encoding: Literal["identity", "deflate", "gzip", "br", "zstd"] = "zstd"
+    host_header: str | None = None
+    forward: bool = True
+
+
+class CacheSection(_Section):
+    project_request_full_config: bool = False
+    project_expiry: float = 300.0
+    project_grace_period: float = 120.0
+    miss_expiry: float = 60.0
+    batch_interval: float = 100.0  # milliseconds, as in Relay
+    batch_size: int = 500
+    relay_expiry: float = 3600.0
+
+
+class LimitsSection(_Section):
+    max_concurrent_requests: int = 100
+    max_event_size: ByteSize = ByteSize(1024**2)
+    max_attachment_size: ByteSize = ByteSize(200 * 1024**2)
+    max_attachments_size: ByteSize = ByteSize(200 * 1024**2)
+    max_client_reports_size: ByteSize = ByteSize(4 * 1024)
+    max_check_in_size: ByteSize = ByteSize(100 * 1024)
+    max_envelope_size: ByteSize = ByteSize(200 * 1024**2)
+    max_session_count: int = 100
+    max_sessions_size: ByteSize = ByteSize(1024**2)
+    max_api_payload_size: ByteSize = ByteSize(20 * 1024**2)
+    max_api_file_upload_size: ByteSize = ByteSize(40 * 1024**2)
+    max_api_chunk_upload_size: ByteSize = ByteSize(100 * 1024**2)
+    max_profile_size: ByteSize = ByteSize(50 * 1024**2)
+    max_log_size: ByteSize = ByteSize(1024**2)
+    max_span_size: ByteSize = ByteSize(1024**2)
+    max_replay_compressed_size: ByteSize = ByteSize(10 * 1024**2)
+    max_thread_count: int | None = None
+    shutdown_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+
+
+class LoggingSection(_Section):
+    level: Literal["off", "error", "warn", "info", "debug", "trace"] = "info"
+    format: Literal["auto", "pretty", "simplified", "json"] = "auto"
+
+
+class SentrySection(_Section):
+    dsn: str | None = None
+    enabled: bool = False
+
+
+class KafkaParam(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    value: str | int | float | bool
+
+
+class ProcessingSection(_Section):
+    enabled: bool = False
+    kafka_config: list[KafkaParam] = msgspec.field(default_factory=list)
+    topics: dict[str, Any] = msgspec.field(default_factory=dict)
+    kafka_validate_topics: bool = False
+    redis: str | dict[str, Any] | None = None
+    attachment_chunk_size: ByteSize = ByteSize(1024**2)
+    projectconfig_cache_prefix: str = "relayconfig"
+    max_secs_in_future: int = 60
+    max_session_secs_in_past: int = 5 * 24 * 3600
+
+    @property
+    def redis_url(self) -> str | None:
+        """The Redis URL, from either the plain form or ``{server: ...}``; None if unset."""
+        if isinstance(self.redis, str):
+            return self.redis or None
+        if isinstance(self.redis, dict):
+            server = self.redis.get("server") or self.redis.get("cluster_nodes")
+            if isinstance(server, list):
+                server = server[0] if server else None
+            return str(server) if server else None
+        return None
+
+
+class OutcomesSection(_Section):
+    emit_outcomes: bool | Literal["as_client_reports"] = "as_client_reports"
+    source: str | None = None
+    batch_size: int = 1000
+    batch_interval: float = 500.0  # milliseconds
+
+
+class StaticRelay(msgspec.Struct):
+    public_key: str
+    internal: bool = False
+
+
+class AuthSection(_Section):
+    ready: Literal["authenticated", "always"] = "authenticated"
+    static_relays: dict[str, StaticRelay] = msgspec.field(default_factory=dict)
+    signature_max_age: float = 300.0
+
+
+class AggregatorSection(_Section):
+    bucket_interval: int = 10
+    initial_delay: int = 30
+    max_secs_in_past: int = 5 * 24 * 3600
+    max_secs_in_future: int = 60
+
+
+class EnvelopeSpool(_Section):
+    path: str | None = None
+    max_disk_size: ByteSize = ByteSize(500 * 1024**2)
+
+
+class SpoolSection(_Section):
+    envelopes: EnvelopeSpool = msgspec.field(default_factory=EnvelopeSpool)
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The whole configuration. Every section has Relay's defaults."""
+
+    relay: RelaySection = msgspec.field(default_factory=RelaySection)
+    http: HttpSection = msgspec.field(default_factory=HttpSection)
+    cache: CacheSection = msgspec.field(default_factory=CacheSection)
+    limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
+    logging: LoggingSection = msgspec.field(default_factory=LoggingSection)
+    sentry: SentrySection = msgspec.field(default_factory=SentrySection)
+    processing: ProcessingSection = msgspec.field(default_factory=ProcessingSection)
+    outcomes: OutcomesSection = msgspec.field(default_factory=OutcomesSection)
+    auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    aggregator: AggregatorSection = msgspec.field(default_factory=AggregatorSection)
+    spool: SpoolSection = msgspec.field(default_factory=SpoolSection)
+
+    @property
+    def processing_enabled(self) -> bool:
+        return self.processing.enabled
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective config as plain data (for ``relay config show``)."""
+        data: dict[str, Any] = msgspec.to_builtins(self, enc_hook=_enc_hook)
+        return data
+
+
+# Keys Sentry Relay 26.9 knows, per section, beyond the ones modelled above. They are
+# accepted and ignored so that an unchanged Relay config.yml loads.
+_RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
+    "relay": frozenset({"advertised_upstream", "config_reload_interval", "tls_port",
+                        "tls_identity_path", "tls_identity_password"}),
+    "http": frozenset({"global_metrics", "dns_cache"}),
+    "cache": frozenset({"project_refresh_interval", "downstream_relays_batch_interval",
+                        "file_interval", "global_config_fetch_interval", "envelope_expiry",
+                        "envelope_buffer_size", "eviction_interval"}),
+    "limits": frozenset({"max_concurrent_queries", "max_attachment_count", "max_upload_size",
+                         "max_client_reports_count", "max_trace_metric_size",
+                         "max_expanded_log_operations", "max_expanded_span_operations",
+                         "max_expanded_trace_metric_operations", "max_standalone_span_count",
+                         "max_container_size", "max_metric_buckets_size",
+                         "max_replay_uncompressed_size", "max_replay_message_size",
+                         "max_removed_attribute_key_size", "max_pool_concurrency",
+                         "query_timeout", "idle_timeout", "max_connections",
+                         "tcp_listen_backlog"}),
+    "logging": frozenset({"enable_backtraces", "traces_sample_rate"}),
+    "sentry": frozenset({"environment", "server_name", "default_tags", "_crash_db"}),
+    "processing": frozenset({"geoip_path", "secondary_kafka_configs", "max_rate_limit",
+                             "quota_cache_ratio", "quota_cache_max", "objectstore"}),
+    "outcomes": frozenset({"emit_client_outcomes", "aggregator"}),
+    "aggregator": frozenset({"aggregator_size", "max_project_key_bucket_bytes",
+                             "max_total_bucket_bytes", "flush_partitions", "flush_batching",
+                             "shift_key", "max_name_length", "max_tag_key_length",
+                             "max_tag_value_length", "max_flush_bytes", "flush_interval"}),
+    "spool": frozenset(),
+    "spool.envelopes": frozenset({"batch_size_bytes", "flush_timeout_secs",
+                                  "max_envelope_delay_secs", "disk_usage_refresh_frequency_ms",
+                                  "max_backpressure_memory_percent", "partitions",
+                                  "partitioning", "max_memory_size", "min_connections",
+                                  "max_connections", "unspool_interval"}),
+    "auth": frozenset(),
+}  # fmt: skip
+
+# Whole sections Relay has that we do not model (yet): accepted as they are.
+_RELAY_ONLY_SECTIONS = frozenset(
+    {"routing", "metrics", "secondary_aggregators", "geoip", "normalization", "health", "cogs",
+     "upload"}
+)  # fmt: skip
+
+
+def _strip_relay_only(data: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys only Relay knows (with a debug log); raise on keys nobody knows."""
+    known_sections = {f.name for f in msgspec.structs.fields(Config)}
+    out: dict[str, Any] = {}
+    for section, value in data.items():
+        if section in _RELAY_ONLY_SECTIONS:
+            log.debug("config: ignoring Relay section %r", section)
+            continue
+        if section not in known_sections:
+            raise ConfigError(f"invalid config: unknown key `{section}`")
+        if isinstance(value, dict):
+            value = _strip_section(section, value)
+        out[section] = value
+    return out
+
+
+def _strip_section(path: str, value: dict[str, Any]) -> dict[str, Any]:
+    ignored = _RELAY_ONLY_KEYS.get(path, frozenset())
+    cleaned: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in ignored:
+            log.debug("config: ignoring Relay key %s.%s", path, key)
+            continue
+        sub = f"{path}.{key}"
+        cleaned[key] = _strip_section(sub, item) if sub in _RELAY_ONLY_KEYS else item
+    return cleaned
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build a Config from plain data, with errors that name the offending key."""
+    cleaned = _strip_relay_only(dict(data))
+    try:
+        return msgspec.convert(cleaned, Config, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid config: {_describe(exc)}") from None
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    # msgspec says "... - at `$.limits.max_event_size`"; users write `limits.max_event_size`.
+    text = str(exc)
+    unknown = re.match(r"Object contains unknown field `([^`]+)` - at `\$\.?([^`]*)`", text)
+    if unknown:
+        field, path = unknown.groups()
+        return f"unknown key `{path + '.' if path else ''}{field}`"
+    return text.replace("`$.", "`").replace("`$`", "the top level")
+
+
+def load_config(config_dir: Path | None) -> Config:
+    """Load ``config.yml`` from ``config_dir`` (a missing file or dir means defaults)."""
+    data: dict[str, Any] = {}
+    if config_dir is not None:
+        path = config_dir / "config.yml"
+        if path.exists():
+            try:
+                loaded = yaml.safe_load(path.read_text())
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"invalid config: {path} is not valid YAML: {exc}") from None
+            if loaded is not None and not isinstance(loaded, dict):
+                raise ConfigError(f"invalid config: {path} must hold a mapping")
+            data = loaded or {}
+    return config_from_dict(data)
+
+
+class Overrides(msgspec.Struct, kw_only=True):
+    """Values from command-line flags or ``RELAY_*`` variables; flags win over env."""
+
+    mode: str | None = None
+    upstream: str | None = None
+    host: str | None = None
+    port: str | None = None
+    processing: str | None = None
+    kafka_url: str | None = None
+    redis_url: str | None = None
+    id: str | None = None
+    public_key: str | None = None
+    secret_key: str | None = None
+    instance: str | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+    outcome_source: str | None = None
+    shutdown_timeout: str | None = None
+
+
+_ENV_NAMES = {
+    "mode": "RELAY_MODE",
+    "upstream": "RELAY_UPSTREAM_URL",
+    "host": "RELAY_HOST",
+    "port": "RELAY_PORT",
+    "processing": "RELAY_PROCESSING_ENABLED",
+    "kafka_url": "RELAY_KAFKA_BROKER_URL",
+    "redis_url": "RELAY_REDIS_URL",
+    "id": "RELAY_ID",
+    "public_key": "RELAY_PUBLIC_KEY",
+    "secret_key": "RELAY_SECRET_KEY",
+    "instance": "RELAY_INSTANCE",
+    "log_level": "RELAY_LOG_LEVEL",
+    "log_format": "RELAY_LOG_FORMAT",
+    "shutdown_timeout": "SHUTDOWN_TIMEOUT",
+}
+
+
+def overrides_from_env(env: Mapping[str, str] | None = None) -> Overrides:
+    """Read Relay's override variables (``RELAY_UPSTREAM_URL``, ``RELAY_PORT``, ...)."""
+    env = os.environ if env is None else env
+    return Overrides(**{field: env[name] for field, name in _ENV_NAMES.items() if env.get(name)})
+
+
+def merge_overrides(base: Overrides, top: Overrides) -> Overrides:
+    """Values set in ``top`` win over ``base``."""
+    values = msgspec.structs.asdict(base)
+    values.update({k: v for k, v in msgspec.structs.asdict(top).items() if v is not None})
+    return Overrides(**values)
+
+
+def apply_overrides(config: Config, ov: Overrides) -> Config:
+    """Apply CLI/env overrides to a loaded config, validating each value."""
+    data = config.to_dict()
+
+    def put(section: str, key: str, value: object) -> None:
+        data.setdefault(section, {})[key] = value
+
+    if ov.mode:
+        put("relay", "mode", ov.mode)
+    if ov.upstream:
+        put("relay", "upstream", ov.upstream)
+    if ov.host:
+        put("relay", "host", ov.host)
+    if ov.port:
+        if not ov.port.isdigit():
+            raise ConfigError(f"invalid config: `relay.port` must be a number, got {ov.port!r}")
+        put("relay", "port", int(ov.port))
+    if ov.processing:
+        put("processing", "enabled", ov.processing.lower() in ("1", "true", "yes", "on"))
+    if ov.kafka_url:
+        params = [p for p in data["processing"]["kafka_config"] if p["name"] != "bootstrap.servers"]
+        params.append({"name": "bootstrap.servers", "value": ov.kafka_url})
+        put("processing", "kafka_config", params)
+    if ov.redis_url:
+        put("processing", "redis", ov.redis_url)
+    if ov.instance:
+        put("relay", "instance", ov.instance)
+    if ov.log_level:
+        put("logging", "level", ov.log_level)
+    if ov.log_format:
+        put("logging", "format", ov.log_format)
+    if ov.outcome_source:
+        put("outcomes", "source", ov.outcome_source)
+    if ov.shutdown_timeout:
+        put("limits", "shutdown_timeout", float(ov.shutdown_timeout))
+    return config_from_dict(data)

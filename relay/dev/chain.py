@@ -1,0 +1,194 @@
+"""A whole local chain as real processes: Redis, broker, configserver, processing, POP.
+
+Used by ``relay dev`` (``make run``) and by the process-level tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relay.dev.services import Service, free_port, start_kafka, start_redis
+from relay.protocol.keys import Credentials, generate_credentials, save_credentials
+
+DEMO_PUBLIC_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+DEMO_PROJECT_ID = 42
+
+
+@dataclass
+class RelayProcess:
+    """One relay (or configserver) child process."""
+
+    name: str
+    port: int
+    config_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    credentials: Credentials | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class LocalChain:
+    """Start with :meth:`start`, stop with :meth:`stop` (reverse order)."""
+
+    workdir: Path
+    pop_port: int = 0
+    projects_dir: Path | None = None
+    redis: Service | None = None
+    kafka: Service | None = None
+    processes: list[RelayProcess] = field(default_factory=list)
+    log_level: str = "info"
+
+    @property
+    def pop(self) -> RelayProcess:
+        return self.processes[-1]
+
+    @property
+    def processing(self) -> RelayProcess:
+        return self.processes[1]
+
+    @property
+    def configserver(self) -> RelayProcess:
+        return self.processes[0]
+
+    @property
+    def dsn(self) -> str:
+        return f"http://{DEMO_PUBLIC_KEY}@127.0.0.1:{self.pop.port}/{DEMO_PROJECT_ID}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        assert self.kafka is not None
+        return self.kafka.address
+
+    def start(self, redis: Service | None = None, kafka: Service | None = None) -> None:
+        """Start everything (reusing given services) and wait until each relay is ready."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.redis = redis or start_redis(workdir=self.workdir / "redis")
+            self.kafka = kafka or start_kafka(workdir=self.workdir / "kafka")
+            self._own_services = (redis is None, kafka is None)
+            self._start_relays()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_relays(self) -> None:
+        assert self.redis is not None and self.kafka is not None
+        redis_url = f"redis://{self.redis.address}/0"
+        projects = self.projects_dir or self._default_projects()
+        cs = RelayProcess("configserver", free_port(), self.workdir / "configserver")
+        proc = RelayProcess("processing", free_port(), self.workdir / "processing")
+        pop = RelayProcess("pop", self.pop_port or free_port(), self.workdir / "pop")
+        proc.credentials = generate_credentials()
+        pop.credentials = generate_credentials()
+        logging_cfg = {"level": self.log_level, "format": "simplified"}
+        self._write(cs, {
+            "relay": {"host": "127.0.0.1", "port": cs.port, "mode": "proxy"},
+            "processing": {"redis": redis_url},
+            "auth": {"static_relays": {proc.credentials.id: {
+                "public_key": proc.credentials.public_key, "internal": True}}},
+            "logging": logging_cfg,
+        })  # fmt: skip
+        self._write(proc, {
+            "relay": {"host": "127.0.0.1", "port": proc.port, "upstream": cs.url},
+            "processing": {
+                "enabled": True,
+                "redis": redis_url,
+                "kafka_config": [{"name": "bootstrap.servers", "value": self.kafka.address}],
+            },
+            "auth": {"static_relays": {pop.credentials.id: {
+                "public_key": pop.credentials.public_key, "internal": True}}},
+            "logging": logging_cfg,
+        })  # fmt: skip
+        self._write(pop, {
+            "relay": {"host": "127.0.0.1", "port": pop.port, "upstream": proc.url},
+            "logging": logging_cfg,
+        })  # fmt: skip
+        self.processes = [cs, proc, pop]
+        self._spawn(cs, ["configserver", "--projects", str(projects)])
+        self._wait_ready(cs)
+        for relay in (proc, pop):
+            self._spawn(relay, ["run"])
+            self._wait_ready(relay)
+
+    def _default_projects(self) -> Path:
+        repo_projects = Path(__file__).resolve().parents[2] / "configs" / "projects"
+        if repo_projects.is_dir():
+            return repo_projects
+        folder = self.workdir / "projects"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{DEMO_PROJECT_ID}.yml").write_text(yaml.safe_dump({
+            "projectId": DEMO_PROJECT_ID, "organizationId": 1,
+            "publicKeys": [{"publicKey": DEMO_PUBLIC_KEY, "numericId": 1, "isEnabled": True}],
+            "config": {"allowedDomains": ["*"]},
+        }))  # fmt: skip
+        return folder
+
+    def _write(self, relay: RelayProcess, config: dict[str, Any]) -> None:
+        relay.config_dir.mkdir(parents=True, exist_ok=True)
+        (relay.config_dir / "config.yml").write_text(yaml.safe_dump(config))
+        if relay.credentials is not None:
+            save_credentials(relay.config_dir / "credentials.json", relay.credentials)
+
+    def _spawn(self, relay: RelayProcess, args: list[str]) -> None:
+        log = (relay.config_dir / "relay.log").open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        relay.proc = subprocess.Popen(
+            [sys.executable, "-m", "relay.cli", "-c", str(relay.config_dir), *args],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        log.close()
+
+    def _wait_ready(self, relay: RelayProcess, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"{relay.url}/api/relay/healthcheck/ready/"
+        assert relay.proc is not None
+        while time.monotonic() < deadline:
+            if relay.proc.poll() is not None:
+                raise RuntimeError(f"{relay.name} exited:\n{self.log_of(relay)}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{relay.name} not ready after {timeout}s:\n{self.log_of(relay)}")
+
+    def log_of(self, relay: RelayProcess) -> str:
+        path = relay.config_dir / "relay.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop relays (POP first, so its in-flight envelopes drain upstream), then services."""
+        for relay in reversed(self.processes):
+            relay.stop()
+        own_redis, own_kafka = getattr(self, "_own_services", (True, True))
+        if self.kafka is not None and own_kafka:
+            self.kafka.stop()
+        if self.redis is not None and own_redis:
+            self.redis.stop()
+
+    def clean(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)

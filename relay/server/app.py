@@ -1,0 +1,147 @@
+"""Assembles a relay: services, routes and listeners, with one start/stop order.
+
+Start order: Redis, Kafka producer, upstream client (registration), project cache,
+then the listeners. Stop order is the reverse of what data flows through: stop
+accepting, drain forwards/processing, flush outcomes and Kafka, close clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from relay.config import Config
+from relay.kafka.producer import KafkaProducer
+from relay.kafka.topics import resolve_topics, unused_topic_keys
+from relay.protocol.keys import Credentials
+from relay.server.endpoints import ingest_routes
+from relay.server.forwarder import Forwarder
+from relay.server.health import health_routes
+from relay.server.http_errors import error_middleware
+from relay.server.ingest import EnvelopeSink, Ingestor
+from relay.server.outcomes import OutcomeSink
+from relay.server.processor import Processor
+from relay.server.project_cache import ProjectCache
+from relay.server.relay_api import RelayRegistry, relay_api_routes
+from relay.server.upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+#: Bytes of envelopes a POP relay holds in memory while forwarding them.
+FORWARD_BUDGET_BYTES = 256 * 1024 * 1024
+
+
+class RelayApp:
+    """One relay process's services and HTTP listeners."""
+
+    def __init__(self, config: Config, credentials: Credentials | None) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.redis: Redis | None = None
+        self.producer: KafkaProducer | None = None
+        self.upstream = UpstreamClient(config, credentials)
+        self.outcomes = OutcomeSink(config)
+        self.projects: ProjectCache | None = None
+        self.forwarder: Forwarder | None = None
+        self._runners: list[web.AppRunner] = []
+        self.ports: list[int] = []
+
+    def is_ready(self) -> bool:
+        """Ready once registered upstream (managed mode) and Kafka is connected."""
+        if self.config.auth.ready == "always":
+            return True
+        if self.config.relay.mode == "managed" and not self.upstream.authenticated.is_set():
+            return False
+        return not (self.config.processing.enabled and self.producer is None)
+
+    async def start(self) -> None:
+        """Start services, then listen. Raises if a required service is unreachable."""
+        config = self.config
+        sink: EnvelopeSink
+        if config.processing.enabled:
+            redis_url = config.processing.redis_url
+            if redis_url:
+                self.redis = Redis.from_url(redis_url)
+            overrides = config.processing.topics
+            for key in unused_topic_keys(overrides):
+                log.warning("processing.topics.%s names no topic this relay writes", key)
+            topics = resolve_topics(overrides)
+            params = [(p.name, str(p.value)) for p in config.processing.kafka_config]
+            producer = KafkaProducer(params)
+            await producer.start()
+            self.producer = producer
+            self.outcomes = OutcomeSink(config, producer, topics)
+            sink = Processor(config, producer, topics, self.outcomes)
+        else:
+            self.forwarder = Forwarder(config, self.upstream, self.outcomes, FORWARD_BUDGET_BYTES)
+            sink = self.forwarder
+        await self.upstream.start()
+        projects = ProjectCache(config, self.upstream, self.redis)
+        await projects.start()
+        self.projects = projects
+        registry = RelayRegistry(config, self.upstream)
+        ingestor = Ingestor(config, projects, registry, sink)
+
+        app = self._web_app()
+        app.add_routes(ingest_routes(config, ingestor))
+        app.add_routes(relay_api_routes(registry, projects.cached_or_request))
+        internal = config.relay.internal_port is not None and (
+            config.relay.internal_port != config.relay.port
+            or (config.relay.internal_host or config.relay.host) != config.relay.host
+        )
+        if not internal:
+            app.add_routes(health_routes(self.is_ready))
+        await self._listen(app, config.relay.host, config.relay.port)
+        if internal:
+            internal_app = self._web_app()
+            internal_app.add_routes(health_routes(self.is_ready))
+            assert config.relay.internal_port is not None
+            await self._listen(
+                internal_app, config.relay.internal_host or config.relay.host,
+                config.relay.internal_port,
+            )  # fmt: skip
+        log.info("relay listening on %s:%s", config.relay.host, self.ports[0])
+
+    def _web_app(self) -> web.Application:
+        # Bodies are read and limited by the handlers themselves (relay.server.body).
+        return web.Application(middlewares=[error_middleware], client_max_size=2**40)
+
+    async def _listen(self, app: web.Application, host: str, port: int) -> None:
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            # Bodies are decompressed by relay.server.body, within the size limits.
+            auto_decompress=False,
+            keepalive_timeout=self.config.limits.keepalive_timeout,
+            shutdown_timeout=self.config.limits.shutdown_timeout,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound = [
+            s.getsockname()[1] for s in sockets if s.family in (socket.AF_INET, socket.AF_INET6)
+        ]
+        self.ports.append(bound[0] if bound else port)
+
+    async def stop(self) -> None:
+        """Graceful shutdown within ``limits.shutdown_timeout``."""
+        timeout = self.config.limits.shutdown_timeout
+        # Stop listening and let in-flight requests finish first: they may still accept data.
+        for runner in self._runners:
+            await runner.cleanup()
+        if self.forwarder is not None:
+            await self.forwarder.drain(timeout)
+        await self.outcomes.drain(timeout)
+        if self.projects is not None:
+            await self.projects.stop()
+        await self.upstream.stop()
+        if self.producer is not None:
+            await self.producer.stop(timeout)
+        if self.redis is not None:
+            await self.redis.aclose()

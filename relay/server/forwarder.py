@@ -1,0 +1,102 @@
+"""POP relays: hand each accepted envelope to the upstream, in the background.
+
+The client gets its answer as soon as the envelope is accepted. Memory is bounded by a
+byte budget: when the upstream is slow and the budget is spent, new envelopes are refused
+with 503 + Retry-After instead of piling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from relay.config import Config
+from relay.errors import ServiceUnavailable
+from relay.protocol.envelope import Envelope
+from relay.protocol.project_config import ProjectState
+from relay.server.outcomes import OutcomeSink
+from relay.server.request_meta import RequestMeta
+from relay.server.upstream import UpstreamClient, UpstreamError
+
+log = logging.getLogger(__name__)
+
+#: How long a forwarded envelope may be retried before it is dropped as an outcome.
+FORWARD_DEADLINE_SECS = 300.0
+
+
+def stamp_meta(envelope: Envelope, meta: RequestMeta) -> None:
+    """Record the original request in the envelope header, as Relay does for the next hop."""
+    headers = envelope.headers
+    if meta.client:
+        headers["client"] = meta.client
+    headers["version"] = meta.version
+    if meta.origin:
+        headers["origin"] = meta.origin
+    client_ip = meta.client_ip
+    if client_ip:
+        headers["remote_addr"] = client_ip
+    if meta.forwarded_for:
+        headers["forwarded_for"] = meta.forwarded_for
+    if meta.user_agent:
+        headers["user_agent"] = meta.user_agent
+
+
+class Forwarder:
+    """Sends envelopes upstream with bounded memory and concurrency."""
+
+    def __init__(
+        self, config: Config, upstream: UpstreamClient, outcomes: OutcomeSink, budget_bytes: int
+    ) -> None:
+        self.config = config
+        self.upstream = upstream
+        self.outcomes = outcomes
+        self.budget_bytes = budget_bytes
+        self.bytes_in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(config.limits.max_concurrent_requests)
+
+    async def accept(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
+        """Accept an envelope for forwarding, or raise ServiceUnavailable when over budget."""
+        stamp_meta(envelope, meta)
+        body = envelope.serialize()
+        if self.bytes_in_flight + len(body) > self.budget_bytes and self.bytes_in_flight > 0:
+            raise ServiceUnavailable("the service is overloaded", retry_after=5)
+        self.bytes_in_flight += len(body)
+        task = asyncio.create_task(self._send(envelope, meta, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, envelope: Envelope, meta: RequestMeta, body: bytes) -> None:
+        headers = {"X-Sentry-Auth": meta.auth_header(), "X-Forwarded-For": meta.forwarded_for}
+        if meta.user_agent:
+            headers["User-Agent"] = meta.user_agent
+        if meta.origin:
+            headers["Origin"] = meta.origin
+        try:
+            async with self._slots:
+                await self.upstream.send_envelope(
+                    meta.project_id, body, headers, time.monotonic() + FORWARD_DEADLINE_SECS
+                )
+        except UpstreamError as exc:
+            if exc.is_received:
+                # The upstream decided (e.g. 403 for a disabled project) and owns the outcome.
+                log.debug("upstream rejected envelope %s: %s", envelope.event_id, exc)
+            else:
+                log.error("dropping envelope %s after retries: %s", envelope.event_id, exc)
+                self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+        except Exception:
+            log.exception("failed to forward envelope %s", envelope.event_id)
+            self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+        finally:
+            self.bytes_in_flight -= len(body)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait for in-flight envelopes (shutdown); what is left after ``timeout`` is logged."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        if pending:
+            log.error("shutdown: %d envelopes still in flight were not forwarded", len(pending))
+            for task in pending:
+                task.cancel()

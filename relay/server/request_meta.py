@@ -1,0 +1,120 @@
+"""Who sent a request and how: auth, client, addresses. Travels in envelope headers."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import msgspec
+from aiohttp import web
+
+from relay.errors import AuthError, BadRequest
+from relay.protocol.auth import (
+    Auth,
+    auth_from_query,
+    parse_auth_header,
+    parse_dsn,
+    validate_auth,
+)
+from relay.protocol.envelope import Envelope
+
+
+class RequestMeta(msgspec.Struct, kw_only=True):
+    """What the relay knows about a request besides its body."""
+
+    public_key: str
+    project_id: int
+    version: int = 7
+    client: str | None = None
+    origin: str | None = None
+    remote_addr: str | None = None
+    forwarded_for: str = ""
+    user_agent: str | None = None
+    received_at: float = msgspec.field(default_factory=time.time)
+    #: Set when the request came from an authenticated relay whose headers we trust.
+    from_relay: bool = False
+
+    @property
+    def client_ip(self) -> str | None:
+        """The original client's IP: first ``X-Forwarded-For`` hop, else the peer."""
+        first = self.forwarded_for.split(",", 1)[0].strip()
+        return first or self.remote_addr
+
+    def auth_header(self) -> str:
+        """``X-Sentry-Auth`` for the next hop, as Relay writes it."""
+        auth = f"Sentry sentry_key={self.public_key}, sentry_version={self.version}"
+        if self.client:
+            auth += f", sentry_client={self.client}"
+        return auth
+
+
+def request_auth(request: web.Request, envelope: Envelope | None) -> Auth:
+    """Find the client's credentials: header, ``Authorization``, query, then envelope DSN."""
+    header = request.headers.get("X-Sentry-Auth")
+    if header is None:
+        authorization = request.headers.get("Authorization", "")
+        if authorization[:7].lower() == "sentry ":
+            header = authorization
+    auth = parse_auth_header(header) if header is not None else auth_from_query(request.query)
+    if auth is None and envelope is not None and envelope.dsn:
+        auth = Auth(public_key=parse_dsn(envelope.dsn).public_key)
+    if auth is None:
+        raise AuthError("missing authorization information")
+    validate_auth(auth)
+    return auth
+
+
+def parse_project_id(raw: str | None) -> int | None:
+    """The numeric project id from a path segment, or None if the path has none."""
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 19:
+        raise BadRequest(f"invalid project id {raw!r}")
+    return int(raw)
+
+
+def build_meta(
+    request: web.Request,
+    auth: Auth,
+    project_id: int,
+    envelope: Envelope | None,
+    trusted_relay: bool = False,
+) -> RequestMeta:
+    """Collect the request's meta; the client IP comes from X-Forwarded-For, else the peer."""
+    peer = request.remote
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if peer:
+        forwarded = f"{forwarded}, {peer}" if forwarded else peer
+    meta = RequestMeta(
+        public_key=auth.public_key,
+        project_id=project_id,
+        version=auth.version or 7,
+        client=auth.client or request.headers.get("X-Sentry-Client"),
+        origin=request.headers.get("Origin"),
+        remote_addr=peer,
+        forwarded_for=forwarded,
+        user_agent=request.headers.get("User-Agent"),
+    )
+    if envelope is not None and trusted_relay:
+        # A trusted downstream relay already recorded the original client.
+        headers = envelope.headers
+        meta.from_relay = True
+        remote = headers.get("remote_addr")
+        if isinstance(remote, str) and _is_ip(remote):
+            meta.remote_addr = remote
+        fwd = headers.get("forwarded_for")
+        if isinstance(fwd, str):
+            meta.forwarded_for = fwd
+        for name in ("client", "origin", "user_agent"):
+            value = headers.get(name)
+            if isinstance(value, str):
+                setattr(meta, name, value)
+    return meta
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

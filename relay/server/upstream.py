@@ -1,0 +1,226 @@
+"""The client side of a hop: registration, signed requests, envelope forwarding.
+
+One pooled aiohttp session per relay, with keep-alive, so a busy POP relay reuses a few
+connections to its upstream instead of paying a TCP (and TLS) handshake per envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from relay import RELAY_PROTOCOL_VERSION, __version__
+from relay.config import Config
+from relay.protocol.encoding import zstd_compress
+from relay.protocol.keys import Credentials, SecretKey
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_CONTENT_TYPE = "application/x-sentry-envelope"
+
+
+class UpstreamError(Exception):
+    """A request to the upstream failed; ``status`` is None for network errors."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def is_received(self) -> bool:
+        """The upstream answered with a final verdict (4xx other than 429): do not retry."""
+        return self.status is not None and 400 <= self.status < 500 and self.status != 429
+
+
+class UpstreamClient:
+    """Talks to the next hop: another relay, the configserver, or Sentry."""
+
+    def __init__(self, config: Config, credentials: Credentials | None) -> None:
+        self.config = config
+        self.base_url = config.relay.upstream.rstrip("/")
+        self.credentials = credentials
+        self._secret = SecretKey.parse(credentials.secret_key) if credentials else None
+        self._session: aiohttp.ClientSession | None = None
+        self.authenticated = asyncio.Event()
+        self._auth_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the connection pool and, for managed relays, start registration."""
+        connector = aiohttp.TCPConnector(
+            limit=self.config.limits.max_concurrent_requests,
+            keepalive_timeout=30,
+            enable_cleanup_closed=True,
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=self.config.http.timeout, connect=self.config.http.connection_timeout
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            headers={"User-Agent": f"sentry-relay-py/{__version__}"},
+            auto_decompress=True,
+        )
+        if self.config.relay.mode == "managed" and self._secret is not None:
+            self._auth_task = asyncio.create_task(self._auth_loop(), name="upstream-auth")
+        else:
+            self.authenticated.set()
+
+    async def stop(self) -> None:
+        """Stop re-authenticating and close the pool."""
+        if self._auth_task is not None:
+            self._auth_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._auth_task
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "UpstreamClient.start() was not called"
+        return self._session
+
+    def _sign_headers(self, body: bytes) -> dict[str, str]:
+        if self._secret is None or self.credentials is None:
+            return {}
+        return {
+            "X-Sentry-Relay-Id": self.credentials.id,
+            "X-Sentry-Relay-Signature": self._secret.sign(body),
+        }
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        signed: bool = True,
+        timeout: float | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One HTTP request to the upstream; returns status, headers and body."""
+        all_headers = dict(headers or {})
+        if signed:
+            all_headers.update(self._sign_headers(body))
+        url = f"{self.base_url}{path}"
+        kwargs: dict[str, Any] = {}
+        if timeout is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        try:
+            async with self.session.request(
+                method, url, data=body or None, headers=all_headers, **kwargs
+            ) as resp:
+                data = await resp.read()
+                return resp.status, resp.headers, data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+
+    async def request_json(self, path: str, payload: Any, *, signed: bool = True) -> Any:
+        """POST JSON, expect a 2xx JSON answer; raise UpstreamError otherwise."""
+        body = msgspec.json.encode(payload)
+        status, headers, data = await self.request(
+            "POST", path, body=body, headers={"Content-Type": "application/json"}, signed=signed
+        )
+        if status >= 300:
+            raise UpstreamError(
+                f"POST {path} answered {status}: {data[:200]!r}",
+                status,
+                _retry_after(headers),
+            )
+        return msgspec.json.decode(data) if data else None
+
+    async def register(self) -> None:
+        """Relay's two-step registration: challenge, then the signed token back."""
+        assert self.credentials is not None and self._secret is not None
+        challenge = await self.request_json(
+            "/api/0/relays/register/challenge/",
+            {
+                "relay_id": self.credentials.id,
+                "public_key": self.credentials.public_key,
+                "version": RELAY_PROTOCOL_VERSION,
+            },
+        )
+        await self.request_json(
+            "/api/0/relays/register/response/",
+            {"relay_id": self.credentials.id, "token": challenge["token"]},
+        )
+
+    async def _auth_loop(self) -> None:
+        backoff = self.config.http.retry_delay
+        while True:
+            try:
+                await self.register()
+            except (UpstreamError, KeyError, TypeError, msgspec.DecodeError) as exc:
+                log.warning("registration with %s failed: %s", self.base_url, exc)
+                self.authenticated.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.http.max_retry_interval)
+                continue
+            log.info("registered with upstream %s", self.base_url)
+            self.authenticated.set()
+            backoff = self.config.http.retry_delay
+            interval = self.config.http.auth_interval
+            if not interval:
+                return
+            await asyncio.sleep(interval)
+
+    async def send_envelope(
+        self,
+        project_id: int | str,
+        envelope: bytes,
+        headers: Mapping[str, str],
+        deadline: float,
+    ) -> None:
+        """Forward a serialized envelope, zstd-compressed, retrying until ``deadline``.
+
+        Raises UpstreamError when the upstream rejects it (4xx) or the deadline passes.
+        """
+        body = zstd_compress(envelope)
+        all_headers = {
+            **headers,
+            "Content-Type": ENVELOPE_CONTENT_TYPE,
+            "Content-Encoding": "zstd",
+        }
+        path = f"/api/{project_id}/envelope/"
+        delay = self.config.http.retry_delay
+        while True:
+            try:
+                status, resp_headers, data = await self.request(
+                    "POST", path, body=body, headers=all_headers
+                )
+            except UpstreamError as exc:
+                error = exc
+            else:
+                if status < 300:
+                    return
+                error = UpstreamError(
+                    f"upstream answered {status}: {data[:200]!r}",
+                    status,
+                    _retry_after(resp_headers),
+                )
+                if error.is_received:
+                    raise error
+            wait = error.retry_after or delay * (0.5 + random.random())
+            if time.monotonic() + wait > deadline:
+                raise error
+            log.debug("retrying envelope for project %s in %.2fs: %s", project_id, wait, error)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, self.config.http.max_retry_interval)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

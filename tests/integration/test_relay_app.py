@@ -1,0 +1,196 @@
+"""Tier 2: relays in-process on 127.0.0.1:0, with the real Redis and broker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from relay.config import config_from_dict
+from relay.protocol.encoding import zstd_compress
+from relay.protocol.keys import Credentials, generate_credentials
+from relay.server.app import RelayApp
+from tests.kafka_utils import by_event_id, collect
+
+PUBLIC_KEY = uuid.uuid4().hex
+PROJECT_ID = 4711
+OTHER_KEY = "Sentry sentry_key=" + "0" * 32
+AUTH = {"X-Sentry-Auth": f"Sentry sentry_key={PUBLIC_KEY}, sentry_version=7"}
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def seeded_redis(redis_url: str) -> AsyncIterator[str]:
+    """A project config written to Redis the way the configserver writes it."""
+    state = {
+        "projectId": PROJECT_ID,
+        "organizationId": 3,
+        "rev": "r1",
+        "publicKeys": [{"publicKey": PUBLIC_KEY, "numericId": 9, "isEnabled": True}],
+        "config": {"allowedDomains": ["*"]},
+    }
+    redis = Redis.from_url(redis_url)
+    await redis.set(f"relayconfig:{PUBLIC_KEY}", zstd_compress(msgspec.json.encode(state)))
+    yield redis_url
+    await redis.delete(f"relayconfig:{PUBLIC_KEY}")
+    await redis.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def pop_credentials() -> Credentials:
+    return generate_credentials()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def processing(
+    seeded_redis: str, kafka_bootstrap: str, pop_credentials: Credentials
+) -> AsyncIterator[RelayApp]:
+    config = config_from_dict({
+        "relay": {"mode": "proxy", "port": 0, "upstream": "http://127.0.0.1:9/"},
+        "http": {"timeout": 1},
+        "processing": {
+            "enabled": True,
+            "redis": seeded_redis,
+            "kafka_config": [{"name": "bootstrap.servers", "value": kafka_bootstrap}],
+        },
+        "auth": {"static_relays": {pop_credentials.id: {
+            "public_key": pop_credentials.public_key, "internal": True}}},
+    })  # fmt: skip
+    app = RelayApp(config, None)
+    await app.start()
+    yield app
+    await app.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def pop(processing: RelayApp, pop_credentials: Credentials) -> AsyncIterator[RelayApp]:
+    config = config_from_dict({
+        "relay": {"mode": "managed", "port": 0,
+                  "upstream": f"http://127.0.0.1:{processing.ports[0]}/"},
+    })  # fmt: skip
+    app = RelayApp(config, pop_credentials)
+    await app.start()
+    yield app
+    await app.stop()
+
+
+def envelope(event_id: str, *items: tuple[dict[str, Any], bytes]) -> bytes:
+    out = json.dumps({"event_id": event_id}).encode() + b"\n"
+    for header, payload in items:
+        out += json.dumps({**header, "length": len(payload)}).encode() + b"\n" + payload + b"\n"
+    return out
+
+
+async def post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}{path}", data=body, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json(content_type=None)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_processing_relay_writes_event(processing: RelayApp, kafka_bootstrap: str) -> None:
+    event_id = uuid.uuid4().hex
+    body = envelope(event_id, ({"type": "event"}, b'{"message": "in-process"}'))
+    status, answer = await post(processing.ports[0], f"/api/{PROJECT_ID}/envelope/", body, AUTH)
+    assert (status, answer) == (200, {"id": event_id})
+    messages = await collect(
+        kafka_bootstrap, "ingest-events", lambda ms: bool(by_event_id(ms, event_id))
+    )
+    [message] = by_event_id(messages, event_id)
+    assert message["project_id"] == PROJECT_ID
+    assert json.loads(message["payload"])["message"] == "in-process"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_pop_forwards_to_processing(pop: RelayApp, kafka_bootstrap: str) -> None:
+    event_id = uuid.uuid4().hex
+    tx = {"type": "transaction", "transaction": "/pop", "start_timestamp": 1.0, "timestamp": 2.0}
+    body = envelope(event_id, ({"type": "transaction"}, json.dumps(tx).encode()))
+    status, answer = await post(pop.ports[0], f"/api/{PROJECT_ID}/envelope/", body, AUTH)
+    assert (status, answer) == (200, {"id": event_id})
+    messages = await collect(
+        kafka_bootstrap, "ingest-transactions", lambda ms: bool(by_event_id(ms, event_id))
+    )
+    [message] = by_event_id(messages, event_id)
+    assert json.loads(message["payload"])["transaction"] == "/pop"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_event_with_attachment_goes_to_attachments_topic(
+    processing: RelayApp, kafka_bootstrap: str
+) -> None:
+    event_id = uuid.uuid4().hex
+    body = envelope(
+        event_id,
+        ({"type": "event"}, b'{"message": "with attachment"}'),
+        ({"type": "attachment", "filename": "a.txt", "content_type": "text/plain"}, b"hello"),
+    )
+    status, _ = await post(processing.ports[0], f"/api/{PROJECT_ID}/envelope/", body, AUTH)
+    assert status == 200
+    messages = await collect(
+        kafka_bootstrap, "ingest-attachments",
+        lambda ms: any(m["type"] == "event" for m in by_event_id(ms, event_id)),
+    )  # fmt: skip
+    mine = by_event_id(messages, event_id)
+    assert [m["type"] for m in mine] == ["attachment_chunk", "event"]
+    assert mine[0]["payload"] == b"hello"
+    [ref] = mine[1]["attachments"]
+    assert (ref["name"], ref["size"], ref["chunks"]) == ("a.txt", 5, 1)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_client_report_becomes_outcome(processing: RelayApp, kafka_bootstrap: str) -> None:
+    reason = f"test_{uuid.uuid4().hex[:8]}"
+    report = {"discarded_events": [{"reason": reason, "category": "error", "quantity": 3}]}
+    body = envelope(uuid.uuid4().hex, ({"type": "client_report"}, json.dumps(report).encode()))
+    status, _ = await post(processing.ports[0], f"/api/{PROJECT_ID}/envelope/", body, AUTH)
+    assert status == 200
+
+    def found(ms: list[dict[str, Any]]) -> bool:
+        return any(m.get("reason") == reason for m in ms)
+
+    outcomes = await collect(kafka_bootstrap, "outcomes", found)
+    [outcome] = [m for m in outcomes if m.get("reason") == reason]
+    assert outcome["outcome"] == 5
+    assert outcome["category"] == 1
+    assert outcome["quantity"] == 3
+    assert outcome["project_id"] == PROJECT_ID
+    assert outcome["org_id"] == 3
+    assert outcome["key_id"] == 9
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b"{not json\n", AUTH, 400),
+        (b"{}\n", {}, 401),
+        # The upstream is unreachable: a key not in Redis cannot be checked, so the
+        # client is told to retry later, as Relay answers ProjectUnavailable.
+        (b'{}\n{"type":"event","length":2}\n{}\n', {"X-Sentry-Auth": OTHER_KEY}, 503),
+    ],
+    ids=["garbage", "no-auth", "unknown-key-upstream-down"],
+)  # fmt: skip
+async def test_bad_requests(
+    processing: RelayApp, body: bytes, headers: dict[str, str], status: int
+) -> None:
+    got, answer = await post(processing.ports[0], f"/api/{PROJECT_ID}/envelope/", body, headers)
+    assert got == status
+    assert answer["detail"]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_health(pop: RelayApp) -> None:
+    async with aiohttp.ClientSession() as session:
+        for kind in ("live", "ready"):
+            url = f"http://127.0.0.1:{pop.ports[0]}/api/relay/healthcheck/{kind}/"
+            async with session.get(url) as resp:
+                assert resp.status == 200
