@@ -150,9 +150,10 @@ def main() -> int:
 
         results = asyncio.run(run_all())
     finally:
-        for proc in procs:
+        # The POP first, so it does not retry towards an upstream that is gone.
+        for proc in reversed(procs):
             proc.terminate()
-            proc.wait(10)
+            proc.wait(30)
     base = results[0]
     print(f"\ncorpus: {len(corpus)} SDK requests, {opts.concurrency} connections, "
           f"{opts.seconds:.0f}s each\n")  # fmt: skip

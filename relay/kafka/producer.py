@@ -336,7 +336,7 @@ class KafkaProducer:
 
     # The timeout bounds a shutdown sequence of several steps, which a caller's
     # asyncio.timeout around the call cannot split between them.
-    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def stop(self, timeout: float = 10.0) -> None:
         """Deliver what is pending, for at most ``timeout`` seconds, and disconnect."""
         producer, self._producer = self._producer, None
         self._closed = True

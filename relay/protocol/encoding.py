@@ -149,7 +149,7 @@ _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _ZSTD_SKIPPABLE_MAGIC_TAIL: Final = b"\x2a\x4d\x18"
 
 
-def _starts_zstd_frame(head: memoryview) -> bool:
+def _starts_zstd_frame(head: bytes) -> bool:
     return head == _ZSTD_MAGIC or (
         head[1:] == _ZSTD_SKIPPABLE_MAGIC_TAIL and head[0] & 0xF0 == 0x50
     )
@@ -179,9 +179,9 @@ def zstd_decompress(data: bytes, limit: int) -> bytes:
     dctx = _zstd.decompressor
     try:
         while pos < end:
-            if pos and not _starts_zstd_frame(view[pos : pos + 4]):
-                # Bytes after a complete frame that start no new frame are ignored, as by gzip
-                # decoders (and by Relay, which stops after the first frame).
+            if pos and not _starts_zstd_frame(bytes(view[pos : pos + 4])):
+                # Bytes after a complete frame that start no new frame are ignored, as gzip
+                # decoders ignore trailing padding.
                 break
             decoder = dctx.decompressobj()
             while True:

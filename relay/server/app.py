@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -116,7 +117,8 @@ class RelayApp:
             # Bodies are decompressed by relay.server.body, within the size limits.
             auto_decompress=False,
             keepalive_timeout=self.config.limits.keepalive_timeout,
-            shutdown_timeout=self.config.limits.shutdown_timeout,
+            # In-flight requests get a share of the shutdown budget; the rest is for draining.
+            shutdown_timeout=self.config.limits.shutdown_timeout / 2,
         )
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
@@ -131,17 +133,22 @@ class RelayApp:
 
     async def stop(self) -> None:
         """Graceful shutdown within ``limits.shutdown_timeout``."""
-        timeout = self.config.limits.shutdown_timeout
+        # One deadline for the whole sequence, so SIGTERM is honoured within the timeout.
+        deadline = time.monotonic() + self.config.limits.shutdown_timeout
+
+        def left() -> float:
+            return max(0.5, deadline - time.monotonic())
+
         # Stop listening and let in-flight requests finish first: they may still accept data.
         for runner in self._runners:
             await runner.cleanup()
         if self.forwarder is not None:
-            await self.forwarder.drain(timeout)
-        await self.outcomes.drain(timeout)
+            await self.forwarder.drain(left())
+        await self.outcomes.drain(left())
         if self.projects is not None:
             await self.projects.stop()
         await self.upstream.stop()
         if self.producer is not None:
-            await self.producer.stop(timeout)
+            await self.producer.stop(left())
         if self.redis is not None:
             await self.redis.aclose()
