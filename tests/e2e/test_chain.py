@@ -19,9 +19,9 @@ import pytest
 
 from relay.dev.chain import DEMO_PUBLIC_KEY, LocalChain
 from tests.kafka_utils import by_event_id, collect
+from tests.paths import CORPUS
 
 HERE = Path(__file__).parent
-CORPUS = HERE.parents[2] / "shared" / "corpus" / "python"
 AUTH = f"Sentry sentry_key={DEMO_PUBLIC_KEY}, sentry_version=7, sentry_client=e2e/1.0"
 
 

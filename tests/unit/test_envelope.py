@@ -35,8 +35,8 @@ from relay.protocol.items import (
     event_type_category,
     item_category,
 )
+from tests.paths import CORPUS
 
-CORPUS = Path("/work/shared/corpus/python")
 EVENT_ID = "9ec79c33ec9942ab8353589fcb2e04dc"
 DSN = "https://e12d836b15bb49d7bbf99e64295d995b:@sentry.io/42"
 HEADER = json.dumps({"event_id": EVENT_ID, "dsn": DSN}).encode()
