@@ -8,6 +8,10 @@ from datetime import UTC, datetime
 import msgspec
 
 from relay.kafka.topics import KafkaTopic
+from relay.protocol.items import DataCategory
+
+__all__ = ["DataCategory", "Outcome", "OutcomeCode", "encode_outcome", "format_outcome_timestamp",
+           "outcome_topic"]  # fmt: skip
 
 
 class OutcomeCode(enum.IntEnum):
@@ -25,50 +29,6 @@ class OutcomeCode(enum.IntEnum):
     def is_billing(self) -> bool:
         """Whether Sentry bills by this outcome; those go to the billing topic."""
         return self in (OutcomeCode.ACCEPTED, OutcomeCode.RATE_LIMITED)
-
-
-class DataCategory(enum.IntEnum):
-    """The numeric data category of an outcome (Relay's ``DataCategory``)."""
-
-    DEFAULT = 0
-    ERROR = 1
-    TRANSACTION = 2
-    SECURITY = 3
-    ATTACHMENT = 4
-    SESSION = 5
-    PROFILE = 6
-    REPLAY = 7
-    TRANSACTION_PROCESSED = 8
-    TRANSACTION_INDEXED = 9
-    MONITOR = 10
-    PROFILE_INDEXED = 11
-    SPAN = 12
-    MONITOR_SEAT = 13
-    USER_REPORT_V2 = 14
-    METRIC_BUCKET = 15
-    SPAN_INDEXED = 16
-    PROFILE_DURATION = 17
-    PROFILE_CHUNK = 18
-    METRIC_SECOND = 19
-    REPLAY_VIDEO = 20
-    UPTIME = 21
-    ATTACHMENT_ITEM = 22
-    LOG_ITEM = 23
-    LOG_BYTE = 24
-    PROFILE_DURATION_UI = 25
-    PROFILE_CHUNK_UI = 26
-    SEER_AUTOFIX = 27
-    SEER_SCANNER = 28
-    PREVENT_USER = 29
-    PREVENT_REVIEW = 30
-    SIZE_ANALYSIS = 31
-    INSTALLABLE_BUILD = 32
-    TRACE_METRIC = 33
-    SEER_USER = 34
-    PROFILE_BACKEND = 35
-    PROFILE_UI = 36
-    TRACE_METRIC_BYTE = 37
-    SNAPSHOT_IMAGE = 38
 
 
 class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):

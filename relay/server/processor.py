@@ -29,7 +29,7 @@ from relay.kafka.topics import KafkaTopic
 from relay.kafka.user_reports import encode_user_report_message
 from relay.normalize import prepare_event
 from relay.protocol.envelope import Envelope, Item
-from relay.protocol.items import DataCategory, ItemType, category_name
+from relay.protocol.items import DataCategory, ItemType
 from relay.protocol.project_config import ProjectState
 from relay.server.outcomes import OutcomeSink
 from relay.server.request_meta import RequestMeta
@@ -247,11 +247,11 @@ def _entries(value: Any) -> list[dict[str, Any]]:
     return [entry for entry in value if isinstance(entry, dict)]
 
 
-_CATEGORIES_BY_NAME = {category_name(cat): cat for cat in DataCategory}
-
-
 def _category(name: object) -> DataCategory | None:
-    return _CATEGORIES_BY_NAME.get(name) if isinstance(name, str) else None
+    if not isinstance(name, str):
+        return None
+    category = DataCategory.from_name(name)
+    return None if category is DataCategory.UNKNOWN else category
 
 
 def _retention(state: ProjectState) -> int:

@@ -60,8 +60,29 @@ class RelayRegistry:
     def get(self, relay_id: str) -> KnownRelay | None:
         return self._relays.get(relay_id)
 
-    def public_keys(self) -> dict[str, KnownRelay]:
-        return dict(self._relays)
+    def start_challenge(self, relay_id: str, key: PublicKey, token: str) -> None:
+        """Remember an issued challenge until its response arrives (or it expires)."""
+        self._challenges[relay_id] = (token, key, time.monotonic() + _CHALLENGE_TTL)
+
+    def complete_challenge(self, relay_id: str, token: str | None) -> PublicKey | None:
+        """Finish a registration; ``token=None`` trusts the upstream's verdict."""
+        pending = self._challenges.get(relay_id)
+        if pending is None:
+            return None
+        expected, key, expires = pending
+        if time.monotonic() > expires or (token is not None and token != expected):
+            return None
+        del self._challenges[relay_id]
+        known = self._relays.get(relay_id)
+        self._relays[relay_id] = KnownRelay(key, known.internal if known else False)
+        return key
+
+    def has_challenge(self, relay_id: str) -> bool:
+        return relay_id in self._challenges
+
+    def pending_key(self, relay_id: str) -> PublicKey | None:
+        pending = self._challenges.get(relay_id)
+        return pending[1] if pending else None
 
     def verify(self, request: web.Request, body: bytes) -> KnownRelay:
         """Check ``X-Sentry-Relay-Id``/``-Signature`` of a request from a known relay."""
@@ -109,7 +130,7 @@ def relay_api_routes(registry: RelayRegistry, lookup: StateLookup) -> list[web.R
                 raise Forbidden("unknown relay")
             return await _pass_through(registry.upstream, request, body, req.relay_id, key)
         token = make_token()
-        registry._challenges[req.relay_id] = (token, key, time.monotonic() + _CHALLENGE_TTL)
+        registry.start_challenge(req.relay_id, key, token)
         return web.json_response({"relay_id": req.relay_id, "token": token})
 
     async def response(request: web.Request) -> web.Response:
@@ -118,18 +139,16 @@ def relay_api_routes(registry: RelayRegistry, lookup: StateLookup) -> list[web.R
             req = msgspec.json.decode(body, type=ChallengeResponse)
         except msgspec.DecodeError as exc:
             raise BadRequest(f"invalid register response: {exc}") from None
-        pending = registry._challenges.get(req.relay_id)
-        if pending is None:
+        if not registry.has_challenge(req.relay_id):
             if registry.upstream is None:
                 raise Forbidden("no registration in progress")
             return await _pass_through(registry.upstream, request, body, req.relay_id, None)
-        token, key, expires = pending
         signature = request.headers.get("X-Sentry-Relay-Signature", "")
-        if token != req.token or time.monotonic() > expires or not key.verify(body, signature):
+        key = registry.pending_key(req.relay_id)
+        if key is None or not key.verify(body, signature):
             raise AuthError("invalid challenge response")
-        del registry._challenges[req.relay_id]
-        known = registry.get(req.relay_id)
-        registry._relays[req.relay_id] = KnownRelay(key, known.internal if known else False)
+        if registry.complete_challenge(req.relay_id, req.token) is None:
+            raise AuthError("invalid challenge response")
         return web.json_response({"relay_id": req.relay_id})
 
     async def _pass_through(
@@ -150,12 +169,11 @@ def relay_api_routes(registry: RelayRegistry, lookup: StateLookup) -> list[web.R
         except UpstreamError as exc:
             return web.json_response({"detail": f"upstream unavailable: {exc}"}, status=502)
         if status < 300:
+            # Remember the upstream's verdict so the downstream may use our API afterwards.
             if key is not None:
-                registry._challenges[relay_id] = ("", key, time.monotonic() + _CHALLENGE_TTL)
+                registry.start_challenge(relay_id, key, "")
             else:
-                passed = registry._challenges.pop(relay_id, None)
-                if passed is not None:
-                    registry._relays[relay_id] = KnownRelay(passed[1], False)
+                registry.complete_challenge(relay_id, None)
         return web.Response(status=status, body=data, content_type="application/json")
 
     async def projectconfigs(request: web.Request) -> web.Response:

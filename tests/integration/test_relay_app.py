@@ -194,3 +194,52 @@ async def test_health(pop: RelayApp) -> None:
             url = f"http://127.0.0.1:{pop.ports[0]}/api/relay/healthcheck/{kind}/"
             async with session.get(url) as resp:
                 assert resp.status == 200
+
+
+async def signed_post(port: int, path: str, payload: Any, creds: Credentials) -> tuple[int, Any]:
+    """A relay-protocol request signed by Sentry Relay's own library (sentry_relay)."""
+    from sentry_relay.auth import SecretKey
+
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Sentry-Relay-Id": creds.id,
+        "X-Sentry-Relay-Signature": SecretKey.parse(creds.secret_key).sign(body),
+    }
+    return await post(port, path, body, headers)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_registration_and_projectconfigs_with_relay_signatures(
+    processing: RelayApp, pop_credentials: Credentials
+) -> None:
+    port = processing.ports[0]
+    status, challenge = await signed_post(
+        port,
+        "/api/0/relays/register/challenge/",
+        {"relay_id": pop_credentials.id, "public_key": pop_credentials.public_key,
+         "version": "26.9.0"},
+        pop_credentials,
+    )  # fmt: skip
+    assert status == 200, challenge
+    status, answer = await signed_post(
+        port,
+        "/api/0/relays/register/response/",
+        {"relay_id": pop_credentials.id, "token": challenge["token"]},
+        pop_credentials,
+    )
+    assert (status, answer) == (200, {"relay_id": pop_credentials.id})
+
+    query = {"publicKeys": [PUBLIC_KEY], "revisions": [None], "fullConfig": True}
+    path = "/api/0/relays/projectconfigs/?version=3"
+    status, answer = await signed_post(port, path, query, pop_credentials)
+    assert status == 200, answer
+    assert answer["configs"][PUBLIC_KEY]["projectId"] == PROJECT_ID
+    query["revisions"] = ["r1"]
+    status, answer = await signed_post(port, path, query, pop_credentials)
+    assert answer == {"configs": {}, "unchanged": [PUBLIC_KEY]}
+
+    stranger = generate_credentials()
+    status, answer = await signed_post(port, path, query, stranger)
+    assert status == 403
+    assert answer["detail"] == "relay not registered"
