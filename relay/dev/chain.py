@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from relay.dev.services import Service, free_port, start_kafka, start_redis
+from relay.dev.services import Service, free_port, start_kafka, start_redis, stop_process
 from relay.protocol.keys import Credentials, generate_credentials, save_credentials
 
 DEMO_PUBLIC_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -39,13 +39,8 @@ class RelayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
 
 
 @dataclass

