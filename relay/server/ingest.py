@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
 from aiohttp import web
 
 from relay.config import Config
 from relay.errors import Forbidden, ServiceUnavailable
+from relay.filters.origins import SchemeDomainPort, compile_origins, matches_any_origin
 from relay.protocol.envelope import Envelope
 from relay.protocol.project_config import ProjectState
 from relay.server.project_cache import ProjectCache
@@ -15,6 +17,13 @@ from relay.server.relay_api import RelayRegistry
 from relay.server.request_meta import RequestMeta
 
 _REJECTED = "event submission rejected with_reason: ProjectId"
+_CORS = "event submission rejected with_reason: Cors"
+
+
+@functools.lru_cache(maxsize=4096)
+def _origins(patterns: tuple[str, ...]) -> list[SchemeDomainPort]:
+    # Keyed by the patterns themselves: compiled once per distinct allowedDomains list.
+    return compile_origins(patterns)
 
 
 class EnvelopeSink(Protocol):
@@ -53,6 +62,10 @@ class Ingestor:
             and not self.config.relay.override_project_ids
         ):
             raise Forbidden(_REJECTED)
+        if meta.origin is not None and not matches_any_origin(
+            meta.origin, _origins(tuple(state.allowed_domains))
+        ):
+            raise Forbidden(_CORS)
         if state.project_id is not None:
             meta.project_id = state.project_id
         await self.sink.accept(envelope, meta, state)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
@@ -13,6 +15,7 @@ from relay.protocol.auth import (
     Auth,
     auth_from_query,
     parse_auth_header,
+    parse_basic_auth,
     parse_dsn,
     validate_auth,
 )
@@ -48,20 +51,58 @@ class RequestMeta(msgspec.Struct, kw_only=True):
         return auth
 
 
-def request_auth(request: web.Request, envelope: Envelope | None) -> Auth:
-    """Find the client's credentials: header, ``Authorization``, query, then envelope DSN."""
-    header = request.headers.get("X-Sentry-Auth")
-    if header is None:
-        authorization = request.headers.get("Authorization", "")
-        if authorization[:7].lower() == "sentry ":
-            header = authorization
-    auth = parse_auth_header(header) if header is not None else auth_from_query(request.query)
+_MULTIPLE = "multiple authorization payloads detected"
+
+
+def _sentry_header(request: web.Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    return value if value is not None and value[:7].lower() == "sentry " else None
+
+
+def request_auth(
+    request: web.Request, envelope: Envelope | None, path_key: str | None = None
+) -> Auth:
+    """The client's credentials, from exactly one place, as Relay reads them.
+
+    Sources: ``X-Sentry-Auth``, ``Authorization: Sentry ...``, ``Authorization: Basic``,
+    ``sentry_*`` query parameters and the key in the path. More than one is rejected
+    (401). With none, an envelope's ``dsn`` header is used.
+    """
+    found: list[Auth] = []
+    header = _sentry_header(request, "X-Sentry-Auth")
+    if header is not None:
+        found.append(_bad_auth(parse_auth_header, header))
+    authorization = _sentry_header(request, "Authorization")
+    if authorization is not None:
+        found.append(_bad_auth(parse_auth_header, authorization))
+    basic = request.headers.get("Authorization", "")
+    if basic[:6].lower() == "basic ":
+        with contextlib.suppress(AuthError):
+            # Relay ignores a Basic header it cannot decode rather than failing.
+            found.append(parse_basic_auth(basic))
+    if "sentry_" in request.query_string:
+        query_auth = auth_from_query(request.query)
+        if query_auth is None:
+            raise AuthError("bad x-sentry-auth header")
+        found.append(query_auth)
+    if path_key is not None:
+        found.append(Auth(public_key=path_key))
+    if len(found) > 1:
+        raise AuthError(_MULTIPLE)
+    auth = found[0] if found else None
     if auth is None and envelope is not None and envelope.dsn:
         auth = Auth(public_key=parse_dsn(envelope.dsn).public_key)
     if auth is None:
         raise AuthError("missing authorization information")
     validate_auth(auth)
     return auth
+
+
+def _bad_auth(parse: Callable[[str], Auth], value: str) -> Auth:
+    try:
+        return parse(value)
+    except AuthError:
+        raise AuthError("bad x-sentry-auth header") from None
 
 
 def parse_project_id(raw: str | None) -> int | None:
@@ -90,7 +131,7 @@ def build_meta(
         project_id=project_id,
         version=auth.version or 7,
         client=auth.client or request.headers.get("X-Sentry-Client"),
-        origin=request.headers.get("Origin"),
+        origin=request_origin(request),
         remote_addr=peer,
         forwarded_for=forwarded,
         user_agent=request.headers.get("User-Agent"),
@@ -110,6 +151,17 @@ def build_meta(
             if isinstance(value, str):
                 setattr(meta, name, value)
     return meta
+
+
+def request_origin(request: web.Request) -> str | None:
+    """``Origin``, else ``Referer``, if it is an http(s) URL (what Relay checks CORS on)."""
+    for name in ("Origin", "Referer"):
+        value = request.headers.get(name)
+        if (value and value[:7].lower() == "http://") or (
+            value and value[:8].lower() == "https://"
+        ):
+            return value
+    return None
 
 
 def _is_ip(value: str) -> bool:

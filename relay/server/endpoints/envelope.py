@@ -1,4 +1,4 @@
-"""SDK-facing ingestion endpoints: ``envelope`` and ``store``.
+"""The ``envelope`` and ``store`` endpoints.
 
 Handlers only parse and authenticate; :class:`relay.server.ingest.Ingestor` decides what
 happens to the data.
@@ -25,7 +25,7 @@ def _json_id(event_id: str | None) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-def ingest_routes(config: Config, ingestor: Ingestor) -> list[web.RouteDef]:
+def envelope_routes(config: Config, ingestor: Ingestor) -> list[web.RouteDef]:
     """Routes for ``/api/{project_id}/envelope/`` and ``/api/{project_id}/store/``."""
     limits = config.limits
 

@@ -1,0 +1,1 @@
+"""Inbound filters and the origin matching they share with CORS checks."""
