@@ -15,6 +15,7 @@ from relay.protocol.project_config import ProjectState
 from relay.server.project_cache import ProjectCache
 from relay.server.relay_api import RelayRegistry
 from relay.server.request_meta import RequestMeta
+from relay.server.upstream import UpstreamClient
 
 _REJECTED = "event submission rejected with_reason: ProjectId"
 _CORS = "event submission rejected with_reason: Cors"
@@ -37,9 +38,16 @@ class Ingestor:
     """Checks an envelope against its project and hands it to the sink."""
 
     def __init__(
-        self, config: Config, projects: ProjectCache, registry: RelayRegistry, sink: EnvelopeSink
+        self,
+        config: Config,
+        projects: ProjectCache,
+        registry: RelayRegistry,
+        sink: EnvelopeSink,
+        upstream: UpstreamClient,
     ) -> None:
         self.config = config
+        #: For endpoints that proxy requests to the next hop.
+        self.upstream = upstream
         self.projects = projects
         self.registry = registry
         self.sink = sink
