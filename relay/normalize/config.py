@@ -1,0 +1,47 @@
+"""Options of one normalization run (the subset of Relay's ``NormalizationConfig`` we honour)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class NormalizationConfig:
+    """What the caller knows about the event besides its payload.
+
+    ``received_at``/``sent_at`` are Unix seconds; ``received_at`` defaults to now.
+    ``infer_ip_address`` lets ``client_ip`` fill ``{{auto}}`` IPs (Relay's server does this;
+    the Python ``StoreNormalizer`` never does).
+    """
+
+    project_id: int | None = None
+    client_ip: str | None = None
+    infer_ip_address: bool = False
+    client: str | None = None
+    key_id: str | None = None
+    protocol_version: str | None = None
+    grouping_config: Any = None
+    user_agent: str | None = None
+    client_hints: dict[str, Any] = field(default_factory=dict)
+    received_at: float | None = None
+    received_at_ns: int | None = None
+    max_secs_in_future: int | None = None
+    max_secs_in_past: int | None = None
+    enable_trimming: bool = False
+    is_renormalize: bool = False
+    remove_other: bool | None = None
+    emit_event_errors: bool | None = None
+    normalize_user_agent: bool | None = None
+    client_sample_rate: float | None = None
+    replay_id: str | None = None
+    force_trace_context: bool = True
+
+    def received_ns(self) -> int:
+        """Receipt time in integer nanoseconds (clock-drift arithmetic is done in ns)."""
+        if self.received_at_ns is not None:
+            return self.received_at_ns
+        if self.received_at is not None:
+            return round(self.received_at * 1_000_000) * 1000
+        return time.time_ns()

@@ -1,0 +1,310 @@
+"""Container types with their own JSON spellings: values lists, pair lists, tags, contexts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from relay.normalize.meta import Meta, child, expected, set_error
+from relay.normalize.primitives import lenient_str, to_str
+from relay.normalize.types import Kind, Struct, TypeLike, _rust_char, as_kind
+
+
+class ValuesKind(Kind):
+    """``Values<T>``: ``[T, ...]``, ``{"values": [T, ...]}`` or a single bare ``T``."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: TypeLike) -> None:
+        self.item: Kind = as_kind(item)
+        item_conv = self.item.conv
+
+        def conv_list(items: list[Any], meta: Meta) -> list[Any]:
+            sub = child(meta, "values")
+            return [item_conv(v, sub, str(i)) for i, v in enumerate(items)]
+
+        def conv(value: Any, meta: Meta, key: str) -> Any:
+            cls = value.__class__
+            if cls is list:
+                return {"values": conv_list(value, child(meta, key))}
+            if cls is dict:
+                if not value:
+                    return None
+                sub = child(meta, key)
+                if "values" in value:
+                    rest = {k: v for k, v in value.items() if k != "values"}
+                    items = value["values"]
+                    if items.__class__ is list:
+                        rest["values"] = conv_list(items, sub)
+                    elif items is None:
+                        rest["values"] = None
+                    else:
+                        set_error(sub, "values", expected("an array"), items)
+                        rest["values"] = None
+                    return rest
+                # A bare single item, e.g. ``{"exception": {"type": "ValueError"}}``.
+                return {"values": [item_conv(value, child(sub, "values"), "0")]}
+            if value is None:
+                return None
+            set_error(meta, key, expected("a list or values object"), value)
+            return None
+
+        super().__init__(f"values<{self.item.name}>", conv)
+
+
+class PairsKind(Kind):
+    """A pair list: ``[[k, v], ...]`` or an object (whose keys Relay sorts)."""
+
+    __slots__ = ("key_conv", "value_conv")
+
+    def __init__(
+        self,
+        name: str,
+        key: TypeLike,
+        value: TypeLike,
+        *,
+        sort_key: Callable[[str], str] | None = None,
+    ) -> None:
+        key_conv = as_kind(key).conv
+        value_conv = as_kind(value).conv
+        self.key_conv = key_conv
+        self.value_conv = value_conv
+        order = sort_key
+
+        def pair(item: Any, meta: Meta, index: str) -> Any:
+            if item.__class__ is list and len(item) == 2:
+                sub = child(meta, index)
+                return [key_conv(item[0], sub, "0"), value_conv(item[1], sub, "1")]
+            if item is None:
+                return None
+            set_error(meta, index, expected("a tuple"), item)
+            return None
+
+        def conv(value: Any, meta: Meta, key: str) -> Any:
+            cls = value.__class__
+            if cls is list:
+                sub = child(meta, key)
+                return [pair(item, sub, str(i)) for i, item in enumerate(value)]
+            if cls is dict:
+                sub = child(meta, key)
+                # Incoming ``_meta`` for object keys moves to the pair's value (index "1").
+                keyed = {k: sub.pop(k) for k in list(sub) if k != "" and k in value}
+                out = []
+                # Relay's objects are BTreeMaps (sorted keys); headers re-sort by their
+                # normalized name.
+                keys = sorted(value) if order is None else sorted(sorted(value), key=order)
+                for i, k in enumerate(keys):
+                    index = str(i)
+                    if k in keyed:
+                        child(sub, index)["1"] = keyed[k]
+                    out.append(pair([k, value[k]], sub, index))
+                return out
+            if value is None:
+                return None
+            set_error(meta, key, expected("an array"), value)
+            return None
+
+        super().__init__(name, conv)
+
+
+def _fingerprint(value: Any, meta: Meta, key: str) -> Any:
+    """Fingerprint entries are lenient strings; bad entries are reported together."""
+    if value.__class__ is list:
+        good: list[str] = []
+        bad: list[Any] = []
+        scratch: Meta = {}
+        for i, item in enumerate(value):
+            if item is None:
+                continue
+            converted = lenient_str(item, scratch, str(i))
+            if converted is None:
+                bad.append(item)
+            else:
+                good.append(converted)
+        if bad:
+            sub = child(meta, key)
+            own = sub.setdefault("", {})
+            own.setdefault("len", len(good) + len(bad))
+            own.setdefault("err", []).append(["invalid_data", {"value": bad}])
+            if not good:
+                return None
+        return good
+    if value is None:
+        return None
+    set_error(meta, key, expected("an array"), value)
+    return None
+
+
+FINGERPRINT = Kind("fingerprint", _fingerprint)
+
+_TAG_KEY_BAD = re.compile(r"[^a-zA-Z0-9_.:\-]")
+
+
+def _tag_key(value: Any, meta: Meta, key: str) -> Any:
+    """Tag keys: lenient strings, spaces become dashes, only ``a-zA-Z0-9_.:-`` allowed."""
+    text = lenient_str(value, meta, key)
+    if text is None:
+        return None
+    text = text.replace(" ", "-").strip()
+    bad = _TAG_KEY_BAD.search(text)
+    if bad is not None:
+        set_error(
+            meta,
+            key,
+            ["invalid_data", {"reason": f"invalid character {_rust_char(bad.group())}"}],
+            text,
+        )
+        return None
+    return text
+
+
+def _tag_value(value: Any, meta: Meta, key: str) -> Any:
+    text = lenient_str(value, meta, key)
+    if text is None:
+        return None
+    text = text.strip()
+    if "\n" in text:
+        set_error(meta, key, ["invalid_data", {"reason": "invalid character '\\n'"}], text)
+        return None
+    return text
+
+
+#: Tag keys/values: strings, with numbers and booleans stringified.
+TAGS = PairsKind("tags", _tag_key, _tag_value)
+
+
+def _header_value(value: Any, meta: Meta, key: str) -> Any:
+    if value.__class__ is list:
+        parts = []
+        scratch: Meta = {}
+        for i, item in enumerate(value):
+            converted = lenient_str(item, scratch, str(i))
+            if converted is not None:
+                parts.append(converted)
+        return ",".join(parts)
+    return lenient_str(value, meta, key)
+
+
+def header_name(name: str) -> str:
+    """Upper-case the first letter of each dash-separated word, leaving the rest alone."""
+    out = []
+    upper = True
+    for c in name:
+        out.append(c.upper() if upper else c)
+        upper = c == "-"
+    return "".join(out)
+
+
+def _header_key(value: Any, meta: Meta, key: str) -> Any:
+    converted = to_str(value, meta, key)
+    return header_name(converted) if converted is not None else None
+
+
+HEADERS = PairsKind(
+    "headers", Kind("header_name", _header_key), Kind("hv", _header_value), sort_key=header_name
+)
+
+
+def _headers_sorted(value: Any, meta: Meta, key: str) -> Any:
+    """Objects of headers are sorted by their normalized name (as Relay's BTreeMap does)."""
+    return HEADERS.conv(value, meta, key)
+
+
+def parse_cookies(text: str) -> list[list[str]] | None:
+    """Split a Cookie header into pairs; ``None`` when a cookie has no name."""
+    from urllib.parse import unquote
+
+    pairs = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        name, sep, val = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            return None
+        val = val.strip()
+        if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
+            val = val[1:-1]
+        pairs.append([unquote(name), unquote(val)])
+    return pairs
+
+
+_COOKIE_PAIRS = PairsKind("cookies", to_str, to_str)
+
+
+def _cookies(value: Any, meta: Meta, key: str) -> Any:
+    if value.__class__ is str:
+        pairs = parse_cookies(value)
+        if pairs is None:
+            set_error(meta, key, ["invalid_data", {"reason": "missing cookie name"}], value)
+            return []
+        return pairs
+    if value.__class__ in (dict, list):
+        return _COOKIE_PAIRS.conv(value, meta, key)
+    if value is None:
+        return None
+    set_error(meta, key, expected("cookies"), value)
+    return None
+
+
+COOKIES = Kind("cookies", _cookies)
+
+
+def parse_query(text: str) -> list[list[str]]:
+    """``a=1&b=2`` to pairs, decoding like ``application/x-www-form-urlencoded``."""
+    from urllib.parse import parse_qsl
+
+    if text.startswith("?"):
+        text = text[1:]
+    return [[k, v] for k, v in parse_qsl(text, keep_blank_values=True)]
+
+
+def _query(value: Any, meta: Meta, key: str) -> Any:
+    from relay.normalize.primitives import json_lenient_str
+
+    if value.__class__ is str:
+        return parse_query(value)
+    if value.__class__ in (dict, list):
+        return PairsKind("query", to_str, json_lenient_str).conv(value, meta, key)
+    if value is None:
+        return None
+    set_error(meta, key, expected("a query string or map"), value)
+    return None
+
+
+QUERY = Kind("query", _query)
+
+
+class ContextsKind(Kind):
+    """``contexts``: each entry typed by its ``type`` (or its key), unknown types kept."""
+
+    __slots__ = ("known",)
+
+    def __init__(self, known: dict[str, Struct]) -> None:
+        self.known = known
+
+        def conv(value: Any, meta: Meta, key: str) -> Any:
+            if value.__class__ is not dict:
+                if value is None:
+                    return None
+                set_error(meta, key, expected("an object"), value)
+                return None
+            sub = child(meta, key)
+            out: dict[str, Any] = {}
+            for name, ctx in value.items():
+                if ctx.__class__ is dict:
+                    ty = ctx.get("type")
+                    if ty.__class__ is not str or not ty:
+                        ctx = {**ctx, "type": name}
+                        ty = name
+                    struct = known.get(ty)
+                    out[name] = ctx if struct is None else struct.conv(ctx, sub, name)
+                elif ctx is None:
+                    out[name] = None
+                else:
+                    set_error(sub, name, expected("a context"), ctx)
+                    out[name] = None
+            return out
+
+        super().__init__("contexts", conv)

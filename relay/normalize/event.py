@@ -1,0 +1,107 @@
+"""Full (processing-relay) event normalization: the order of Relay's ``normalize_event``."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from relay.normalize import (
+    contexts,
+    defaults,
+    logentry,
+    measurements,
+    request,
+    stacktrace,
+    tags,
+    user,
+)
+from relay.normalize.config import NormalizationConfig
+from relay.normalize.meta import Meta, add_error, child, merge
+from relay.normalize.release import is_valid_environment, is_valid_release
+from relay.normalize.schema import EVENT
+from relay.normalize.serialize import finish_event
+from relay.normalize.timestamps import (
+    InvalidTransaction,
+    check_stale,
+    validate_timestamps,
+    validate_transaction,
+)
+
+__all__ = ["InvalidTransaction", "normalize_event"]
+
+
+def parse_event(payload: dict[str, Any]) -> tuple[dict[str, Any], Meta]:
+    """Convert a JSON event to its typed form; returns the event and its meta tree."""
+    incoming = payload.get("_meta")
+    holder: Meta = {}
+    if incoming.__class__ is dict:
+        merge(child(holder, "e"), copy.deepcopy(incoming))
+        payload = {k: v for k, v in payload.items() if k != "_meta"}
+    event = EVENT.conv(payload, holder, "e")
+    return event, holder["e"]
+
+
+def _validate_attribute(event: dict[str, Any], meta: Meta, key: str, valid: Any) -> None:
+    value = event.get(key)
+    if value is not None and not valid(value):
+        add_error(child(meta, key), "invalid_data", value)
+        event[key] = None
+
+
+def _apply(event: dict[str, Any], meta: Meta, config: NormalizationConfig) -> None:
+    is_transaction = event.get("type") == "transaction"
+    if is_transaction:
+        defaults.normalize_transaction(event)
+    client_ip = config.client_ip if config.infer_ip_address else None
+    user.normalize_ip_addresses(event, meta, client_ip)
+    _validate_attribute(event, meta, "release", is_valid_release)
+    _validate_attribute(event, meta, "environment", is_valid_environment)
+    user.normalize_user(event)
+    logentry.normalize_logentry(event, meta)
+    defaults.normalize_breadcrumbs(event)
+    defaults.normalize_dist(event, meta)
+    tags.normalize_event_tags(event, meta)
+    tags.remove_device_class(event)
+    stacktrace.normalize_stacktraces(event)
+    stacktrace.normalize_exceptions(event, meta)
+    measurements.normalize_measurements(event)
+    defaults.normalize_default_attributes(event, meta, config)
+    if config.replay_id is not None:
+        ctxs = event.get("contexts")
+        if ctxs.__class__ is not dict:
+            ctxs = event["contexts"] = {}
+        ctxs["replay"] = {"type": "replay", "replay_id": config.replay_id}
+    request.normalize_request(event, meta)
+    if config.force_trace_context and event.get("type") != "transaction":
+        defaults.force_trace_context(event)
+    contexts.normalize_contexts(event)
+    trace = defaults.trace_context(event)
+    if trace is not None:
+        trace["client_sample_rate"] = config.client_sample_rate
+
+
+def normalize_event(payload: dict[str, Any], config: NormalizationConfig) -> dict[str, Any]:
+    """Validate and normalize ``payload`` like a processing Relay; returns the new event.
+
+    Raises :class:`InvalidTransaction` for transactions Relay rejects outright.
+    """
+    event, meta = parse_event(payload)
+    if not config.is_renormalize:
+        validate_timestamps(
+            event,
+            meta,
+            config.received_ns(),
+            config.max_secs_in_past,
+            config.max_secs_in_future,
+        )
+        check_stale(event, meta)
+        if event.get("type") == "transaction":
+            validate_transaction(event, meta)
+        _apply(event, meta, config)
+    remove_other = config.remove_other
+    if remove_other is None:
+        remove_other = not config.is_renormalize
+    emit_errors = config.emit_event_errors
+    if emit_errors is None:
+        emit_errors = not config.is_renormalize
+    return finish_event(EVENT, event, meta, remove_other=remove_other, emit_errors=emit_errors)

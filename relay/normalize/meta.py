@@ -1,0 +1,127 @@
+"""The ``_meta`` tree: errors, original values, remarks and lengths, keyed like the event.
+
+A meta tree is a plain dict shaped like Relay's ``_meta`` output: the key ``""`` holds the
+node's own annotations (``err``, ``val``, ``rem``, ``len``), every other key is a child
+(object key or list index as a string). Trees are built lazily: most nodes never get one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Meta = dict[str, Any]
+
+#: Marker for "no original value"; ``None`` is a legitimate original value (JSON null).
+MISSING: Any = object()
+
+
+def child(meta: Meta, key: str) -> Meta:
+    """The child tree at ``key``, created on first use."""
+    sub = meta.get(key)
+    if sub is None:
+        sub = meta[key] = {}
+    return sub
+
+
+def node(meta: Meta) -> dict[str, Any]:
+    """The node's own annotations (``meta[""]``), created on first use."""
+    own = meta.get("")
+    if own is None:
+        own = meta[""] = {}
+    return own
+
+
+def add_error(meta: Meta, error: Any, original: Any = MISSING) -> None:
+    """Record ``error`` (a kind string or ``[kind, data]``) and keep the first original value."""
+    own = node(meta)
+    own.setdefault("err", []).append(error)
+    if original is not MISSING and "val" not in own:
+        own["val"] = original
+
+
+def set_error(parent: Meta, key: str, error: Any, original: Any = MISSING) -> None:
+    """:func:`add_error` on the child ``key`` of ``parent``."""
+    add_error(child(parent, key), error, original)
+
+
+def has_errors(meta: Meta | None) -> bool:
+    """Whether the node itself carries errors (children not considered)."""
+    if not meta:
+        return False
+    own = meta.get("")
+    return bool(own and own.get("err"))
+
+
+def add_remark(meta: Meta, remark: list[Any]) -> None:
+    """Append a remark ``[rule_id, type, start?, end?]``."""
+    node(meta).setdefault("rem", []).append(remark)
+
+
+def set_original_length(meta: Meta, length: int) -> None:
+    """Record the original length once (the first truncation wins)."""
+    node(meta).setdefault("len", length)
+
+
+def expected(what: str) -> list[Any]:
+    """An ``invalid_data`` error saying what was expected, as Relay words it."""
+    return ["invalid_data", {"reason": f"expected {what}"}]
+
+
+def invalid(reason: str) -> list[Any]:
+    """An ``invalid_data`` error with a free-form reason."""
+    return ["invalid_data", {"reason": reason}]
+
+
+def merge(into: Meta, other: Meta) -> None:
+    """Merge an incoming ``_meta`` tree into ours: errors/remarks append, first value wins."""
+    for key, sub in other.items():
+        if not isinstance(sub, dict):
+            continue
+        if key == "":
+            own = node(into)
+            for name, value in sub.items():
+                if name in ("err", "rem") and isinstance(value, list):
+                    own.setdefault(name, []).extend(value)
+                else:
+                    own.setdefault(name, value)
+        else:
+            merge(child(into, key), sub)
+
+
+def prune(meta: Meta) -> bool:
+    """Drop empty nodes in place; return whether anything is left."""
+    for key in list(meta):
+        sub = meta[key]
+        if key == "":
+            if not isinstance(sub, dict):
+                del meta[key]
+                continue
+            for name in [n for n, v in sub.items() if n in ("err", "rem") and not v]:
+                del sub[name]
+            if not sub:
+                del meta[key]
+        elif not isinstance(sub, dict) or not prune(sub):
+            del meta[key]
+    return bool(meta)
+
+
+def serialized(value: Any, kind: Any) -> Any:
+    """A typed value as Relay keeps it in ``_meta.val``: every struct field, null or not."""
+    from relay.normalize.types import ArrayKind, MapKind, Struct
+
+    if value is None:
+        return None
+    cls = kind.__class__
+    if cls is Struct and value.__class__ is dict:
+        out = {f.name: serialized(value.get(f.name), f.kind) for f in kind.fields}
+        for k, v in value.items():
+            if k not in out:
+                out[k] = v
+        return out
+    if cls is ArrayKind and value.__class__ is list:
+        return [serialized(v, kind.item) for v in value]
+    if cls is MapKind and value.__class__ is dict:
+        return {k: serialized(v, kind.item) for k, v in value.items()}
+    if hasattr(kind, "item") and value.__class__ is dict and "values" in value:
+        return {"values": serialized(value["values"], ArrayKind(kind.item))}
+    return value

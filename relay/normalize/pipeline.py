@@ -1,0 +1,69 @@
+"""How a relay normalizes an event item, depending on its mode.
+
+Relay runs the same normalization on every hop (``relay-server``'s ``normalize``), but only
+a processing relay does it "fully": a POP (managed, non-processing) relay keeps unknown
+fields and emits no ``errors`` entries, so the processing relay can still validate them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.normalize.config import NormalizationConfig
+from relay.normalize.event import normalize_event
+
+#: Relay's default ``max_secs_in_future`` (``limits``-independent, 1 minute).
+DEFAULT_MAX_SECS_IN_FUTURE = 60
+#: Event retention assumed when the project config says nothing (Relay's default, days).
+DEFAULT_RETENTION_DAYS = 90
+
+
+def normalize_for_relay(
+    event: dict[str, Any],
+    *,
+    processing: bool,
+    event_id: str | None,
+    received_at: float,
+    project_id: int | None = None,
+    key_id: str | None = None,
+    client: str | None = None,
+    protocol_version: str | None = None,
+    client_ip: str | None = None,
+    scrub_ip_addresses: bool = False,
+    grouping_config: Any = None,
+    retention_days: int | None = None,
+    max_secs_in_future: int = DEFAULT_MAX_SECS_IN_FUTURE,
+    client_sample_rate: float | None = None,
+    replay_id: str | None = None,
+    user_agent: str | None = None,
+) -> dict[str, Any]:
+    """Normalize one event or transaction payload the way a relay in this mode does.
+
+    ``processing=False`` is the POP pass (message to ``logentry.formatted``, event id,
+    timestamps, defaults, but unknown fields stay and no ``errors`` are added);
+    ``processing=True`` is the full pass whose output goes to Kafka. The envelope's event
+    id, when given, replaces the payload's. Raises ``InvalidTransaction`` for transactions
+    Relay rejects (the caller drops the item with outcome ``invalid``/``invalid_transaction``).
+    """
+    if event_id is not None:
+        event["event_id"] = event_id
+    config = NormalizationConfig(
+        project_id=project_id,
+        client_ip=client_ip,
+        infer_ip_address=not scrub_ip_addresses,
+        client=client,
+        key_id=key_id,
+        protocol_version=protocol_version,
+        grouping_config=grouping_config,
+        user_agent=user_agent,
+        received_at=received_at,
+        max_secs_in_future=max_secs_in_future,
+        max_secs_in_past=(retention_days or DEFAULT_RETENTION_DAYS) * 24 * 3600,
+        enable_trimming=True,
+        remove_other=processing,
+        emit_event_errors=processing,
+        normalize_user_agent=True,
+        client_sample_rate=client_sample_rate,
+        replay_id=replay_id,
+    )
+    return normalize_event(event, config)

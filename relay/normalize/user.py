@@ -1,0 +1,100 @@
+"""User normalization: IP inference (``{{auto}}``, SDK ``infer_ip``) and the ``sentry_user`` tag."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from relay.normalize.meta import Meta
+
+
+def _valid_ip(value: Any) -> str | None:
+    if value.__class__ is not str:
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    return value
+
+
+def _infer_ip_setting(event: dict[str, Any]) -> str:
+    """The SDK's ``settings.infer_ip``: ``auto``, ``never`` or (absent) ``legacy``."""
+    sdk = event.get("sdk")
+    settings = sdk.get("settings") if sdk.__class__ is dict else None
+    if settings.__class__ is dict:
+        value = settings.get("infer_ip")
+        if value in ("auto", "never"):
+            return str(value)
+    return "legacy"
+
+
+def normalize_ip_addresses(event: dict[str, Any], meta: Meta, client_ip: str | None) -> None:
+    """Fill ``user.ip_address`` from ``REMOTE_ADDR`` or the client IP where the SDK asks for it."""
+    infer = _infer_ip_setting(event)
+    user = event.get("user")
+    if infer == "never":
+        if user.__class__ is dict and user.get("ip_address") == "{{auto}}":
+            user["ip_address"] = None
+        return
+    request = event.get("request")
+    remote_addr = None
+    if request.__class__ is dict:
+        env = request.get("env")
+        if env.__class__ is dict:
+            remote_addr = _valid_ip(env.get("REMOTE_ADDR"))
+    inferred = remote_addr or client_ip
+    current = user.get("ip_address") if user.__class__ is dict else None
+    should_infer = current == "{{auto}}" if current is not None else infer == "auto"
+    if should_infer and inferred is not None:
+        if user.__class__ is not dict:
+            user = event["user"] = {}
+        user["ip_address"] = inferred
+        current = inferred
+    if infer == "legacy":
+        if remote_addr is not None:
+            if user.__class__ is not dict:
+                user = event["user"] = {}
+            if user.get("ip_address") is None:
+                user["ip_address"] = remote_addr
+        elif inferred is not None:
+            if user.__class__ is not dict:
+                user = event["user"] = {}
+            if user.get("ip_address") is None and event.get("platform") in (
+                "javascript",
+                "cocoa",
+                "objc",
+            ):
+                # Old JavaScript and Cocoa SDKs sent no IP meaning "{{auto}}"; respect a
+                # value that data scrubbing removed on purpose.
+                ip_meta = meta.get("user", {}).get("ip_address", {}).get("", {})
+                removed = any(r[1] == "x" for r in ip_meta.get("rem", []) if len(r) > 1)
+                if not removed:
+                    user["ip_address"] = inferred
+
+
+def normalize_user(event: dict[str, Any]) -> None:
+    """Move unknown user fields into ``user.data`` and compute ``sentry_user``."""
+    user = event.get("user")
+    if user.__class__ is not dict:
+        return
+    from relay.normalize.schema import USER
+
+    known = USER.by_name
+    extra = [k for k in user if k not in known]
+    if extra:
+        data = user.get("data")
+        if data.__class__ is not dict:
+            data = user["data"] = {}
+        for k in extra:
+            data[k] = user.pop(k)
+    for key, prefix in (("id", "id"), ("username", "username"), ("email", "email")):
+        value = user.get(key)
+        if value.__class__ is str:
+            user["sentry_user"] = f"{prefix}:{value}"
+            return
+    ip = user.get("ip_address")
+    if ip.__class__ is str:
+        user["sentry_user"] = f"ip:{ip}"
+    else:
+        user["sentry_user"] = None
