@@ -29,6 +29,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/pii.py
 	$(BIN)/python bench/normalize.py
 
 clean:

@@ -1,0 +1,565 @@
+"""The scrubbing walk: visits an event like Relay's PII processor and rewrites it in place.
+
+Each visited field is a processing state: its key or index, value type and PII level.
+Which rules apply to a state depends only on the path of (key, index, value type) from
+the root and the field's PII level, so that decision is cached per path signature: a
+small integer interned from (parent signature, key, index, value type), where keys and
+indices that no selector mentions are folded into one placeholder. The cache lives in
+the compiled processor and is reused across events.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from relay.pii import schema as sc
+from relay.pii.compiled import Application, RuleRef
+from relay.pii.conventions import attribute_scrubbing
+from relay.pii.redact import Scrubbed, Step, apply_rule, plan, scrub_string
+from relay.pii.selector import State, ascii_lower, matches_path, selector_indices, selector_keys
+from relay.pii.value_types import ARRAY, OBJECT, STRING, Pii
+
+_SKIP_STRINGS = frozenset(("", "true", "false", "null", "undefined"))
+_OTHER_KEY = "\x00"  # placeholder for keys no selector mentions
+_MAX_SIGNATURES = 200_000
+
+Json = Any
+MetaNode = dict[str, Any] | None
+
+
+def _is_valid_ip(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if value == "{{auto}}":
+        return True
+    if "%" in value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _json_node(value: Json) -> sc.Node:
+    if isinstance(value, str):
+        return sc.STR
+    if isinstance(value, dict):
+        return _VALUE_OBJECT
+    if isinstance(value, list):
+        return _VALUE_ARRAY
+    if isinstance(value, bool):
+        return sc.BOOL
+    return sc.NUM
+
+
+_VALUE_OBJECT = sc.Node(sc.K_OBJECT, OBJECT, item=sc.VALUE)
+_VALUE_ARRAY = sc.Node(sc.K_ARRAY, ARRAY, item=sc.VALUE)
+
+
+def _is_pairlist(items: list[Json]) -> bool:
+    if not items:
+        return False
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            return False
+    return True
+
+
+class PiiProcessor:
+    """A compiled PII config, ready to scrub many events (build once per config revision)."""
+
+    def __init__(self, applications: tuple[Application, ...]) -> None:
+        self.applications = applications
+        keys: set[str] = set()
+        indices: set[int] = set()
+        for app in applications:
+            keys |= selector_keys(app.selector)
+            indices |= selector_indices(app.selector)
+        self._keys = frozenset(keys)
+        self._indices = frozenset(indices)
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        self._intern: dict[tuple[int, object, int], int] = {}
+        self._states: list[tuple[int, State]] = [(-1, (None, None, 0))]
+        self._rules: dict[int, tuple[RuleRef, ...]] = {}
+        self._plans: dict[int, tuple[Step, ...]] = {}
+        self._interned: dict[tuple[int, ...], tuple[RuleRef, ...]] = {}
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no application has any rule (scrubbing would change nothing)."""
+        return not any(app.rules for app in self.applications)
+
+    # -- signatures ------------------------------------------------------------------------
+
+    def _sig(self, parent: int, key: str | None, index: int | None, vt: int) -> int:
+        if key is not None:
+            low = ascii_lower(key)
+            norm: object = low if low in self._keys else _OTHER_KEY
+        elif index is not None:
+            norm = index if index in self._indices else -1
+        else:
+            norm = None
+        ident = (parent, norm, vt)
+        sig = self._intern.get(ident)
+        if sig is None:
+            sig = len(self._states)
+            state: State = (
+                norm if isinstance(norm, str) else None,
+                norm if isinstance(norm, int) else None,
+                vt,
+            )
+            self._states.append((parent, state))
+            self._intern[ident] = sig
+        return sig
+
+    def _rules_for(self, sig: int, pii: int) -> tuple[RuleRef, ...]:
+        cache_key = sig * 4 + pii
+        rules = self._rules.get(cache_key)
+        if rules is None:
+            states: list[State] = []
+            cursor = sig
+            while cursor != -1:
+                parent, state = self._states[cursor]
+                states.append(state)
+                cursor = parent
+            states.reverse()
+            level = Pii(pii)
+            collected: list[RuleRef] = []
+            for app in self.applications:
+                if app.rules and matches_path(app.selector, states, level):
+                    collected.extend(app.rules)
+            rules = self._interned.setdefault(tuple(id(r) for r in collected), tuple(collected))
+            self._rules[cache_key] = rules
+        return rules
+
+    # -- public ----------------------------------------------------------------------------
+
+    def process_event(self, event: dict[str, Any]) -> None:
+        """Scrub an event (or transaction) dict in place, writing remarks into `_meta`."""
+        self.process_root(event, sc.EVENT)
+
+    def process_root(self, payload: dict[str, Any], node: sc.Node) -> None:
+        """Scrub any schema root (event, replay, ...) in place."""
+        if self.is_empty:
+            return
+        if len(self._states) > _MAX_SIGNATURES:
+            # Bound memory for adversarial key variety; signatures are only a cache.
+            self._reset_caches()
+        meta = payload.get("_meta")
+        walk = _Walk(self, payload, meta if isinstance(meta, dict) else None)
+        walk.struct(node, payload, 0, walk.meta_root, Pii.FALSE, None)
+        if walk.meta_root:
+            payload["_meta"] = walk.meta_root
+
+
+class _Walk:
+    """One traversal of one payload; keeps the `_meta` path for writing remarks."""
+
+    __slots__ = ("meta_root", "path", "proc", "rules_for", "sig")
+
+    def __init__(self, proc: PiiProcessor, payload: dict[str, Any], meta: MetaNode) -> None:
+        self.proc = proc
+        self.meta_root: dict[str, Any] = meta if meta is not None else {}
+        self.path: list[str] = []
+        self.sig = proc._sig
+        self.rules_for = proc._rules_for
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def _meta_entry(self, key: str) -> dict[str, Any]:
+        node = self.meta_root
+        for part in self.path:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        entry = child.get("")
+        if not isinstance(entry, dict):
+            entry = child[""] = {}
+        return entry
+
+    def _write(self, key: str, scrubbed: Scrubbed | None, removed_by: str | None) -> None:
+        entry = self._meta_entry(key)
+        if scrubbed is not None:
+            remarks = scrubbed.remarks
+            if scrubbed.length is not None and "len" not in entry:
+                entry["len"] = scrubbed.length
+        else:
+            remarks = list(entry.get("rem") or ())
+        if removed_by is not None:
+            remarks = [*remarks, [removed_by, "x"]]
+        if remarks:
+            entry["rem"] = remarks
+        else:
+            entry.pop("rem", None)
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def visit(
+        self,
+        node: sc.Node,
+        holder: Any,
+        hkey: Any,
+        value: Json,
+        parent: int,
+        key: str | None,
+        index: int | None,
+        mnode: MetaNode,
+        pii: int,
+        dyn: tuple[str, ...] | None,
+    ) -> None:
+        if mnode is not None:
+            entry = mnode.get("")
+            if isinstance(entry, dict) and isinstance(entry.get("val"), str):
+                self.original_value(entry, node, value, parent, key, index, pii, dyn)
+        if value is None:
+            return
+        kind = node.kind
+        # Arbitrary JSON, or a value whose JSON type does not fit the schema (input not in
+        # Relay's canonical shape): type it by its JSON type, as Relay types a `Value`.
+        if (
+            kind == sc.K_VALUE
+            or ((kind == sc.K_STRING or kind == sc.K_PATH) and not isinstance(value, str))
+            or (
+                kind in (sc.K_STRUCT, sc.K_OBJECT, sc.K_CONTEXTS, sc.K_TAGGED)
+                and not isinstance(value, dict)
+            )
+            or (kind == sc.K_ARRAY and not isinstance(value, list))
+        ):
+            node = _json_node(value)
+            kind = node.kind
+        if dyn is not None:
+            pii = self._dynamic_pii(dyn, key)
+            if key is not None:
+                # Children look up conventions by the nearest keys (innermost first).
+                dyn = (dyn[0], key, *dyn[1:])
+        vt = node.vt
+        if kind == sc.K_CONTEXTS or kind == sc.K_TAGGED:
+            vt = self._variant_vt(node, value)
+        sig = self.sig(parent, key, index, vt)
+        if kind == sc.K_STRING:
+            if pii and value not in _SKIP_STRINGS:
+                self.string(holder, hkey, value, sig, key, mnode, pii)
+            return
+        if kind == sc.K_BOOL:
+            return
+        if kind == sc.K_PATH:
+            if pii:
+                self.native_path(holder, hkey, value, sig, key, mnode, pii)
+            return
+        # Containers, numbers and opaque values: rules can only delete them.
+        if pii and self.container(holder, hkey, sig, key, pii):
+            return
+        if kind == sc.K_NUMBER or kind == sc.K_OPAQUE:
+            return
+        if kind == sc.K_WRAP:
+            # A newtype re-declaring the PII level: its content is checked once more.
+            assert node.item is not None and node.pii is not None
+            pii = node.pii
+            if pii and self.container(holder, hkey, sig, key, pii):
+                return
+            node = node.item
+        self.path.append(str(hkey))
+        try:
+            self.children(node, value, sig, mnode, pii, dyn)
+        finally:
+            self.path.pop()
+
+    def original_value(
+        self,
+        entry: dict[str, Any],
+        node: sc.Node,
+        value: Json,
+        parent: int,
+        key: str | None,
+        index: int | None,
+        pii: int,
+        dyn: tuple[str, ...] | None,
+    ) -> None:
+        """Scrub `_meta` `val` (the original of a value normalization replaced), so it can't leak.
+
+        Relay treats it as a string child of the field, under the field's own key.
+        """
+        if dyn is not None:
+            pii = self._dynamic_pii(dyn, key)
+        if not pii:
+            return
+        vt = _json_node(value).vt if value is not None else 0
+        if value is not None and node.kind not in (sc.K_VALUE,):
+            vt = node.vt
+        here = self.sig(parent, key, index, vt)
+        sig = self.sig(here, key if key is not None else "", None, STRING)
+        scrubbed, removed_by = self._scrub(
+            entry["val"], sig, key if key is not None else "", None, pii
+        )
+        if scrubbed is None:
+            return
+        if removed_by is not None:
+            del entry["val"]
+        elif scrubbed.changed:
+            entry["val"] = scrubbed.value
+
+    def _dynamic_pii(self, dyn: tuple[str, ...], key: str | None) -> int:
+        mode = dyn[0]
+        keys = dyn[1:]
+        if mode == "span":
+            nearest = key if key is not None else (keys[0] if keys else None)
+            if nearest is None:
+                return Pii.TRUE
+            found = attribute_scrubbing(nearest)
+            return Pii.TRUE if found is None else found
+        candidates = ((key,) if key is not None else ()) + keys
+        for candidate in candidates:
+            found = attribute_scrubbing(candidate)
+            if found is not None:
+                return found
+        return Pii.TRUE
+
+    @staticmethod
+    def _variant_vt(node: sc.Node, value: Json) -> int:
+        if node.kind == sc.K_CONTEXTS:
+            return node.vt
+        variant = value.get("type") if isinstance(value, dict) else None
+        if isinstance(variant, str) and variant in node.variants:
+            return node.variants[variant].vt
+        return OBJECT
+
+    def container(self, holder: Any, hkey: Any, sig: int, key: str | None, pii: int) -> bool:
+        """Container/number check (Relay's `before_process`); True if the value was removed."""
+        for rule in self.rules_for(sig, pii):
+            if apply_rule(rule, key, None):
+                holder[hkey] = None
+                self._write(str(hkey), None, rule.origin)
+                self._drop_child_meta(str(hkey))
+                return True
+        return False
+
+    def _drop_child_meta(self, key: str) -> None:
+        # A removed container takes the `_meta` of its children with it (as in Relay).
+        node = self.meta_root
+        for part in self.path:
+            node = node[part]
+        entry = node[key]
+        for child in [k for k in entry if k != ""]:
+            del entry[child]
+
+    def _scrub(
+        self, text: str, sig: int, key: str | None, mnode: MetaNode, pii: int
+    ) -> tuple[Scrubbed | None, str | None]:
+        rules = self.rules_for(sig, pii)
+        if not rules:
+            return None, None
+        plans = self.proc._plans
+        steps = plans.get(id(rules))
+        if steps is None:
+            # Keyed by identity: rule tuples are interned in the per-signature cache.
+            steps = plans[id(rules)] = plan(rules)
+        entry = mnode.get("") if mnode else None
+        remarks = list(entry.get("rem") or ()) if isinstance(entry, dict) else []
+        scrubbed = Scrubbed(text, remarks)
+        return scrubbed, scrub_string(steps, key, scrubbed)
+
+    def string(
+        self,
+        holder: Any,
+        hkey: Any,
+        value: str,
+        sig: int,
+        key: str | None,
+        mnode: MetaNode,
+        pii: int,
+    ) -> None:
+        scrubbed, removed_by = self._scrub(value, sig, key, mnode, pii)
+        if scrubbed is None:
+            return
+        if removed_by is not None:
+            holder[hkey] = None
+            self._write(str(hkey), scrubbed, removed_by)
+        elif scrubbed.changed:
+            holder[hkey] = scrubbed.value
+            self._write(str(hkey), scrubbed, None)
+
+    def native_path(
+        self,
+        holder: Any,
+        hkey: Any,
+        value: str,
+        sig: int,
+        key: str | None,
+        mnode: MetaNode,
+        pii: int,
+    ) -> None:
+        # The basename must survive (symbolication needs it): scrub only the directory.
+        cut = max(value.rfind("/"), value.rfind("\\"))
+        if cut < 0:
+            return
+        dirname, basename = value[:cut], value[cut:]
+        if dirname in _SKIP_STRINGS:
+            return
+        scrubbed, removed_by = self._scrub(dirname, sig, key, mnode, pii)
+        if scrubbed is None:
+            return
+        if removed_by is not None:
+            holder[hkey] = basename[1:]
+            self._write(str(hkey), scrubbed, removed_by)
+        elif scrubbed.changed:
+            holder[hkey] = (scrubbed.value or "") + basename
+            self._write(str(hkey), scrubbed, None)
+
+    # -- containers --------------------------------------------------------------------------
+
+    def children(
+        self,
+        node: sc.Node,
+        value: Json,
+        sig: int,
+        mnode: MetaNode,
+        pii: int,
+        dyn: tuple[str, ...] | None,
+    ) -> None:
+        kind = node.kind
+        if kind == sc.K_STRUCT:
+            self.struct(node, value, sig, mnode, pii, dyn)
+        elif kind == sc.K_OBJECT:
+            item = node.item
+            assert item is not None
+            for k, v in value.items():
+                self.visit(item, value, k, v, sig, k, None, _child(mnode, k), pii, dyn)
+        elif kind == sc.K_ARRAY:
+            item = node.item
+            assert item is not None
+            if item is sc.VALUE and _is_pairlist(value):
+                self.pairs(sc.VALUE, value, sig, mnode, pii, dyn)
+                return
+            for i, v in enumerate(value):
+                self.visit(item, value, i, v, sig, None, i, _child(mnode, str(i)), pii, dyn)
+        elif kind == sc.K_PAIRS:
+            item = node.item
+            assert item is not None
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    if v is not None:
+                        self.visit(item, value, k, v, sig, k, None, _child(mnode, k), pii, dyn)
+            elif isinstance(value, list):
+                self.pairs(item, value, sig, mnode, pii, dyn)
+        elif kind == sc.K_CONTEXTS:
+            for k, ctx in value.items():
+                if not isinstance(ctx, dict):
+                    continue
+                variant = ctx.get("type")
+                target = node.variants.get(variant) if isinstance(variant, str) else None
+                self.visit(
+                    target or node.fallback or sc.VALUE,
+                    value,
+                    k,
+                    ctx,
+                    sig,
+                    k,
+                    None,
+                    _child(mnode, k),
+                    Pii.FALSE,
+                    None,
+                )
+        elif kind == sc.K_TAGGED:
+            variant = value.get("type")
+            target = node.variants.get(variant) if isinstance(variant, str) else None
+            if target is None:
+                assert node.fallback is not None
+                self.children(node.fallback, value, sig, mnode, pii, dyn)
+            else:
+                self.struct(target, value, sig, mnode, pii, dyn, skip_type=True)
+
+    def pairs(
+        self,
+        item: sc.Node,
+        value: list[Json],
+        sig: int,
+        mnode: MetaNode,
+        pii: int,
+        dyn: tuple[str, ...] | None,
+    ) -> None:
+        for i, pair in enumerate(value):
+            if not (isinstance(pair, list) and len(pair) == 2):
+                continue
+            k, v = pair
+            pmeta = _child(_child(mnode, str(i)), "1")
+            self.path.append(str(i))
+            try:
+                if isinstance(k, str):
+                    self.visit(item, pair, 1, v, sig, k, None, pmeta, pii, dyn)
+                else:
+                    self.visit(item, pair, 1, v, sig, None, i, pmeta, pii, dyn)
+            finally:
+                self.path.pop()
+
+    def struct(
+        self,
+        node: sc.Node,
+        value: dict[str, Json],
+        sig: int,
+        mnode: MetaNode,
+        pii: int,
+        dyn: tuple[str, ...] | None,
+        skip_type: bool = False,
+    ) -> None:
+        del pii, dyn
+        fields = node.fields
+        other = node.other
+        user_ip_valid = False
+        if node.is_user:
+            ip = value.get("ip_address")
+            user_ip_valid = ip is None or _is_valid_ip(ip)
+        for k, v in list(value.items()):
+            if (skip_type and k == "type") or (sig == 0 and k == "_meta"):
+                continue
+            spec = fields.get(k)
+            if spec is not None:
+                child, child_pii = spec
+                self.visit(child, value, k, v, sig, k, None, _child(mnode, k), child_pii, None)
+            elif other is not None:
+                if other >= sc.DYN_SPAN_DATA:
+                    self.visit(
+                        sc.VALUE, value, k, v, sig, k, None, _child(mnode, k), Pii.TRUE, ("span",)
+                    )
+                else:
+                    self.visit(sc.VALUE, value, k, v, sig, k, None, _child(mnode, k), other, None)
+        if node.is_user and user_ip_valid:
+            self._user_ip(value)
+
+    def _user_ip(self, user: dict[str, Any]) -> None:
+        # An IP that scrubbing made invalid moves into the user id (keeps user counts right).
+        if user.get("id") is not None or user.get("username") is not None:
+            return
+        if user.get("email") is not None:
+            return
+        ip = user.get("ip_address")
+        if ip is None or _is_valid_ip(ip):
+            return
+        user["id"] = ip
+        user["ip_address"] = None
+        owner = self.meta_root
+        for part in self.path:
+            child = owner.get(part)
+            if not isinstance(child, dict):
+                child = owner[part] = {}
+            owner = child
+        moved = owner.pop("ip_address", None)
+        if moved is not None:
+            owner["id"] = moved
+        else:
+            owner.pop("id", None)
+        owner["ip_address"] = {"": {"rem": [["pii:ip_address", "x"]]}}
+
+
+def _child(mnode: MetaNode, key: str) -> MetaNode:
+    if mnode is None:
+        return None
+    child = mnode.get(key)
+    return child if isinstance(child, dict) else None

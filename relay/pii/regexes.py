@@ -1,0 +1,175 @@
+"""The built-in detection patterns of the PII rule types, in Python `re` syntax.
+
+Each rule type maps to one or more (pattern kind, regex, replace behaviour) entries:
+the kind says whether the regex is matched against the value, the key, or both; the
+behaviour says whether a match replaces the given capture groups or the whole value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Final
+
+SENSITIVE_COOKIE_NAMES: Final = (
+    "sentrysid",
+    "sudo",
+    "su",
+    "session",
+    "__session",
+    "sessionid",
+    "user_session",
+    "symfony",
+    "phpsessid",
+    "fasthttpsessionid",
+    "mysession",
+    "irissessionid",
+    "_vercel_jwt",
+    "csrf",
+    "xsrf",
+    "_xsrf",
+    "_csrf",
+    "csrf-token",
+    "csrf_token",
+    "xsrf-token",
+    "xsrf_token",
+    "fastcsrf",
+    "_iris_csrf",
+)
+
+# Pattern kinds.
+VALUE: Final = 0  # match the value, replace the matched groups
+KEY: Final = 1  # match the key, replace the whole value
+KEY_VALUE: Final = 2  # match the key (replace value) or else the value
+
+# Replace behaviour: a tuple of group indices, or None for "the whole value".
+WHOLE_MATCH: Final = (0,)
+
+ANYTHING = re.compile(r".*")
+
+_V4S = r"(25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)"
+_V4A = rf"{_V4S}\.{_V4S}\.{_V4S}\.{_V4S}"
+_V6S = r"[0-9a-fA-F]{1,4}"
+_PUNCT = r"!-/:-@\[-`{-~"
+
+IPV4 = re.compile(rf"\b{_V4A}\b")
+IPV6 = re.compile(
+    rf"(?i)(?:[\s{_PUNCT}]|^)("
+    rf"({_V6S}:){{7}}{_V6S}|"
+    rf"({_V6S}:){{1,7}}:|"
+    rf"({_V6S}:){{1,6}}::{_V6S}|"
+    rf"({_V6S}:){{1,5}}:(:{_V6S}){{1,2}}|"
+    rf"({_V6S}:){{1,4}}:(:{_V6S}){{1,3}}|"
+    rf"({_V6S}:){{1,3}}:(:{_V6S}){{1,4}}|"
+    rf"({_V6S}:){{1,2}}:(:{_V6S}){{1,5}}|"
+    rf"{_V6S}:((:{_V6S}){{1,6}})|"
+    rf":((:{_V6S}){{1,7}}|:)|"
+    rf"fe80:(:{_V6S}){{0,4}}%[0-9a-zA-Z]{{1,}}"
+    rf"::(ffff(:0{{1,4}}){{0,1}}:){{0,1}}{_V4A}|"
+    rf"({_V6S}:){{1,4}}:{_V4A}"
+    rf")([\s{_PUNCT}]|$)"
+)
+IMEI = re.compile(r"\b(\d{2}-?\d{6}-?\d{6}-?\d{1,2})\b")
+MAC = re.compile(r"\b([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}\b")
+UUID = re.compile(r"(?i)\b[a-z0-9]{8}-?[a-z0-9]{4}-?[a-z0-9]{4}-?[a-z0-9]{4}-?[a-z0-9]{12}\b")
+EMAIL = re.compile(
+    r"\b[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*\.[a-zA-Z]{2,}\b"
+)
+IBAN = re.compile(
+    r"\b(AT|AD|AE|AL|AZ|BA|BE|BG|BH|BR|BY|CH|CR|CY|CZ|DE|DK|DO|EE|EG|ES|FI|FO|FR|GB|GE|GI|GL|"
+    r"GR|GT|HR|HU|IE|IL|IQ|IS|IT|JO|KW|KZ|LB|LC|LI|LT|LU|LV|LY|MC|MD|ME|MK|MR|MT|MU|NL|NO|PK|"
+    r"PL|PS|PT|QA|RO|RU|RS|SA|SC|SE|SI|SK|SM|ST|SV|TL|TN|TR|UA|VA|VG|XK|DZ|AO|BJ|BF|BI|CV|CM|"
+    r"CF|TD|KM|CG|CI|DJ|GQ|GA|GW|HN|IR|MG|ML|MA|MZ|NI|NE|SN|TG)\d{2}[a-zA-Z0-9]{11,29}\b"
+)
+CREDITCARD = re.compile(r"\b((?:3[47]\d|4\d{3}|5[1-5]\d\d|65\d\d|6011)([-\s]?\d){12})\b")
+USERPATH = re.compile(
+    r"(?i)(?:(?:\b(?:[a-zA-Z]:[\\/])?(?:users|home|documents and settings|[^/\\]+[/\\]profiles)"
+    r"[\\/])|(?:/(?:home|users)/))([^/\\\r\n\x00]+)"
+)
+PEMKEY = re.compile(
+    r"(?s)(?:-----BEGIN[A-Z ]+(?:PRIVATE|PUBLIC) KEY-----[\t ]*\r?\n?)(.+?)"
+    r"(?:\r?\n?-----END[A-Z ]+(?:PRIVATE|PUBLIC) KEY-----)"
+)
+URLAUTH = re.compile(r"\b(?:(?:[a-z0-9+-]+:)?//([a-zA-Z0-9%_.-]+(?::[a-zA-Z0-9%_.-]+)?))@")
+USSSN = re.compile(r"\b([0-9]{3}-[0-9]{2}-[0-9]{4})\b")
+BEARER = re.compile(r"(?i)\b(Bearer\s+)([^\s]+)")
+TOKEN_KEY = re.compile(r"(?i)(token)")
+PASSWORD_KEY = re.compile(
+    r"(?i)(password|secret|passwd|api[-_]key|apikey|auth|credentials|mysql_pwd|privatekey|"
+    r"private[-_]key|token[^\s]*[:=]|^otp$|^two[-_]factor$)"
+)
+COOKIE = re.compile(
+    r"(?i)\b(?:(?:" + "|".join(re.escape(n) for n in SENSITIVE_COOKIE_NAMES) + r")(?:__\d+)?)="
+    r"([^;]+)"
+)
+
+Behaviour = tuple[int, ...] | None
+PatternSpec = tuple[int, re.Pattern[str], Behaviour]
+
+BUILTIN_TYPE_PATTERNS: Final[dict[str, tuple[PatternSpec, ...]]] = {
+    "anything": ((VALUE, ANYTHING, WHOLE_MATCH),),
+    "bearer": ((VALUE, BEARER, WHOLE_MATCH),),
+    # Bearer tokens used to be part of the password rule; Relay keeps them there too.
+    "password": (
+        (VALUE, BEARER, WHOLE_MATCH),
+        (KEY, TOKEN_KEY, None),
+        (KEY_VALUE, PASSWORD_KEY, None),
+    ),
+    "imei": ((VALUE, IMEI, WHOLE_MATCH),),
+    "mac": ((VALUE, MAC, WHOLE_MATCH),),
+    "uuid": ((VALUE, UUID, WHOLE_MATCH),),
+    "email": ((VALUE, EMAIL, WHOLE_MATCH),),
+    "iban": ((VALUE, IBAN, WHOLE_MATCH),),
+    "ip": ((VALUE, IPV4, WHOLE_MATCH), (VALUE, IPV6, (1,))),
+    "creditcard": ((VALUE, CREDITCARD, WHOLE_MATCH),),
+    "pemkey": ((VALUE, PEMKEY, (1,)),),
+    "url_auth": ((VALUE, URLAUTH, (1,)),),
+    "us_ssn": ((VALUE, USSSN, WHOLE_MATCH),),
+    "userpath": ((VALUE, USERPATH, (1,)),),
+    "cookies": ((KEY_VALUE, COOKIE, (1,)),),
+}
+
+
+# -- cheap necessary conditions ---------------------------------------------------------------
+# Python's `re` is slow on these large patterns. Each prefilter states a condition every
+# match needs, given (text, lowercased text, ASCII digit count). They are checked on the
+# current value, a superset of the text the regex actually searches.
+
+Prefilter = Callable[[str, str, int], bool]
+_PASSWORD_WORDS = (
+    "password", "secret", "passwd", "api", "auth", "credentials", "mysql_pwd",
+    "private", "token", "otp", "two",
+)  # fmt: skip
+
+PREFILTERS: Final[dict[re.Pattern[str], Prefilter]] = {
+    IPV4: lambda t, low, d: d >= 4 and "." in t,
+    IPV6: lambda t, low, d: ":" in t,
+    EMAIL: lambda t, low, d: "@" in t,
+    CREDITCARD: lambda t, low, d: d >= 13,
+    IMEI: lambda t, low, d: d >= 15,
+    IBAN: lambda t, low, d: d >= 2,
+    USSSN: lambda t, low, d: d >= 9 and "-" in t,
+    PEMKEY: lambda t, low, d: "-----BEGIN" in t,
+    URLAUTH: lambda t, low, d: "@" in t and "//" in t,
+    USERPATH: lambda t, low, d: (
+        not t.isascii()
+        or "users" in low
+        or "home" in low
+        or "profiles" in low
+        or "documents and settings" in low
+    ),
+    BEARER: lambda t, low, d: not t.isascii() or "bearer" in low,
+    PASSWORD_KEY: lambda t, low, d: not t.isascii() or any(w in low for w in _PASSWORD_WORDS),
+    COOKIE: lambda t, low, d: "=" in t,
+    MAC: lambda t, low, d: ":" in t or "-" in t,
+}
+
+
+def text_features(text: str) -> tuple[str, int]:
+    """Lowercased text and its ASCII digit count (non-ASCII: digits unknown, assume many)."""
+    if not text.isascii():
+        return text.lower(), 1 << 30
+    digits = 0
+    for d in "0123456789":
+        digits += text.count(d)
+    return text.lower(), digits
