@@ -1,0 +1,126 @@
+"""Runs ``relay.normalize`` and ``relay.pii`` on an envelope's event item, on every hop.
+
+POP relays normalize lightly (unknown fields kept, no ``errors``) before forwarding;
+processing relays normalize fully before writing to Kafka. Both call this module so the
+arguments taken from the request and the project config are gathered in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+
+from relay.normalize import InvalidTransaction, normalize_for_relay
+from relay.pii import ScrubbingPipeline, compile_project_configs
+from relay.protocol.envelope import Envelope, Item
+from relay.protocol.items import ItemType
+from relay.protocol.project_config import ProjectState
+from relay.server.request_meta import RequestMeta
+
+_encoder = msgspec.json.Encoder()
+
+#: Item types whose payload is an event JSON that normalization applies to.
+NORMALIZED_ITEM_TYPES = frozenset({ItemType.EVENT, ItemType.TRANSACTION})
+
+
+class EventRejected(Exception):
+    """The event cannot be kept; ``reason`` is the outcome's discard reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def normalize_event_payload(
+    item: Item,
+    envelope: Envelope,
+    meta: RequestMeta,
+    state: ProjectState,
+    *,
+    processing: bool,
+    max_secs_in_future: int = 60,
+) -> dict[str, Any]:
+    """Decode, normalize and re-encode ``item``'s event; returns the normalized event.
+
+    Raises EventRejected (``invalid_json`` or ``invalid_transaction``) when the event
+    cannot be kept.
+    """
+    try:
+        event = msgspec.json.decode(item.payload)
+    except msgspec.DecodeError:
+        raise EventRejected("invalid_json") from None
+    if not isinstance(event, dict):
+        raise EventRejected("invalid_json")
+    if item.type == ItemType.TRANSACTION:
+        event["type"] = "transaction"
+    config = state.config
+    scrubbing = config.get("datascrubbingSettings")
+    key = state.key_config(meta.public_key)
+    trace = envelope.trace or {}
+    sample_rate = trace.get("sample_rate")
+    try:
+        normalized = normalize_for_relay(
+            event,
+            processing=processing,
+            event_id=envelope.event_id,
+            received_at=meta.received_at,
+            project_id=state.project_id,
+            key_id=str(key.numeric_id) if key and key.numeric_id is not None else None,
+            client=meta.client,
+            protocol_version=str(meta.version),
+            client_ip=meta.client_ip,
+            scrub_ip_addresses=bool(
+                isinstance(scrubbing, dict) and scrubbing.get("scrubIpAddresses")
+            ),
+            grouping_config=config.get("groupingConfig"),
+            retention_days=_int(config.get("eventRetention")),
+            max_secs_in_future=max_secs_in_future,
+            client_sample_rate=_float(sample_rate),
+            replay_id=_str(trace.get("replay_id")),
+            user_agent=meta.user_agent,
+        )
+    except InvalidTransaction:
+        raise EventRejected("invalid_transaction") from None
+    scrubber = pii_pipeline(state)
+    if not scrubber.is_empty:
+        scrubber.process_event(normalized)
+    item.set_payload(_encoder.encode(normalized))
+    return normalized
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_pii(sections: bytes) -> ScrubbingPipeline:
+    pii_config, scrubbing = msgspec.json.decode(sections)
+    return compile_project_configs(pii_config, scrubbing)
+
+
+def pii_pipeline(state: ProjectState) -> ScrubbingPipeline:
+    """The project's scrubber (piiConfig, then datascrubbingSettings), compiled once.
+
+    Keyed by the two config sections themselves, so a new config revision that changes
+    them compiles anew and one that does not reuses the compiled rules.
+    """
+    config = state.config
+    sections = (config.get("piiConfig"), config.get("datascrubbingSettings"))
+    return _compile_pii(_encoder.encode(sections))
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
