@@ -289,7 +289,8 @@ class _Walk:
         """
         if dyn is not None:
             pii = self._dynamic_pii(dyn, key)
-        if not pii:
+        if not pii or entry["val"] in _SKIP_STRINGS:
+            # Relay's string processing skips these values wherever they stand.
             return
         vt = _json_node(value).vt if value is not None else 0
         if value is not None and node.kind not in (sc.K_VALUE,):
