@@ -289,8 +289,9 @@ class _Walk:
         """
         if dyn is not None:
             pii = self._dynamic_pii(dyn, key)
-        if not pii or entry["val"] in _SKIP_STRINGS:
-            # Relay's string processing skips these values wherever they stand.
+        if not pii or entry["val"] == "":
+            # Relay applies the rules to the original directly (not through its string
+            # processing, which skips "true"/"null"/...); an empty text has nothing to redact.
             return
         vt = _json_node(value).vt if value is not None else 0
         if value is not None and node.kind not in (sc.K_VALUE,):
