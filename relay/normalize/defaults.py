@@ -37,7 +37,7 @@ _LOGGER_MAX = 64
 def infer_event_type(event: dict[str, Any]) -> str:
     """Transactions and feedback keep their type; everything else is inferred."""
     ty = event.get("type")
-    if ty in ("transaction", "userreportv2"):
+    if ty in ("transaction", "feedback"):
         return ty  # type: ignore[no-any-return]
     exc = event.get("exception")
     if exc.__class__ is dict and exc.get("values"):

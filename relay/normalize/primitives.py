@@ -340,7 +340,6 @@ EVENT_TYPES = frozenset(
         "expectstaple",
         "nel",
         "transaction",
-        "userreportv2",
         "feedback",
         "generic",
         "default",
@@ -353,7 +352,7 @@ def to_event_type(value: Any, meta: Meta, key: str) -> Any:
         return None
     if value.__class__ is str:
         if value in EVENT_TYPES:
-            return "userreportv2" if value == "feedback" else value
+            return value
         set_error(meta, key, invalid("invalid event type"), value)
         return None
     _fail(meta, key, "an event type", value)
