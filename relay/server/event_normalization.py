@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from relay.filters import CompiledFilters, compile_filters
+from relay.kafka.outcomes import OutcomeCode
 from relay.normalize import InvalidTransaction, normalize_for_relay
 from relay.pii import ScrubbingPipeline, compile_project_configs
 from relay.protocol.envelope import Envelope, Item
@@ -26,11 +28,24 @@ NORMALIZED_ITEM_TYPES = frozenset({ItemType.EVENT, ItemType.TRANSACTION})
 
 
 class EventRejected(Exception):
-    """The event cannot be kept; ``reason`` is the outcome's discard reason."""
+    """The event cannot be kept; ``reason`` and ``code`` make its outcome."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: OutcomeCode = OutcomeCode.INVALID) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_filters(sections: bytes) -> CompiledFilters:
+    filter_settings, global_filters = msgspec.json.decode(sections)
+    return compile_filters(filter_settings, global_filters)
+
+
+def inbound_filters(state: ProjectState, global_config: dict[str, Any] | None) -> CompiledFilters:
+    """The project's inbound filters (with the global generic filters), compiled once."""
+    sections = (state.config.get("filterSettings"), (global_config or {}).get("filters"))
+    return _compile_filters(_encoder.encode(sections))
 
 
 def normalize_event_payload(
@@ -41,8 +56,9 @@ def normalize_event_payload(
     *,
     processing: bool,
     max_secs_in_future: int = 60,
+    global_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Decode, normalize and re-encode ``item``'s event; returns the normalized event.
+    """Decode, normalize, filter, scrub and re-encode ``item``'s event; returns it.
 
     Raises EventRejected (``invalid_json`` or ``invalid_transaction``) when the event
     cannot be kept.
@@ -55,6 +71,34 @@ def normalize_event_payload(
         raise EventRejected("invalid_json")
     if item.type == ItemType.TRANSACTION:
         event["type"] = "transaction"
+    normalized = normalize_event_dict(
+        event,
+        envelope,
+        meta,
+        state,
+        processing=processing,
+        max_secs_in_future=max_secs_in_future,
+        global_config=global_config,
+    )
+    item.set_payload(_encoder.encode(normalized))
+    return normalized
+
+
+def normalize_event_dict(
+    event: dict[str, Any],
+    envelope: Envelope,
+    meta: RequestMeta,
+    state: ProjectState,
+    *,
+    processing: bool,
+    max_secs_in_future: int = 60,
+    global_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Normalize, filter and scrub a decoded event, in Relay's order; raises EventRejected.
+
+    Inbound filters run after normalization and before scrubbing, on every hop; a
+    filtered event is rejected with outcome ``filtered`` and the filter's stat key.
+    """
     config = state.config
     scrubbing = config.get("datascrubbingSettings")
     key = state.key_config(meta.public_key)
@@ -83,10 +127,14 @@ def normalize_event_payload(
         )
     except InvalidTransaction:
         raise EventRejected("invalid_transaction") from None
+    filters = inbound_filters(state, global_config)
+    if not filters.is_empty:
+        reason = filters.should_filter(normalized, client_ip=meta.client_ip, user_agent=None)
+        if reason is not None:
+            raise EventRejected(reason, OutcomeCode.FILTERED)
     scrubber = pii_pipeline(state)
     if not scrubber.is_empty:
         scrubber.process_event(normalized)
-    item.set_payload(_encoder.encode(normalized))
     return normalized
 
 

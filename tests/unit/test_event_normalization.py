@@ -58,3 +58,13 @@ def test_invalid_json_is_rejected() -> None:
     with pytest.raises(EventRejected) as info:
         normalize_event_payload(env.items[0], env, META, state(), processing=False)
     assert info.value.reason == "invalid_json"
+
+
+def test_inbound_filter_rejects_with_filtered_outcome() -> None:
+    env = envelope(b'{"message": "x", "release": "1.0-bad"}')
+    settings = {"releases": {"releases": ["*-bad"]}}
+    with pytest.raises(EventRejected) as info:
+        normalize_event_payload(
+            env.items[0], env, META, state(filterSettings=settings), processing=True
+        )
+    assert (info.value.reason, int(info.value.code)) == ("release-version", 1)
