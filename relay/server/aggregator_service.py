@@ -1,0 +1,208 @@
+"""The metrics aggregator service: an :class:`~relay.metrics.Aggregator` plus a flush task.
+
+Producers (the session extractor, the ``metric_buckets`` item handler, the outcome path)
+call :meth:`AggregatorService.merge`, which is synchronous and cheap. A background task
+flushes the buckets that are due and hands them, one project key at a time, to the
+``deliver`` callback:
+
+- POP relays: ``deliver`` sends the buckets upstream as ``metric_buckets`` envelope items,
+  split with :func:`metric_buckets_payloads` by ``aggregator.max_flush_bytes``;
+- processing relays: ``deliver`` writes one ``ingest-metrics`` message per bucket
+  (:func:`to_kafka_bucket` adapts a bucket to ``relay.kafka.metrics``).
+
+Deliveries run as tasks, at most ``max_deliveries`` at a time; when they lag the flush
+loop waits, while merging goes on. On :meth:`stop` everything left is flushed and
+delivered within the timeout (Relay flushes its aggregator on shutdown too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+
+from relay.kafka.metrics import MetricBucket
+from relay.metrics import Aggregator, AggregatorConfig, Bucket, encode_buckets, split_by_size
+from relay.metrics.aggregator import AggregatorStats
+
+__all__ = [
+    "AggregatorService",
+    "Deliver",
+    "metric_buckets_payloads",
+    "to_kafka_bucket",
+]
+
+log = logging.getLogger(__name__)
+
+#: Receives the flushed buckets of one project key.
+Deliver = Callable[[str, list[Bucket]], Awaitable[None]]
+
+# Never spin faster than this, whatever the partition count says.
+_MIN_SLEEP = 0.005
+
+
+def metric_buckets_payloads(buckets: list[Bucket], max_flush_bytes: int) -> Iterator[bytes]:
+    """``metric_buckets`` item payloads of at most ``max_flush_bytes`` (estimated) each.
+
+    Large distributions and sets are split across payloads; a bucket too large for any
+    payload ends the sequence, as in Relay.
+    """
+    for batch in split_by_size(buckets, max_flush_bytes):
+        yield encode_buckets(batch)
+
+
+def to_kafka_bucket(bucket: Bucket) -> MetricBucket:
+    """The same bucket as the ``ingest-metrics`` encoder's model."""
+    value: object
+    if isinstance(bucket.value, list | float):
+        value = bucket.value
+    else:
+        gauge = bucket.value
+        value = {
+            "last": gauge.last,
+            "min": gauge.min,
+            "max": gauge.max,
+            "sum": gauge.sum,
+            "count": gauge.count,
+        }
+    metadata = bucket.metadata
+    return MetricBucket(
+        timestamp=bucket.timestamp,
+        name=bucket.name,
+        type=bucket.TYPE,
+        value=value,
+        width=bucket.width,
+        tags=bucket.tags,
+        metadata=None
+        if metadata is None
+        else {"merges": metadata.merges, "received_at": metadata.received_at},
+    )
+
+
+class AggregatorService:
+    """Owns an aggregator and flushes it periodically into ``deliver``."""
+
+    def __init__(
+        self,
+        config: AggregatorConfig,
+        deliver: Deliver,
+        *,
+        name: str = "default",
+        max_deliveries: int = 16,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._deliver = deliver
+        self._clock = clock
+        self.aggregator = Aggregator(config, now=clock())
+        self._slots = asyncio.Semaphore(max_deliveries)
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: Deliveries that raised (their buckets are lost; logged).
+        self.failed_deliveries = 0
+        partitions = config.num_partitions
+        # Wake at least once per partition slot, and at most every `flush_interval`.
+        self._tick = max(
+            _MIN_SLEEP, min(config.flush_interval, config.bucket_interval / partitions, 1.0)
+        )
+
+    @property
+    def stats(self) -> AggregatorStats:
+        """The aggregator's counters."""
+        return self.aggregator.stats
+
+    def can_accept(self) -> bool:
+        """False while the aggregator is over its byte budget or shutting down."""
+        return not self._stopping and self.aggregator.can_accept()
+
+    def merge(self, project_key: str, buckets: Iterable[Bucket]) -> int:
+        """Aggregate buckets of one project; return how many were accepted.
+
+        Callers should have run :func:`relay.metrics.prepare_buckets` (received buckets) or
+        produced the buckets themselves (extraction). After :meth:`stop` began, buckets
+        still merge and are picked up by the final flush.
+        """
+        return self.aggregator.merge_all(project_key, buckets, self._clock())
+
+    async def start(self) -> None:
+        """Start the flush task."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=f"aggregator-{self.name}")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop the flush task, flush everything and wait for deliveries (bounded)."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        remaining = self.aggregator.flush_all()
+        for project_key, buckets in remaining.items():
+            self._spawn(project_key, buckets)
+        pending = set(self._deliveries)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        if late:
+            lost = len(late)
+            log.error("aggregator %s: %d deliveries unfinished at shutdown", self.name, lost)
+            for delivery in late:
+                delivery.cancel()
+
+    async def flush_now(self) -> int:
+        """Flush what is due now and wait for its delivery (for tests); returns buckets."""
+        due = self.aggregator.flush(self._clock())
+        for project_key, buckets in due.items():
+            self._spawn(project_key, buckets)
+        if self._deliveries:
+            await asyncio.wait(set(self._deliveries))
+        return sum(len(b) for b in due.values())
+
+    async def _run(self) -> None:
+        while True:
+            due = list(self.aggregator.flush(self._clock()).items())
+            for index, (project_key, buckets) in enumerate(due):
+                # Backpressure: a slow next hop slows flushing, not merging.
+                try:
+                    await self._slots.acquire()
+                except asyncio.CancelledError:
+                    # Stopping: these buckets left the aggregator already; stop() waits
+                    # for their deliveries like for the final flush.
+                    for key, rest in due[index:]:
+                        self._spawn(key, rest)
+                    raise
+                self._spawn(project_key, buckets, acquired=True)
+            next_at = self.aggregator.next_flush_at()
+            sleep = self._tick
+            if next_at is not None:
+                sleep = min(sleep, max(next_at - self._clock(), 0.0))
+            await asyncio.sleep(max(sleep, _MIN_SLEEP))
+
+    def _spawn(self, project_key: str, buckets: list[Bucket], *, acquired: bool = False) -> None:
+        task = asyncio.create_task(self._deliver_one(project_key, buckets, acquired))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver_one(self, project_key: str, buckets: list[Bucket], acquired: bool) -> None:
+        try:
+            await self._deliver(project_key, buckets)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.failed_deliveries += 1
+            log.exception(
+                "aggregator %s: delivering %d buckets of %s failed",
+                self.name,
+                len(buckets),
+                project_key,
+            )
+        finally:
+            if acquired:
+                self._slots.release()
