@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--addr", help="host:port to probe (default: from the config)")
 
     cs = sub.add_parser("configserver", help="serve project configs from files (top of chain)")
+    cs.add_argument(
+        "action", nargs="?", choices=["serve", "push"], default="serve",
+        help="serve (default), or push: validate the files and write them to Redis once",
+    )  # fmt: skip
     cs.add_argument("--projects", type=Path, required=True, help="folder of *.yml|*.json configs")
     cs.add_argument("-H", "--host")
     cs.add_argument("-P", "--port")
@@ -241,8 +245,10 @@ def _cmd_configserver(args: argparse.Namespace) -> int:
     config = _load(args, flags)
     setup_logging(config.logging.level, config.logging.format)
     credentials = load_credentials(_config_dir(args) / "credentials.json")
-    from relay.server.configserver import run_configserver
+    from relay.server.configserver import push_configs, run_configserver
 
+    if args.action == "push":
+        return push_configs(config, args.projects)
     return run_configserver(config, credentials, args.projects)
 
 

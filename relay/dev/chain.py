@@ -54,10 +54,22 @@ class LocalChain:
     kafka: Service | None = None
     processes: list[RelayProcess] = field(default_factory=list)
     log_level: str = "info"
+    #: Number of POP relays in a row in front of the processing relay (outermost last).
+    pop_tiers: int = 1
+    #: Whether the processing relay trusts the POP next to it as ``internal``. An external
+    #: POP gets only configs whose ``trustedRelays`` list it, and must sign its envelopes.
+    pops_internal: bool = True
+    #: Credentials for the POPs (next to processing first); generated when not given.
+    pop_credentials: list[Credentials] = field(default_factory=list)
 
     @property
     def pop(self) -> RelayProcess:
         return self.processes[-1]
+
+    @property
+    def pops(self) -> list[RelayProcess]:
+        """The POP relays, the one next to the processing relay first."""
+        return self.processes[2:]
 
     @property
     def processing(self) -> RelayProcess:
@@ -94,9 +106,18 @@ class LocalChain:
         projects = self.projects_dir or self._default_projects()
         cs = RelayProcess("configserver", free_port(), self.workdir / "configserver")
         proc = RelayProcess("processing", free_port(), self.workdir / "processing")
-        pop = RelayProcess("pop", self.pop_port or free_port(), self.workdir / "pop")
+        pops = []
+        for tier in range(self.pop_tiers):
+            outermost = tier == self.pop_tiers - 1
+            port = self.pop_port if outermost and self.pop_port else free_port()
+            name = "pop" if self.pop_tiers == 1 else f"pop{tier + 1}"
+            pops.append(RelayProcess(name, port, self.workdir / name))
         proc.credentials = generate_credentials()
-        pop.credentials = generate_credentials()
+        for tier, pop in enumerate(pops):
+            given = self.pop_credentials[tier] if tier < len(self.pop_credentials) else None
+            pop.credentials = given or generate_credentials()
+        edge = pops[0].credentials
+        assert edge is not None
         logging_cfg = {"level": self.log_level, "format": "simplified"}
         self._write(cs, {
             "relay": {"host": "127.0.0.1", "port": cs.port, "mode": "proxy"},
@@ -112,18 +133,26 @@ class LocalChain:
                 "redis": redis_url,
                 "kafka_config": [{"name": "bootstrap.servers", "value": self.kafka.address}],
             },
-            "auth": {"static_relays": {pop.credentials.id: {
-                "public_key": pop.credentials.public_key, "internal": True}}},
+            "auth": {"static_relays": {edge.id: {
+                "public_key": edge.public_key, "internal": self.pops_internal}}},
             "logging": logging_cfg,
         })  # fmt: skip
-        self._write(pop, {
-            "relay": {"host": "127.0.0.1", "port": pop.port, "upstream": proc.url},
-            "logging": logging_cfg,
-        })  # fmt: skip
-        self.processes = [cs, proc, pop]
+        for tier, pop in enumerate(pops):
+            upstream = proc.url if tier == 0 else pops[tier - 1].url
+            config: dict[str, Any] = {
+                "relay": {"host": "127.0.0.1", "port": pop.port, "upstream": upstream},
+                "logging": logging_cfg,
+            }
+            if tier + 1 < len(pops):
+                outer = pops[tier + 1].credentials
+                assert outer is not None
+                config["auth"] = {"static_relays": {outer.id: {
+                    "public_key": outer.public_key, "internal": True}}}  # fmt: skip
+            self._write(pop, config)
+        self.processes = [cs, proc, *pops]
         self._spawn(cs, ["configserver", "--projects", str(projects)])
         self._wait_ready(cs)
-        for relay in (proc, pop):
+        for relay in (proc, *pops):
             self._spawn(relay, ["run"])
             self._wait_ready(relay)
 

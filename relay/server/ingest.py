@@ -1,30 +1,61 @@
-"""What happens to an accepted envelope: project checks, then forward or process."""
+"""What happens to an accepted envelope: project checks, then forward or process.
+
+As in Relay, the client is never held while a project config is fetched. With the config in
+memory, the envelope is checked at once and a rejection is the HTTP answer (403 ...). Without
+it, the envelope is accepted (200) and parked in its project's pending queue
+(relay.server.pending); when the config arrives the same checks run, and a rejection becomes
+an outcome instead.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
+from datetime import timedelta
 from typing import Protocol
 
 from aiohttp import web
 
 from relay.config import Config
-from relay.errors import Forbidden, ServiceUnavailable
+from relay.errors import Forbidden, RateLimited, RelayError
 from relay.filters.origins import SchemeDomainPort, compile_origins, matches_any_origin
 from relay.protocol.envelope import Envelope
+from relay.protocol.keys import KeyParseError, PublicKey
 from relay.protocol.project_config import ProjectState
-from relay.server.project_cache import ProjectCache
-from relay.server.relay_api import RelayRegistry
+from relay.server.outcomes import OutcomeSink
+from relay.server.pending import PendingQueues
+from relay.server.project_cache import DUMMY, ProjectCache
+from relay.server.rate_limiting import RateLimiting
+from relay.server.relays import RelayCache
 from relay.server.request_meta import RequestMeta
 from relay.server.upstream import UpstreamClient
 
-_REJECTED = "event submission rejected with_reason: ProjectId"
-_CORS = "event submission rejected with_reason: Cors"
+log = logging.getLogger(__name__)
+
+
+class Rejected(Forbidden):
+    """The project config rejects the envelope; ``reason`` is the outcome reason."""
+
+    def __init__(self, reason: str, name: str) -> None:
+        super().__init__(f"event submission rejected with_reason: {name}")
+        self.reason = reason
 
 
 @functools.lru_cache(maxsize=4096)
 def _origins(patterns: tuple[str, ...]) -> list[SchemeDomainPort]:
     # Keyed by the patterns themselves: compiled once per distinct allowedDomains list.
     return compile_origins(patterns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted_keys(keys: tuple[str, ...]) -> list[PublicKey]:
+    parsed = []
+    for key in keys:
+        try:
+            parsed.append(PublicKey.parse(key))
+        except KeyParseError:
+            continue
+    return parsed
 
 
 class EnvelopeSink(Protocol):
@@ -34,6 +65,49 @@ class EnvelopeSink(Protocol):
         """Take the envelope or raise a RelayError (503 when over budget)."""
 
 
+def check_envelope(
+    config: Config,
+    state: ProjectState,
+    envelope: Envelope,
+    meta: RequestMeta,
+    trusted: bool = False,
+) -> None:
+    """Relay's project checks, in Relay's order; raise :class:`Rejected` with the reason.
+
+    ``trusted``: the request came from an internal relay (no signature needed).
+    """
+    del envelope  # the checks read only the request meta (features are not modelled yet)
+    if state is DUMMY:
+        return
+    if state.disabled:
+        raise Rejected("project_id", "ProjectId")
+    if (
+        state.project_id is not None
+        and state.project_id != meta.project_id
+        and not config.relay.override_project_ids
+    ):
+        raise Rejected("project_id", "ProjectId")
+    if meta.origin is not None and not matches_any_origin(
+        meta.origin, _origins(tuple(state.allowed_domains))
+    ):
+        raise Rejected("cors", "Cors")
+    if not state.allows_key(meta.public_key):
+        raise Rejected("project_id", "ProjectId")
+    # Envelopes from internal relays are trusted; all others must be signed by a relay the
+    # project trusts, when the project asks for it. The signature covers no payload: it
+    # proves who sent the request, and when (within auth.signature_max_age).
+    if trusted or meta.from_relay or not state.verify_signature:
+        return
+    signature = meta.relay_signature
+    if signature is None:
+        raise Rejected("missing_signature", "MissingSignature")
+    max_age = timedelta(seconds=config.auth.signature_max_age)
+    for key in _trusted_keys(tuple(state.trusted_relays)):
+        if key.verify(b"", signature, max_age=max_age):
+            return
+    raise Rejected("invalid_signature", "InvalidSignature")
+
+
 class Ingestor:
     """Checks an envelope against its project and hands it to the sink."""
 
@@ -41,39 +115,82 @@ class Ingestor:
         self,
         config: Config,
         projects: ProjectCache,
-        registry: RelayRegistry,
+        registry: RelayCache,
         sink: EnvelopeSink,
         upstream: UpstreamClient,
+        outcomes: OutcomeSink | None = None,
+        rate_limits: RateLimiting | None = None,
     ) -> None:
         self.config = config
+        self.rate_limits = rate_limits
         #: For endpoints that proxy requests to the next hop.
         self.upstream = upstream
         self.projects = projects
         self.registry = registry
         self.sink = sink
+        self.outcomes = outcomes or OutcomeSink(config)
+        self.pending = PendingQueues(config, self._release, self._expired)
+        projects.subscribe(self.pending.on_project_ready)
+
+    async def start(self) -> None:
+        """Start the pending queues' expiry."""
+        await self.pending.start()
+
+    async def stop(self, timeout: float) -> None:
+        """Release or drop (with outcomes) what still waits for a project config."""
+        await self.pending.stop(timeout)
 
     def is_trusted_relay(self, request: web.Request, body: bytes) -> bool:
-        """Whether the request was signed by a relay we know (its headers are trusted)."""
-        return self.registry.is_trusted(request, body)
+        """Whether the request comes from an internal relay (its headers are trusted).
+
+        Relay's rule: ``X-Sentry-Relay-Id`` names a relay of ``auth.static_relays`` marked
+        ``internal``. Such relays are operated by us; their data skips signature checks.
+        """
+        del body
+        return self.registry.is_internal(request.headers.get("X-Sentry-Relay-Id"))
 
     async def submit(self, envelope: Envelope, meta: RequestMeta) -> None:
         """Accept the envelope or raise the error that tells the client why not."""
+        state = self.projects.get_state(meta.public_key)
+        if state is None:
+            self.pending.push(envelope, meta)
+            return
         try:
-            state = await self.projects.get(meta.public_key, self.config.http.timeout)
-        except TimeoutError:
-            raise ServiceUnavailable("project not available", retry_after=1) from None
-        if not state.allows_key(meta.public_key):
-            raise Forbidden(_REJECTED)
-        if (
-            state.project_id is not None
-            and state.project_id != meta.project_id
-            and not self.config.relay.override_project_ids
-        ):
-            raise Forbidden(_REJECTED)
-        if meta.origin is not None and not matches_any_origin(
-            meta.origin, _origins(tuple(state.allowed_domains))
-        ):
-            raise Forbidden(_CORS)
+            check_envelope(self.config, state, envelope, meta, self._trusted(meta))
+        except Rejected as exc:
+            self.outcomes.envelope_dropped(envelope, meta, state, exc.reason)
+            raise
         if state.project_id is not None:
             meta.project_id = state.project_id
-        await self.sink.accept(envelope, meta, state)
+        limited = self._enforce_rate_limits(envelope, meta, state)
+        if envelope.items:
+            await self.sink.accept(envelope, meta, state)
+        if limited is not None:
+            raise limited
+
+    def _enforce_rate_limits(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState
+    ) -> RateLimited | None:
+        # The first line of defence: limits this relay already knows stop items here.
+        if self.rate_limits is None:
+            return None
+        return self.rate_limits.enforce_cached(envelope, meta, state)
+
+    async def _release(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
+        try:
+            check_envelope(self.config, state, envelope, meta, self._trusted(meta))
+            if state.project_id is not None:
+                meta.project_id = state.project_id
+            self._enforce_rate_limits(envelope, meta, state)
+            if envelope.items:
+                await self.sink.accept(envelope, meta, state)
+        except RelayError as exc:
+            log.debug("queued envelope %s dropped: %s", envelope.event_id, exc.detail)
+            self.outcomes.envelope_dropped(envelope, meta, state, exc.reason)
+
+    def _trusted(self, meta: RequestMeta) -> bool:
+        return self.registry.is_internal(meta.relay_id)
+
+    def _expired(self, envelope: Envelope, meta: RequestMeta) -> None:
+        log.debug("envelope %s waited too long for its project config", envelope.event_id)
+        self.outcomes.envelope_dropped(envelope, meta, None, "timeout")

@@ -1,8 +1,15 @@
 """Project configs: memory first, then the shared Redis cache, then the upstream API.
 
-Lookups never block each other: a miss registers a future and the key joins the next
-batch, fetched by one background task (one Redis ``MGET``, one ``projectconfigs`` call
-for what Redis lacks). Waiting requests of other projects are unaffected.
+Lookups never wait. :meth:`ProjectCache.get_state` answers from memory at once, with a
+state or ``None`` ("pending"), and schedules a fetch when the cached state is missing or
+stale. Whoever needs the state when it arrives subscribes (:meth:`ProjectCache.subscribe`);
+the ingest path parks envelopes in per-project queues (relay.server.pending) instead of
+holding a request open, so a project whose config is slow delays only itself.
+
+Lifetimes, as in Relay: a state is fresh for ``cache.project_expiry`` (``cache.miss_expiry``
+for a disabled/unknown key); then it is still used for ``cache.project_grace_period`` while a
+refresh runs; then it is evicted and the project is pending again. A fetch that stays pending
+is retried with exponential backoff (up to ``http.max_retry_interval``).
 """
 
 from __future__ import annotations
@@ -11,220 +18,243 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
 from relay.config import Config
-from relay.protocol.encoding import zstd_decompress
-from relay.protocol.project_config import (
-    DISABLED,
-    ProjectConfigsResponse,
-    ProjectState,
-    decode_project_state,
+from relay.protocol.project_config import ProjectState
+from relay.server.backoff import RetryBackoff
+from relay.server.project_source import (
+    ABSENT,
+    NOT_MODIFIED,
+    Absent,
+    FetchResult,
+    RedisBatcher,
+    RedisSource,
+    UpstreamSource,
+    decode_cached_state,
 )
 from relay.server.upstream import UpstreamClient, UpstreamError
 
+__all__ = ["DUMMY", "ProjectCache", "decode_cached_state"]
+
 log = logging.getLogger(__name__)
 
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_MAX_CONFIG_BYTES = 50 * 1024 * 1024
-_response_decoder = msgspec.json.Decoder(ProjectConfigsResponse)
+#: The state of every project in proxy mode: no config, nothing is checked.
+DUMMY = ProjectState()
+
+#: Called with the key and its new state when a fetch completes.
+Listener = Callable[[str, ProjectState], None]
+
+_SWEEP_INTERVAL = 5.0
 
 
-def decode_cached_state(raw: bytes) -> ProjectState:
-    """Decode a Redis value: zstd-compressed or plain JSON, as Relay accepts both."""
-    if raw.startswith(_ZSTD_MAGIC):
-        raw = zstd_decompress(raw, _MAX_CONFIG_BYTES)
-    return decode_project_state(raw)
+class _Project:
+    __slots__ = ("backoff", "evict_at", "fetched_at", "fetching", "fresh_until", "state")
 
-
-class _Entry:
-    __slots__ = ("expires_at", "state")
-
-    def __init__(self, state: ProjectState, expires_at: float) -> None:
-        self.state = state
-        self.expires_at = expires_at
+    def __init__(self, max_backoff: float) -> None:
+        self.state: ProjectState | None = None
+        self.fetched_at = 0.0
+        self.fresh_until = 0.0
+        self.evict_at = 0.0
+        self.fetching = False
+        self.backoff = RetryBackoff(max_backoff)
 
 
 class ProjectCache:
-    """Caches project states by public key and fetches missing ones in batches."""
+    """Caches project states by public key and fetches missing or stale ones in batches."""
 
     def __init__(
         self, config: Config, upstream: UpstreamClient | None, redis: Redis | None
     ) -> None:
         self.config = config
         self.upstream = upstream
-        self.redis = redis
-        self._entries: dict[str, _Entry] = {}
-        self._waiters: dict[str, list[asyncio.Future[ProjectState]]] = {}
-        self._queue: set[str] = set()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.redis_source = (
+            RedisBatcher(config, RedisSource(config, redis)) if redis is not None else None
+        )
+        managed = config.relay.mode == "managed"
+        self.upstream_source = (
+            UpstreamSource(config, upstream) if upstream is not None and managed else None
+        )
+        #: Proxy/static relays have no configs (Relay's ``Dummy`` state) unless Redis has one.
+        self.proxy = not managed
+        self._projects: dict[str, _Project] = {}
+        self._listeners: list[Listener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._global_task: asyncio.Task[None] | None = None
+        #: The upstream's global config; None until fetched.
         self.global_config: dict[str, Any] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._fetch_loop(), name="project-cache")
+        """Start the sources, the eviction sweep and the global config fetch."""
+        if self.upstream_source is not None:
+            await self.upstream_source.start()
+            self._global_task = asyncio.create_task(self._global_loop(), name="global-config")
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="project-cache-sweep")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for waiters in self._waiters.values():
-            for fut in waiters:
-                fut.cancel()
+        """Stop fetching."""
+        for task in (self._sweeper, self._global_task, *self._tasks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.upstream_source is not None:
+            await self.upstream_source.stop()
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(key, state)`` whenever a fetch for a key completes."""
+        self._listeners.append(listener)
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def get_state(self, public_key: str) -> ProjectState | None:
+        """The usable state now (fresh or in its grace period), or None while pending.
+
+        Schedules a fetch when the state is missing or no longer fresh.
+        """
+        if self.proxy and self.redis_source is None:
+            return DUMMY
+        project = self._projects.get(public_key)
+        if project is None:
+            project = self._projects[public_key] = _Project(self.config.http.max_retry_interval)
+        now = time.monotonic()
+        if now >= project.fresh_until and not project.fetching:
+            self._begin_fetch(public_key, project, 0.0)
+        if project.state is not None and now < project.evict_at:
+            return project.state
+        return None
 
     def cached(self, public_key: str) -> ProjectState | None:
-        """The cached state if fresh or within the grace period; schedules a refresh when stale."""
-        entry = self._entries.get(public_key)
-        if entry is None:
+        """The usable state without scheduling anything (for tests and introspection)."""
+        project = self._projects.get(public_key)
+        if project is None or project.state is None or time.monotonic() >= project.evict_at:
             return None
-        now = time.monotonic()
-        if now >= entry.expires_at:
-            self._request(public_key)
-            if now >= entry.expires_at + self.config.cache.project_grace_period:
-                return None
-        return entry.state
-
-    def put(self, public_key: str, state: ProjectState, ttl: float | None = None) -> None:
-        """Store a state (and wake anyone waiting for it)."""
-        if ttl is None:
-            ttl = (
-                self.config.cache.miss_expiry
-                if state.disabled
-                else self.config.cache.project_expiry
-            )
-        self._entries[public_key] = _Entry(state, time.monotonic() + ttl)
-        for fut in self._waiters.pop(public_key, ()):
-            if not fut.done():
-                fut.set_result(state)
+        return project.state
 
     async def get(self, public_key: str, timeout: float) -> ProjectState:
-        """The project state for a key, waiting up to ``timeout`` for a fetch.
-
-        Raises TimeoutError if no source answered in time.
-        """
-        state = self.cached(public_key)
+        """The project state, waiting up to ``timeout`` for a fetch. Raises TimeoutError."""
+        state = self.get_state(public_key)
         if state is not None:
             return state
+        deadline = time.monotonic() + timeout
         fut: asyncio.Future[ProjectState] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(public_key, []).append(fut)
-        self._request(public_key)
+
+        def on_ready(key: str, new: ProjectState) -> None:
+            if key == public_key and not fut.done():
+                fut.set_result(new)
+
+        self._listeners.append(on_ready)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            return await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
         finally:
-            waiters = self._waiters.get(public_key)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
-                if not waiters:
-                    del self._waiters[public_key]
+            self._listeners.remove(on_ready)
 
-    def cached_or_request(self, public_key: str) -> ProjectState | None:
-        """The cached state, or None after scheduling a fetch (answers ``pending``)."""
-        state = self.cached(public_key)
-        if state is None:
-            self._request(public_key)
-        return state
+    def put(self, public_key: str, state: ProjectState) -> None:
+        """Store a state as if just fetched (used by tests and the configserver)."""
+        project = self._projects.get(public_key)
+        if project is None:
+            project = self._projects[public_key] = _Project(self.config.http.max_retry_interval)
+        self._complete(public_key, project, state)
 
-    def _request(self, public_key: str) -> None:
-        self._queue.add(public_key)
-        self._wakeup.set()
+    def __len__(self) -> int:
+        return len(self._projects)
 
-    async def _fetch_loop(self) -> None:
-        interval = self.config.cache.batch_interval / 1000.0
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if interval > 0:
-                await asyncio.sleep(interval)
-            keys = list(self._queue)[: self.config.cache.batch_size]
-            self._queue.difference_update(keys)
-            if self._queue:
-                self._wakeup.set()
-            try:
-                await self._fetch(keys)
-            except Exception:
-                log.exception("project config fetch failed")
-                await asyncio.sleep(self.config.http.retry_delay)
-                self._requeue(keys)
+    # -- fetching --------------------------------------------------------------------
 
-    def _requeue(self, keys: list[str]) -> None:
-        # Only keys someone still waits for, or that have a stale entry, are worth a retry.
-        for key in keys:
-            if key in self._waiters or key in self._entries:
-                self._request(key)
+    def _begin_fetch(self, key: str, project: _Project, delay: float) -> None:
+        project.fetching = True
+        revision = project.state.rev if project.state is not None else None
+        task = asyncio.create_task(self._fetch(key, revision, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _fetch(self, keys: list[str]) -> None:
-        missing = keys
-        if self.redis is not None and keys:
-            missing = await self._fetch_redis(keys)
-        if missing and self.upstream is not None:
-            await self._fetch_upstream(missing)
-        elif missing and self.upstream is None:
-            for key in missing:
-                self.put(key, DISABLED)
-
-    async def _fetch_redis(self, keys: list[str]) -> list[str]:
-        assert self.redis is not None
-        prefix = self.config.processing.projectconfig_cache_prefix
+    async def _fetch(self, key: str, revision: str | None, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        result: FetchResult = None
         try:
-            values = await self.redis.mget([f"{prefix}:{key}" for key in keys])
-        except Exception as exc:
-            log.warning("redis project config lookup failed: %s", exc)
-            return keys
-        missing = []
-        for key, raw in zip(keys, values, strict=True):
-            if raw is None:
-                missing.append(key)
-                continue
-            try:
-                self.put(key, decode_cached_state(raw if isinstance(raw, bytes) else raw.encode()))
-            except Exception as exc:
-                log.warning("invalid project config in redis for %s: %s", key, exc)
-                missing.append(key)
-        return missing
-
-    async def _fetch_upstream(self, keys: list[str]) -> None:
-        assert self.upstream is not None
-        await asyncio.wait_for(self.upstream.authenticated.wait(), self.config.http.timeout)
-        revisions = []
-        for key in keys:
-            entry = self._entries.get(key)
-            revisions.append(entry.state.rev if entry else None)
-        payload = {
-            "publicKeys": keys,
-            "revisions": revisions,
-            "fullConfig": self.config.processing.enabled
-            or self.config.cache.project_request_full_config,
-            "noCache": False,
-            "global": self.global_config is None,
-        }
-        try:
-            raw = await self.upstream.request_json(
-                "/api/0/relays/projectconfigs/?version=3", payload
-            )
-        except UpstreamError as exc:
-            log.warning("projectconfigs request failed: %s", exc)
-            await asyncio.sleep(self.config.http.retry_delay)
-            self._requeue(keys)
+            result = await self._fetch_sources(key, revision)
+        except Exception:
+            log.exception("failed to fetch project %s", key)
+        project = self._projects.get(key)
+        if project is None:
             return
-        response = msgspec.convert(raw or {}, ProjectConfigsResponse)
-        if response.global_ is not None:
-            self.global_config = response.global_
-        for key, state in response.configs.items():
-            self.put(key, state if state is not None else DISABLED)
-        for key in response.unchanged:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self.put(key, entry.state)
-        pending = set(response.pending)
-        if pending:
-            # The upstream is still fetching these; ask again soon, without blocking others.
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.config.http.retry_delay / 4, self._requeue, list(pending))
-        answered = set(response.configs) | set(response.unchanged) | pending
-        for key in keys:
-            if key not in answered:
-                self.put(key, DISABLED)
+        if result is None:
+            # Still pending: try again after a backoff; the old state (if any) stays usable
+            # until its eviction time.
+            project.fetching = False
+            self._begin_fetch(key, project, project.backoff.next_backoff())
+            return
+        state = project.state if result is NOT_MODIFIED else result
+        if state is None:
+            # NOT_MODIFIED for a state we no longer hold: ask for the full config.
+            project.fetching = False
+            self._begin_fetch(key, project, 0.0)
+            return
+        assert isinstance(state, ProjectState)
+        self._complete(key, project, state)
+
+    async def _fetch_sources(self, key: str, revision: str | None) -> FetchResult:
+        if self.redis_source is not None:
+            try:
+                found = await self.redis_source.fetch(key, revision)
+            except Exception as exc:
+                log.error("failed to fetch project from Redis: %s", exc)
+                found = ABSENT
+            if not isinstance(found, Absent):
+                return found
+        if self.upstream_source is None:
+            return DUMMY if self.proxy else None
+        return await self.upstream_source.fetch(key, revision)
+
+    def _complete(self, key: str, project: _Project, state: ProjectState) -> None:
+        now = time.monotonic()
+        ttl = self.config.cache.miss_expiry if state.disabled else self.config.cache.project_expiry
+        project.state = state
+        project.fetched_at = now
+        project.fresh_until = now + ttl
+        project.evict_at = now + ttl + self.config.cache.project_grace_period
+        project.fetching = False
+        project.backoff.reset()
+        for listener in list(self._listeners):
+            try:
+                listener(key, state)
+            except Exception:
+                log.exception("project listener failed for %s", key)
+
+    async def _sweep_loop(self) -> None:
+        # Evicted projects without a running fetch are dropped, so memory follows traffic.
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL)
+            now = time.monotonic()
+            stale = [
+                k
+                for k, p in self._projects.items()
+                if not p.fetching and p.state is not None and now >= p.evict_at
+            ]
+            for key in stale:
+                del self._projects[key]
+
+    async def _global_loop(self) -> None:
+        assert self.upstream is not None
+        backoff = RetryBackoff(self.config.http.max_retry_interval)
+        while True:
+            try:
+                await self.upstream.authenticated.wait()
+                answer = await self.upstream.request_json(
+                    "/api/0/relays/projectconfigs/?version=3",
+                    {"publicKeys": [], "revisions": [], "global": True},
+                )
+                data = answer.get("global") if isinstance(answer, dict) else None
+                if isinstance(data, dict):
+                    self.global_config = data
+                backoff.reset()
+                await asyncio.sleep(self.config.cache.global_config_fetch_interval)
+            except (UpstreamError, msgspec.DecodeError) as exc:
+                log.warning("failed to fetch global config: %s", exc)
+                await asyncio.sleep(backoff.next_backoff() or 1.0)

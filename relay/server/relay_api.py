@@ -1,33 +1,54 @@
-"""The server side of the relay-to-relay protocol: registration and ``projectconfigs``.
+"""The server side of the relay-to-relay protocol: registration, ``publickeys`` and
+``projectconfigs``.
 
-Used by every relay (for its downstream relays) and by the configserver. A relay is
-known when it is listed in ``auth.static_relays`` or has completed registration here (or,
-for relays we do not know, at our upstream: the registration is passed through).
+Every relay serves these to its downstream relays. Registration is passed through to the
+upstream (as Relay does: only the top of the chain decides who may register); the top of a
+chain (the configserver, which has no upstream) answers it itself with Relay's stateless
+challenge token. Signed requests are checked against :class:`RelayCache`, which knows
+static relays, relays registered here, and asks the upstream about all others.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from relay import RELAY_PROTOCOL_VERSION
 from relay.config import Config
-from relay.errors import AuthError, BadRequest, Forbidden
-from relay.protocol.keys import PublicKey, make_token
-from relay.protocol.project_config import ProjectConfigsRequest, ProjectState
+from relay.errors import AuthError, BadRequest, Forbidden, ServiceUnavailable
+from relay.protocol.keys import (
+    KeyParseError,
+    PublicKey,
+    RegisterState,
+    UnpackError,
+    make_token,
+    sign_register_state,
+    unpack_register_state,
+)
+from relay.protocol.project_config import (
+    ProjectConfigsRequest,
+    ProjectState,
+    outgoing_state,
+)
+from relay.server.relays import RelayCache, RelayInfo, parse_relay_id
 from relay.server.upstream import UpstreamClient, UpstreamError
 
 log = logging.getLogger(__name__)
 
-_CHALLENGE_TTL = 60.0
-_MAX_JSON = 256 * 1024
+_MAX_JSON = 20 * 1024 * 1024
+#: How long a register challenge token stays valid.
+_CHALLENGE_MAX_AGE = timedelta(seconds=60)
 
 #: Looks up a state for ``projectconfigs``; None means "not known yet, answer pending".
 StateLookup = Callable[[str], ProjectState | None]
+#: The global config to hand out; None while it is not fetched yet.
+GlobalLookup = Callable[[], dict[str, Any] | None]
 
 
 class RegisterRequest(msgspec.Struct):
@@ -36,202 +57,258 @@ class RegisterRequest(msgspec.Struct):
     version: str | None = None
 
 
-class ChallengeResponse(msgspec.Struct):
+class RegisterResponse(msgspec.Struct):
     relay_id: str
     token: str
+    version: str | None = None
 
 
-class KnownRelay(msgspec.Struct):
-    public_key: PublicKey
-    internal: bool
+class RelayIds(msgspec.Struct):
+    relay_ids: list[str]
 
 
-class RelayRegistry:
-    """Relays allowed to talk to us, with their keys."""
+class SignedRequests:
+    """Checks ``X-Sentry-Relay-Id``/``X-Sentry-Relay-Signature`` as Relay's ``SignedJson``."""
 
-    def __init__(self, config: Config, upstream: UpstreamClient | None) -> None:
+    def __init__(self, config: Config, relays: RelayCache) -> None:
         self.config = config
-        self.upstream = upstream
-        self._relays: dict[str, KnownRelay] = {}
-        for relay_id, info in config.auth.static_relays.items():
-            self._relays[relay_id] = KnownRelay(PublicKey.parse(info.public_key), info.internal)
-        self._challenges: dict[str, tuple[str, PublicKey, float]] = {}
+        self.relays = relays
 
-    def get(self, relay_id: str) -> KnownRelay | None:
-        return self._relays.get(relay_id)
-
-    def start_challenge(self, relay_id: str, key: PublicKey, token: str) -> None:
-        """Remember an issued challenge until its response arrives (or it expires)."""
-        self._challenges[relay_id] = (token, key, time.monotonic() + _CHALLENGE_TTL)
-
-    def complete_challenge(self, relay_id: str, token: str | None) -> PublicKey | None:
-        """Finish a registration; ``token=None`` trusts the upstream's verdict."""
-        pending = self._challenges.get(relay_id)
-        if pending is None:
-            return None
-        expected, key, expires = pending
-        if time.monotonic() > expires or (token is not None and token != expected):
-            return None
-        del self._challenges[relay_id]
-        known = self._relays.get(relay_id)
-        self._relays[relay_id] = KnownRelay(key, known.internal if known else False)
-        return key
-
-    def has_challenge(self, relay_id: str) -> bool:
-        return relay_id in self._challenges
-
-    def pending_key(self, relay_id: str) -> PublicKey | None:
-        pending = self._challenges.get(relay_id)
-        return pending[1] if pending else None
-
-    def verify(self, request: web.Request, body: bytes) -> KnownRelay:
-        """Check ``X-Sentry-Relay-Id``/``-Signature`` of a request from a known relay."""
-        relay_id = request.headers.get("X-Sentry-Relay-Id")
-        signature = request.headers.get("X-Sentry-Relay-Signature")
-        if not relay_id or not signature:
-            raise AuthError("missing relay signature")
-        relay = self._relays.get(relay_id)
+    async def verify(self, request: web.Request, body: bytes) -> RelayInfo:
+        """The signing relay; raise 401 (unknown relay, bad signature) or 503."""
+        raw_id = request.headers.get("X-Sentry-Relay-Id")
+        if raw_id is None:
+            raise AuthError("missing header: x-sentry-relay-id")
+        relay_id = parse_relay_id(raw_id)
+        if relay_id is None:
+            raise AuthError("malformed header: x-sentry-relay-id")
+        try:
+            relay = await self.relays.get(relay_id, self.config.http.timeout)
+        except TimeoutError:
+            raise ServiceUnavailable("internal system is overloaded", retry_after=1) from None
         if relay is None:
-            raise Forbidden("relay not registered")
+            raise AuthError("unknown relay id")
+        signature = request.headers.get("X-Sentry-Relay-Signature")
+        if signature is None:
+            raise AuthError("missing header: x-sentry-relay-signature")
         max_age = timedelta(seconds=self.config.auth.signature_max_age)
         if not relay.public_key.verify(body, signature, max_age=max_age):
             raise AuthError("invalid relay signature")
         return relay
 
-    def is_trusted(self, request: web.Request, body: bytes) -> bool:
-        """Whether a request carries a valid signature of a known relay (optional signing)."""
-        if "X-Sentry-Relay-Signature" not in request.headers:
-            return False
-        try:
-            self.verify(request, body)
-        except (AuthError, Forbidden):
-            return False
-        return True
 
+class Registrar:
+    """Registration at the top of a chain: Relay's challenge/response with a signed token.
 
-def relay_api_routes(registry: RelayRegistry, lookup: StateLookup) -> list[web.RouteDef]:
-    """Routes under ``/api/0/relays/`` for downstream relays."""
+    The token carries the relay's id and key, HMAC-signed with a secret of this process, so
+    nothing is stored between challenge and response. Only relays listed in
+    ``auth.static_relays`` may register.
+    """
 
-    async def challenge(request: web.Request) -> web.Response:
-        body = await _read_json_body(request)
+    def __init__(self, config: Config, relays: RelayCache, secret: bytes | None = None) -> None:
+        self.config = config
+        self.relays = relays
+        self.secret = secret or secrets.token_bytes(32)
+
+    def is_static(self, body: bytes) -> bool:
+        """Whether a challenge request comes from one of our static relays (with its key)."""
         try:
             req = msgspec.json.decode(body, type=RegisterRequest)
             key = PublicKey.parse(req.public_key)
-        except (msgspec.DecodeError, ValueError) as exc:
-            raise BadRequest(f"invalid register request: {exc}") from None
-        signature = request.headers.get("X-Sentry-Relay-Signature", "")
-        if request.headers.get("X-Sentry-Relay-Id") != req.relay_id or not key.verify(
-            body, signature, max_age=timedelta(seconds=registry.config.auth.signature_max_age)
-        ):
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyParseError):
+            return False
+        known = self.relays.static.get(parse_relay_id(req.relay_id) or "")
+        return known is not None and known.public_key == key
+
+    def owns_token(self, body: bytes) -> bool:
+        """Whether a challenge response carries a token we issued."""
+        try:
+            req = msgspec.json.decode(body, type=RegisterResponse)
+            unpack_register_state(req.token, self.secret)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnpackError):
+            return False
+        return True
+
+    def challenge(self, body: bytes, signature: str | None, relay_id_header: str | None) -> bytes:
+        """Answer ``register/challenge`` (JSON bytes) or raise."""
+        try:
+            req = msgspec.json.decode(body, type=RegisterRequest)
+            key = PublicKey.parse(req.public_key)
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyParseError) as exc:
+            raise BadRequest(f"invalid JSON data: {exc}") from None
+        relay_id = parse_relay_id(req.relay_id)
+        if relay_id is None or parse_relay_id(relay_id_header) != relay_id:
+            raise BadRequest("relay id mismatch")
+        max_age = timedelta(seconds=self.config.auth.signature_max_age)
+        if signature is None or not key.verify(body, signature, max_age=max_age):
             raise AuthError("invalid relay signature")
-        known = registry.get(req.relay_id)
-        if known is None or str(known.public_key) != str(key):
-            if registry.upstream is None:
-                raise Forbidden("unknown relay")
-            return await _pass_through(registry.upstream, request, body, req.relay_id, key)
-        token = make_token()
-        registry.start_challenge(req.relay_id, key, token)
-        return web.json_response({"relay_id": req.relay_id, "token": token})
+        known = self.relays.static.get(relay_id)
+        if known is None or known.public_key != key:
+            raise Forbidden("unknown relay")
+        state = RegisterState(
+            timestamp=datetime.now(UTC), relay_id=relay_id, public_key=key, rand=make_token()
+        )
+        token = sign_register_state(state, self.secret)
+        return msgspec.json.encode({"relay_id": relay_id, "token": token})
 
-    async def response(request: web.Request) -> web.Response:
+    def response(self, body: bytes, signature: str | None, relay_id_header: str | None) -> bytes:
+        """Answer ``register/response`` (JSON bytes) or raise; registers the relay."""
+        try:
+            req = msgspec.json.decode(body, type=RegisterResponse)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BadRequest(f"invalid JSON data: {exc}") from None
+        try:
+            state = unpack_register_state(req.token, self.secret, max_age=_CHALLENGE_MAX_AGE)
+        except UnpackError as exc:
+            raise AuthError(f"invalid challenge token: {exc}") from None
+        max_age = timedelta(seconds=self.config.auth.signature_max_age)
+        if signature is None or not state.public_key.verify(body, signature, max_age=max_age):
+            raise AuthError("invalid relay signature")
+        if parse_relay_id(req.relay_id) != state.relay_id or (
+            parse_relay_id(relay_id_header) != state.relay_id
+        ):
+            raise BadRequest("relay id mismatch")
+        known = self.relays.static.get(state.relay_id)
+        internal = known.internal if known is not None else False
+        self.relays.registered[state.relay_id] = RelayInfo(state.public_key, internal)
+        log.info("relay %s registered (version %s)", state.relay_id, req.version or "unknown")
+        return msgspec.json.encode({"relay_id": state.relay_id})
+
+
+def relay_api_routes(
+    config: Config,
+    relays: RelayCache,
+    lookup: StateLookup,
+    global_config: GlobalLookup,
+    upstream: UpstreamClient | None,
+) -> list[web.RouteDef]:
+    """Routes under ``/api/0/relays/`` for downstream relays.
+
+    With ``upstream=None`` (top of a chain) registration is answered here.
+    """
+    signed = SignedRequests(config, relays)
+    registrar = Registrar(config, relays)
+    advertised = config.relay.advertised_upstream
+
+    async def register(request: web.Request) -> web.Response:
         body = await _read_json_body(request)
-        try:
-            req = msgspec.json.decode(body, type=ChallengeResponse)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"invalid register response: {exc}") from None
-        if not registry.has_challenge(req.relay_id):
-            if registry.upstream is None:
-                raise Forbidden("no registration in progress")
-            return await _pass_through(registry.upstream, request, body, req.relay_id, None)
-        signature = request.headers.get("X-Sentry-Relay-Signature", "")
-        key = registry.pending_key(req.relay_id)
-        if key is None or not key.verify(body, signature):
-            raise AuthError("invalid challenge response")
-        if registry.complete_challenge(req.relay_id, req.token) is None:
-            raise AuthError("invalid challenge response")
-        return web.json_response({"relay_id": req.relay_id})
+        signature = request.headers.get("X-Sentry-Relay-Signature")
+        relay_id = request.headers.get("X-Sentry-Relay-Id")
+        challenge = request.path.endswith("/challenge/")
+        # Relays of our own auth.static_relays register here: we already trust them, and the
+        # upstream need not know them. Everyone else is the upstream's decision, as in Relay.
+        local = registrar.is_static(body) if challenge else registrar.owns_token(body)
+        if upstream is not None and not local:
+            return await _forward(upstream, request, body)
+        if challenge:
+            answer = registrar.challenge(body, signature, relay_id)
+        else:
+            answer = registrar.response(body, signature, relay_id)
+        return web.Response(body=answer, content_type="application/json")
 
-    async def _pass_through(
-        upstream: UpstreamClient, request: web.Request, body: bytes, relay_id: str,
-        key: PublicKey | None,
-    ) -> web.Response:  # fmt: skip
-        # Unknown to us: our upstream may know the relay. The downstream's own signature
-        # travels with the body, so the upstream verifies the downstream, not us.
-        headers = {
-            "Content-Type": "application/json",
-            "X-Sentry-Relay-Id": request.headers.get("X-Sentry-Relay-Id", ""),
-            "X-Sentry-Relay-Signature": request.headers.get("X-Sentry-Relay-Signature", ""),
-        }
-        try:
-            status, _, data = await upstream.request(
-                "POST", request.path, body=body, headers=headers, signed=False
+    async def projectconfigs(request: web.Request) -> web.StreamResponse:
+        version = request.query.get("version", "0")
+        number = int(version) if version.isdigit() else 0
+        if number < 3:
+            raise BadRequest(
+                "This API version is no longer supported, upgrade your Relay or Client"
             )
-        except UpstreamError as exc:
-            return web.json_response({"detail": f"upstream unavailable: {exc}"}, status=502)
-        if status < 300:
-            # Remember the upstream's verdict so the downstream may use our API afterwards.
-            if key is not None:
-                registry.start_challenge(relay_id, key, "")
-            else:
-                registry.complete_challenge(relay_id, None)
-        return web.Response(status=status, body=data, content_type="application/json")
-
-    async def projectconfigs(request: web.Request) -> web.Response:
         body = await _read_json_body(request)
-        registry.verify(request, body)
+        if number > 3:
+            if upstream is None:
+                raise BadRequest(f"unsupported version: {version}")
+            return await _forward(upstream, request, body)
+        relay = await signed.verify(request, body)
         try:
             req = msgspec.json.decode(body, type=ProjectConfigsRequest)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"invalid projectconfigs request: {exc}") from None
-        configs: dict[str, ProjectState] = {}
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BadRequest(f"invalid JSON data: {exc}") from None
+        public_key = str(relay.public_key)
+        full = relay.internal and req.full_config
+        configs: dict[str, Any] = {}
         pending: list[str] = []
         unchanged: list[str] = []
-        for index, key in enumerate(req.public_keys):
+        for key, revision in req.valid_keys():
             state = lookup(key)
             if state is None:
                 pending.append(key)
                 continue
-            revision = req.revisions[index] if index < len(req.revisions) else None
+            if state.disabled or (state.project_id is None and not state.public_keys):
+                # Disabled or unknown (or a proxy's dummy): the downstream treats it as disabled.
+                continue
             if revision is not None and state.rev == revision:
                 unchanged.append(key)
+                continue
+            if relay.internal or public_key in state.trusted_relays:
+                configs[key] = outgoing_state(state, full=full, upstream=advertised)
             else:
-                configs[key] = state
-        answer: dict[str, object] = {"configs": configs}
+                log.debug("relay %s has no access to project key %s", public_key, key)
+        answer: dict[str, Any] = {"configs": configs}
         if pending:
             answer["pending"] = pending
         if unchanged:
             answer["unchanged"] = unchanged
         if req.global_:
-            answer["global"] = {}
-            answer["globalStatus"] = "ready"
-        return web.Response(body=msgspec.json.encode(answer), content_type="application/json")
+            current = global_config()
+            answer["global"] = current if current is not None else {}
+            answer["globalStatus"] = "ready" if current is not None else "pending"
+        response = web.Response(body=msgspec.json.encode(answer), content_type="application/json")
+        # Relay compresses these answers when the client accepts it; they can be large.
+        response.enable_compression()
+        return response
 
     async def publickeys(request: web.Request) -> web.Response:
         body = await _read_json_body(request)
-        registry.verify(request, body)
+        await signed.verify(request, body)
         try:
-            ids = msgspec.json.decode(body, type=dict[str, list[str]]).get("relay_ids", [])
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"invalid publickeys request: {exc}") from None
-        keys: dict[str, str | None] = {}
-        relays: dict[str, dict[str, object] | None] = {}
-        for relay_id in ids:
-            known = registry.get(relay_id)
-            keys[relay_id] = str(known.public_key) if known else None
-            relays[relay_id] = (
-                {"publicKey": str(known.public_key), "internal": known.internal} if known else None
-            )
-        return web.json_response({"public_keys": keys, "relays": relays})
+            req = msgspec.json.decode(body, type=RelayIds)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BadRequest(f"invalid JSON data: {exc}") from None
+        answer: dict[str, dict[str, Any] | None] = {}
+        for raw_id in req.relay_ids:
+            relay_id = parse_relay_id(raw_id)
+            info = None
+            if relay_id is not None:
+                try:
+                    info = await relays.get(relay_id, config.http.timeout)
+                except TimeoutError:
+                    raise ServiceUnavailable(
+                        "internal system is overloaded", retry_after=1
+                    ) from None
+            answer[raw_id] = info.to_wire() if info is not None else None
+        return web.Response(
+            body=msgspec.json.encode({"relays": answer}), content_type="application/json"
+        )
 
     return [
-        web.post("/api/0/relays/register/challenge/", challenge),
-        web.post("/api/0/relays/register/response/", response),
+        web.post("/api/0/relays/register/challenge/", register),
+        web.post("/api/0/relays/register/response/", register),
         web.post("/api/0/relays/projectconfigs/", projectconfigs),
         web.post("/api/0/relays/publickeys/", publickeys),
     ]
+
+
+async def _forward(upstream: UpstreamClient, request: web.Request, body: bytes) -> web.Response:
+    """Pass a request through to the upstream verbatim (the downstream's own signature)."""
+    headers = {
+        name: value
+        for name in ("Content-Type", "X-Sentry-Relay-Id", "X-Sentry-Relay-Signature")
+        if (value := request.headers.get(name)) is not None
+    }
+    try:
+        status, resp_headers, data = await upstream.request(
+            "POST", request.path_qs, body=body, headers=headers, signed=False
+        )
+    except UpstreamError as exc:
+        return web.json_response({"detail": f"upstream unavailable: {exc}"}, status=502)
+    content_type = resp_headers.get("Content-Type", "application/json").split(";")[0]
+    return web.Response(status=status, body=data, content_type=content_type)
 
 
 async def _read_json_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > _MAX_JSON:
         raise BadRequest("request body too large")
     return await request.read()
+
+
+__all__ = ["RELAY_PROTOCOL_VERSION", "Registrar", "SignedRequests", "relay_api_routes"]

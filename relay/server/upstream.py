@@ -12,10 +12,12 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
 import msgspec
+from multidict import CIMultiDictProxy
 
 from relay import RELAY_PROTOCOL_VERSION, __version__
 from relay.config import Config
@@ -30,15 +32,27 @@ ENVELOPE_CONTENT_TYPE = "application/x-sentry-envelope"
 class UpstreamError(Exception):
     """A request to the upstream failed; ``status`` is None for network errors."""
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        rate_limits: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        #: ``X-Sentry-Rate-Limits`` of a 429 answer (all values joined by ", ").
+        self.rate_limits = rate_limits
 
     @property
     def is_received(self) -> bool:
-        """The upstream answered with a final verdict (4xx other than 429): do not retry."""
-        return self.status is not None and 400 <= self.status < 500 and self.status != 429
+        """The upstream answered with a final verdict (any 4xx, 429 included): no retry.
+
+        As in Relay, a rate-limited envelope counts as delivered: the upstream owns its
+        outcome, and this relay caches the limits instead of retrying.
+        """
+        return self.status is not None and 400 <= self.status < 500
 
 
 class UpstreamClient:
@@ -104,12 +118,17 @@ class UpstreamClient:
         body: bytes = b"",
         headers: Mapping[str, str] | None = None,
         signed: bool = True,
+        sign_data: bytes | None = None,
         timeout: float | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """One HTTP request to the upstream; returns status, headers and body."""
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """One HTTP request to the upstream; returns status, headers and body.
+
+        Signed requests sign ``sign_data`` (default: the body). Envelopes sign an empty
+        payload, as Relay does: the signature proves which relay sent them, cheaply.
+        """
         all_headers = dict(headers or {})
         if signed:
-            all_headers.update(self._sign_headers(body))
+            all_headers.update(self._sign_headers(body if sign_data is None else sign_data))
         url = f"{self.base_url}{path}"
         kwargs: dict[str, Any] = {}
         if timeout is not None:
@@ -130,11 +149,7 @@ class UpstreamClient:
             "POST", path, body=body, headers={"Content-Type": "application/json"}, signed=signed
         )
         if status >= 300:
-            raise UpstreamError(
-                f"POST {path} answered {status}: {data[:200]!r}",
-                status,
-                _retry_after(headers),
-            )
+            raise UpstreamError(response_error(status, data), status, _retry_after(headers))
         return msgspec.json.decode(data) if data else None
 
     async def register(self) -> None:
@@ -150,7 +165,11 @@ class UpstreamClient:
         )
         await self.request_json(
             "/api/0/relays/register/response/",
-            {"relay_id": self.credentials.id, "token": challenge["token"]},
+            {
+                "relay_id": self.credentials.id,
+                "token": challenge["token"],
+                "version": RELAY_PROTOCOL_VERSION,
+            },
         )
 
     async def _auth_loop(self) -> None:
@@ -194,7 +213,7 @@ class UpstreamClient:
         while True:
             try:
                 status, resp_headers, data = await self.request(
-                    "POST", path, body=body, headers=all_headers
+                    "POST", path, body=body, headers=all_headers, sign_data=b""
                 )
             except UpstreamError as exc:
                 error = exc
@@ -205,6 +224,7 @@ class UpstreamClient:
                     f"upstream answered {status}: {data[:200]!r}",
                     status,
                     _retry_after(resp_headers),
+                    ", ".join(resp_headers.getall("X-Sentry-Rate-Limits", [])) or None,
                 )
                 if error.is_received:
                     raise error
@@ -214,6 +234,23 @@ class UpstreamClient:
             log.debug("retrying envelope for project %s in %.2fs: %s", project_id, wait, error)
             await asyncio.sleep(wait)
             delay = min(delay * 2, self.config.http.max_retry_interval)
+
+
+def response_error(status: int, body: bytes) -> str:
+    """Relay's wording for an error answer, e.g. ``upstream request returned error 500
+    Internal Server Error: no error details`` (the detail comes from a JSON ``detail``)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    detail = "no error details"
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("detail"), str):
+        detail = decoded["detail"]
+    return f"upstream request returned error {status} {phrase}".rstrip() + f": {detail}"
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
