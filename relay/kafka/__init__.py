@@ -30,7 +30,12 @@ from relay.kafka.outcomes import (
     format_outcome_timestamp,
     outcome_topic,
 )
-from relay.kafka.producer import KafkaBudgetExceeded, KafkaProduceError, KafkaProducer
+from relay.kafka.producer import (
+    KafkaBudgetExceeded,
+    KafkaMessageRejected,
+    KafkaProduceError,
+    KafkaProducer,
+)
 from relay.kafka.topics import (
     DEFAULT_TOPIC_NAMES,
     KafkaTopic,
@@ -49,6 +54,7 @@ __all__ = [
     "AttachmentType",
     "DataCategory",
     "KafkaBudgetExceeded",
+    "KafkaMessageRejected",
     "KafkaProduceError",
     "KafkaProducer",
     "KafkaTopic",

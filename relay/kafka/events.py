@@ -19,6 +19,10 @@ from relay.kafka.attachments import AttachmentRef
 from relay.kafka.keys import event_uuid
 from relay.kafka.topics import KafkaTopic
 
+# Relay's ``EventType::UserReportV2`` is spelled "feedback" on the wire; older code paths
+# wrote the variant name.
+_FEEDBACK_TYPES = frozenset({"feedback", "user_report_v2"})
+
 
 def safe_timestamp(received_at: datetime | float) -> int:
     """Whole seconds since the epoch for a message's ``start_time``.
@@ -43,7 +47,7 @@ def event_topic(
     """
     if event_type == "transaction":
         return KafkaTopic.TRANSACTIONS
-    if event_type == "user_report_v2":
+    if event_type in _FEEDBACK_TYPES:
         return KafkaTopic.FEEDBACK
     if has_attachments or has_user_reports:
         return KafkaTopic.ATTACHMENTS
@@ -56,7 +60,7 @@ def sends_individual_attachments(event_type: str | None) -> bool:
     True for transactions and feedback: their consumers do not process attachments, so
     the attachments are not listed in the event message.
     """
-    return event_type in ("transaction", "user_report_v2")
+    return event_type == "transaction" or event_type in _FEEDBACK_TYPES
 
 
 def encode_event_message(

@@ -10,8 +10,8 @@ import msgspec
 from relay.kafka.topics import KafkaTopic
 from relay.protocol.items import DataCategory
 
-__all__ = ["DataCategory", "Outcome", "OutcomeCode", "encode_outcome", "format_outcome_timestamp",
-           "outcome_topic"]  # fmt: skip
+__all__ = ["OUTCOME_METRIC_NAMES", "DataCategory", "Outcome", "OutcomeCode", "encode_outcome",
+           "format_outcome_timestamp", "outcome_code_for_metric", "outcome_topic"]  # fmt: skip
 
 
 class OutcomeCode(enum.IntEnum):
@@ -81,3 +81,21 @@ def outcome_topic(outcome: int) -> KafkaTopic:
     if outcome in (OutcomeCode.ACCEPTED, OutcomeCode.RATE_LIMITED):
         return KafkaTopic.OUTCOMES_BILLING
     return KafkaTopic.OUTCOMES
+
+
+#: The counter MRI of each outcome id: how outcomes travel between relays as metric buckets.
+OUTCOME_METRIC_NAMES: dict[int, str] = {
+    OutcomeCode.ACCEPTED: "c:outcomes/accepted@none",
+    OutcomeCode.FILTERED: "c:outcomes/filtered@none",
+    OutcomeCode.RATE_LIMITED: "c:outcomes/rate_limited@none",
+    OutcomeCode.INVALID: "c:outcomes/invalid@none",
+    OutcomeCode.ABUSE: "c:outcomes/abuse@none",
+    OutcomeCode.CLIENT_DISCARD: "c:outcomes/client_discard@none",
+    OutcomeCode.CARDINALITY_LIMITED: "c:outcomes/cardinality_limited@none",
+}
+_CODE_BY_METRIC = {name: code for code, name in OUTCOME_METRIC_NAMES.items()}
+
+
+def outcome_code_for_metric(name: str) -> int | None:
+    """The outcome id an outcome bucket's MRI stands for, or ``None`` for other metrics."""
+    return _CODE_BY_METRIC.get(name)

@@ -43,6 +43,10 @@ class KafkaProduceError(ServiceUnavailable):
     """A message was not delivered to Kafka; the data it carried is lost."""
 
 
+class KafkaMessageRejected(KafkaProduceError):
+    """Kafka refused a message for good (not retriable, e.g. too large): do not retry it."""
+
+
 class KafkaBudgetExceeded(KafkaProduceError):
     """No budget for the message in time: Kafka does not keep up, answer 503."""
 
@@ -414,7 +418,9 @@ class KafkaProducer:
                 ) from None
             except KafkaError as exc:
                 max_retries = self._settings.max_retries
-                if not _is_transient(exc) or (max_retries is not None and retries >= max_retries):
+                if not _is_transient(exc):
+                    raise KafkaMessageRejected(f"message to {topic!r} refused: {exc!r}") from exc
+                if max_retries is not None and retries >= max_retries:
                     raise KafkaProduceError(f"message to {topic!r} not delivered: {exc!r}") from exc
                 pause = min(backoff, deadline - loop.time())
                 if pause <= 0:

@@ -14,8 +14,16 @@ import time
 from relay.config import Config
 from relay.errors import ServiceUnavailable
 from relay.protocol.envelope import Envelope
+from relay.protocol.items import ItemType
 from relay.protocol.project_config import ProjectState
+from relay.server.event_normalization import (
+    NORMALIZED_ITEM_TYPES,
+    EventRejected,
+    normalize_event_payload,
+)
+from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
+from relay.server.rate_limiting import RateLimiting
 from relay.server.request_meta import RequestMeta
 from relay.server.upstream import UpstreamClient, UpstreamError
 
@@ -46,11 +54,20 @@ class Forwarder:
     """Sends envelopes upstream with bounded memory and concurrency."""
 
     def __init__(
-        self, config: Config, upstream: UpstreamClient, outcomes: OutcomeSink, budget_bytes: int
+        self,
+        config: Config,
+        upstream: UpstreamClient,
+        outcomes: OutcomeSink,
+        budget_bytes: int,
+        *,
+        rate_limits: RateLimiting | None = None,
+        metrics: MetricsPipeline | None = None,
     ) -> None:
         self.config = config
         self.upstream = upstream
         self.outcomes = outcomes
+        self.rate_limits = rate_limits
+        self.metrics = metrics
         self.budget_bytes = budget_bytes
         self.bytes_in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,16 +75,49 @@ class Forwarder:
 
     async def accept(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
         """Accept an envelope for forwarding, or raise ServiceUnavailable when over budget."""
+        if self.config.relay.mode != "proxy":
+            # Client reports are outcomes: tracked here (and sent on as this relay's outcomes
+            # config says), not forwarded as items.
+            reports = [i for i in envelope.items if i.type == ItemType.CLIENT_REPORT]
+            if reports:
+                envelope.items = [i for i in envelope.items if i.type != ItemType.CLIENT_REPORT]
+                self.outcomes.client_reports(reports, meta, state)
+                if not envelope.items:
+                    return
+        self._normalize(envelope, meta, state)
+        if self.metrics is not None and self.config.relay.mode != "proxy":
+            # Projects with sessionMetrics get their sessions aggregated here, at the edge.
+            self.metrics.take_sessions(envelope, meta, state)
+        if not envelope.items:
+            return
         stamp_meta(envelope, meta)
         body = envelope.serialize()
         if self.bytes_in_flight + len(body) > self.budget_bytes and self.bytes_in_flight > 0:
             raise ServiceUnavailable("the service is overloaded", retry_after=5)
         self.bytes_in_flight += len(body)
-        task = asyncio.create_task(self._send(envelope, meta, body))
+        task = asyncio.create_task(self._send(envelope, meta, state, body))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, envelope: Envelope, meta: RequestMeta, body: bytes) -> None:
+    def _normalize(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
+        """Relay's POP-side (light) normalization of the event item, before forwarding."""
+        if self.config.relay.mode == "proxy":
+            return  # proxies pass data through untouched
+        for item in list(envelope.items):
+            if item.type not in NORMALIZED_ITEM_TYPES:
+                continue
+            try:
+                normalize_event_payload(item, envelope, meta, state, processing=False)
+            except EventRejected as rejected:
+                envelope.items.remove(item)
+                self.outcomes.item_dropped(
+                    item, envelope, meta, state, rejected.reason, rejected.code
+                )
+            break
+
+    async def _send(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState, body: bytes
+    ) -> None:
         headers = {"X-Sentry-Auth": meta.auth_header(), "X-Forwarded-For": meta.forwarded_for}
         if meta.user_agent:
             headers["User-Agent"] = meta.user_agent
@@ -82,6 +132,9 @@ class Forwarder:
             if exc.is_received:
                 # The upstream decided (e.g. 403 for a disabled project) and owns the outcome.
                 log.debug("upstream rejected envelope %s: %s", envelope.event_id, exc)
+                if exc.status == 429 and self.rate_limits is not None:
+                    retry_after = None if exc.retry_after is None else str(exc.retry_after)
+                    self.rate_limits.learn_from_upstream(meta, state, exc.rate_limits, retry_after)
             else:
                 log.error("dropping envelope %s after retries: %s", envelope.event_id, exc)
                 self.outcomes.envelope_dropped(envelope, meta, None, "internal")

@@ -1,14 +1,23 @@
 """Processing relays: turn an accepted envelope into Kafka messages, or outcomes.
 
-The client (usually a POP relay) gets its answer only after Kafka acknowledged the
-messages: a Kafka outage turns into 503s that the POP retries, so nothing accepted here
-is lost in a buffer, and memory stays bounded by the producer's byte budget.
+Every item ends as Kafka messages or as an outcome (Relay's id, reason and category). The
+client (usually a POP relay) gets its answer only after Kafka acknowledged the messages:
+a Kafka outage turns into 503s that the POP retries, so nothing accepted here is lost in
+a buffer, and memory stays bounded by the producer's byte budget. Messages Kafka refuses
+for good (not retriable, e.g. too large) are dropped with an ``internal`` outcome.
+
+Messages are grouped in :class:`Unit`s: what one logical item produces (an event with its
+attachment chunks, a replay, a span). A unit's ``first`` messages (attachment chunks) are
+acknowledged before its ``then`` messages (the event referencing them) are produced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -22,28 +31,152 @@ from relay.kafka.events import (
     sends_individual_attachments,
 )
 from relay.kafka.keys import partition_key_for
-from relay.kafka.monitors import encode_check_in_message
-from relay.kafka.outcomes import Outcome, OutcomeCode, format_outcome_timestamp
-from relay.kafka.producer import KafkaProducer
+from relay.kafka.metrics import (
+    MetricBucket,
+    decode_buckets,
+    encode_metric_message,
+    metric_headers,
+)
+from relay.kafka.monitors import (
+    InvalidCheckIn,
+    check_in_key,
+    encode_check_in_message,
+    normalize_check_in,
+    routing_hint,
+)
+from relay.kafka.outcomes import OutcomeCode
+from relay.kafka.producer import KafkaMessageRejected, KafkaProduceError, KafkaProducer
+from relay.kafka.profiles import (
+    encode_profile_chunk_message,
+    encode_profile_message,
+    profile_headers,
+)
+from relay.kafka.replays import encode_replay_recording_message
+from relay.kafka.spans import (
+    InvalidSpan,
+    encode_span_message,
+    span_headers,
+    span_key,
+    span_v1_to_v2,
+    validate_span_v2,
+)
 from relay.kafka.topics import KafkaTopic
+from relay.kafka.trace_items import (
+    LOG_ITEM_TYPE,
+    InvalidTraceItem,
+    encode_log_item,
+    trace_item_headers,
+)
 from relay.kafka.user_reports import encode_user_report_message
-from relay.normalize import prepare_event
 from relay.protocol.envelope import Envelope, Item
-from relay.protocol.items import DataCategory, ItemType
+from relay.protocol.items import (
+    EVENT_ATTACHMENT_TYPES,
+    UI_PROFILE_PLATFORMS,
+    DataCategory,
+    ItemType,
+)
 from relay.protocol.project_config import ProjectState
-from relay.server.outcomes import OutcomeSink
+from relay.server.event_normalization import EventRejected, normalize_event_dict
+from relay.server.metrics_pipeline import MetricsPipeline
+from relay.server.outcome_aggregator import Scoping
+from relay.server.outcomes import OutcomeSink, scoping_for
+from relay.server.rate_limiting import RateLimiting
 from relay.server.request_meta import RequestMeta
 
 log = logging.getLogger(__name__)
 
-_EVENT_TYPES = frozenset({ItemType.EVENT, ItemType.TRANSACTION})
 _json_encoder = msgspec.json.Encoder()
+Quantities = list[tuple[DataCategory, int]]
+
+#: Item types whose payload is the envelope's event (Relay's event-creating items).
+_EVENT_ITEMS = frozenset(
+    {ItemType.EVENT, ItemType.TRANSACTION, ItemType.SECURITY, ItemType.FEEDBACK}
+)
+_REPLAY_ITEMS = frozenset({ItemType.REPLAY_EVENT, ItemType.REPLAY_RECORDING, ItemType.REPLAY_VIDEO})
+_SPAN_CONTAINER = "application/vnd.sentry.items.span.v2+json"
+_LOG_CONTAINER = "application/vnd.sentry.items.log+json"
+_EVENT_TYPE_CATEGORY = {
+    "transaction": DataCategory.TRANSACTION,
+    "csp": DataCategory.SECURITY,
+    "hpkp": DataCategory.SECURITY,
+    "expectct": DataCategory.SECURITY,
+    "expectstaple": DataCategory.SECURITY,
+    "nel": DataCategory.SECURITY,
+    "feedback": DataCategory.USER_REPORT_V2,
+}
 
 
 class Message(msgspec.Struct):
+    """One Kafka message, addressed by logical topic."""
+
     topic: KafkaTopic
     value: bytes
     key: bytes | None = None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+@dataclass
+class Unit:
+    """The messages of one logical item, and what it counts for if it is lost."""
+
+    then: list[Message]
+    first: list[Message] = field(default_factory=list)
+    #: Categories and quantities of the data in the unit (for ``internal`` outcomes).
+    quantities: Quantities = field(default_factory=list)
+    #: Accepted outcomes Relay emits itself once the unit is in Kafka.
+    accepted: Quantities = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """Everything an envelope produces: units, plus outcomes already decided."""
+
+    units: list[Unit] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[Message]:
+        """All messages in production order (for tests and benchmarks)."""
+        return [m for unit in self.units for m in (*unit.first, *unit.then)]
+
+
+class _Context:
+    """Per-envelope values every handler needs."""
+
+    def __init__(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState, sink: OutcomeSink
+    ) -> None:
+        self.envelope = envelope
+        self.meta = meta
+        self.state = state
+        self.sink = sink
+        self.scoping: Scoping = scoping_for(meta, state)
+        self.org_id = state.organization_id or 0
+        self.project_id = meta.project_id
+        self.start_time = safe_timestamp(meta.received_at)
+        self.retention = _retention(state)
+        raw_id = envelope.event_id
+        self.event_id: str | None = None
+        if raw_id is not None:
+            try:
+                self.event_id = uuid.UUID(raw_id).hex
+            except ValueError:
+                self.event_id = None
+        self.event_key = partition_key_for(self.event_id, self.org_id) if self.event_id else None
+
+    def drop(
+        self,
+        item: Item,
+        reason: str | None,
+        code: OutcomeCode = OutcomeCode.INVALID,
+        quantities: Quantities | None = None,
+    ) -> None:
+        self.sink.item_dropped(item, self.envelope, self.meta, self.state, reason, code, quantities)
+
+    def drop_quantities(
+        self, quantities: Iterable[tuple[DataCategory, int]], reason: str | None
+    ) -> None:
+        for category, quantity in quantities:
+            self.sink.track(self.scoping, int(OutcomeCode.INVALID), reason, int(category), quantity)
 
 
 class Processor:
@@ -55,205 +188,655 @@ class Processor:
         producer: KafkaProducer,
         topics: dict[KafkaTopic, str],
         outcomes: OutcomeSink,
+        *,
+        rate_limits: RateLimiting | None = None,
+        metrics: MetricsPipeline | None = None,
     ) -> None:
         self.config = config
         self.producer = producer
         self.topics = topics
         self.outcomes = outcomes
+        self.rate_limits = rate_limits
+        self.metrics = metrics
+        #: Items lost because Kafka refused their messages for good (``internal`` outcomes).
+        self.failed_items = 0
 
     async def accept(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
-        """Produce the envelope's messages; raises (503) if Kafka does not take them."""
-        before, after = self.build_messages(envelope, meta, state)
-        # Attachment chunks must be in Kafka before the event that references them.
-        if before:
-            await asyncio.gather(*(self._send(m) for m in before))
-        if after:
-            await asyncio.gather(*(self._send(m) for m in after))
+        """Produce the envelope's messages; raises (503) if Kafka does not take them in time."""
+        if self.rate_limits is not None:
+            # Counted in Redis, atomically across relays; what is over quota is dropped.
+            await self.rate_limits.enforce_redis(envelope, meta, state)
+        if self.metrics is not None:
+            self.metrics.take_sessions(envelope, meta, state)
+        plan = self.build(envelope, meta, state)
+        if not plan.units:
+            return
+        scoping = scoping_for(meta, state)
+        results = await asyncio.gather(
+            *(self._send_unit(unit) for unit in plan.units), return_exceptions=True
+        )
+        retry: BaseException | None = None
+        for unit, result in zip(plan.units, results, strict=True):
+            if result is None:
+                for category, quantity in unit.accepted:
+                    self.outcomes.accepted(scoping, category, quantity)
+            elif isinstance(result, KafkaMessageRejected):
+                # Retrying cannot help: account for the data and answer as if accepted.
+                self.failed_items += 1
+                log.error("kafka refused a message for good: %s", result)
+                for category, quantity in unit.quantities:
+                    self.outcomes.track(
+                        scoping, int(OutcomeCode.INVALID), "internal", int(category), quantity
+                    )
+            else:
+                retry = retry or result
+        if retry is not None:
+            # Transient: the sender retries the whole envelope (503 + Retry-After).
+            self.failed_items += 1
+            raise retry
+
+    async def _send_unit(self, unit: Unit) -> None:
+        if unit.first:
+            # Attachment chunks must be in Kafka before the event that references them.
+            await asyncio.gather(*(self._send(m) for m in unit.first))
+        await asyncio.gather(*(self._send(m) for m in unit.then))
 
     async def _send(self, message: Message) -> None:
-        await self.producer.send(self.topics[message.topic], message.value, key=message.key)
+        await self.producer.send(
+            self.topics[message.topic], message.value, key=message.key, headers=message.headers
+        )
 
     def build_messages(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
     ) -> tuple[list[Message], list[Message]]:
-        """Messages to send first (chunks) and then (events, the rest); drops are outcomes."""
-        start_time = safe_timestamp(meta.received_at)
-        org_id = state.organization_id or 0
-        event_id = envelope.event_id
-        key = partition_key_for(event_id, org_id) if event_id else None
-        project_id = meta.project_id
+        """Messages to send first (chunks) and then (the rest); drops become outcomes."""
+        plan = self.build(envelope, meta, state)
+        first = [m for unit in plan.units for m in unit.first]
+        then = [m for unit in plan.units for m in unit.then]
+        return first, then
 
+    def build(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> Plan:
+        """Route every item of the envelope: Kafka messages, or outcomes for dropped items."""
+        ctx = _Context(envelope, meta, state, self.outcomes)
+        plan = Plan()
         event_item: Item | None = None
+        event_from_attachment: Item | None = None
         attachments: list[Item] = []
-        first: list[Message] = []
-        then: list[Message] = []
+        user_reports: list[Item] = []
+        replay_items: list[Item] = []
+        client_reports: list[Item] = []
         for item in envelope.items:
             kind = item.type
-            if kind in _EVENT_TYPES and event_item is None:
-                event_item = item
+            if kind in _EVENT_ITEMS:
+                if event_item is None:
+                    event_item = item
+                else:
+                    ctx.drop(item, "duplicate_item")
             elif kind == ItemType.ATTACHMENT:
+                if event_from_attachment is None and item.attachment_type in EVENT_ATTACHMENT_TYPES:
+                    event_from_attachment = item
                 attachments.append(item)
-            elif kind == ItemType.CHECK_IN:
-                then.append(
-                    Message(
-                        KafkaTopic.MONITORS,
-                        encode_check_in_message(
-                            payload=item.payload,
-                            project_id=project_id,
-                            start_time=meta.received_at,
-                            sdk=meta.client,
-                            retention_days=_retention(state),
-                        ),
-                    )
-                )
             elif kind == ItemType.USER_REPORT:
-                then.append(
-                    Message(
-                        KafkaTopic.ATTACHMENTS,
-                        encode_user_report_message(
-                            project_id=project_id, start_time=start_time, payload=item.payload
-                        ),
-                        key,
-                    )
-                )
+                user_reports.append(item)
+            elif kind in _REPLAY_ITEMS:
+                replay_items.append(item)
             elif kind == ItemType.CLIENT_REPORT:
-                self._client_report(item, envelope, meta, state)
+                client_reports.append(item)
+            elif kind == ItemType.CHECK_IN:
+                self._check_in(ctx, item, plan)
+            elif kind == ItemType.PROFILE:
+                self._profile(ctx, item, plan)
+            elif kind == ItemType.PROFILE_CHUNK:
+                self._profile_chunk(ctx, item, plan)
+            elif kind == ItemType.SPAN:
+                self._spans(ctx, item, plan)
+            elif kind == ItemType.LOG:
+                self._logs(ctx, item, plan)
+            elif kind == ItemType.METRIC_BUCKETS:
+                self._metric_buckets(ctx, item, plan)
+            elif kind in (ItemType.SESSION, ItemType.SESSIONS):
+                # Sessions become metrics (session extraction); Relay emits no outcome for them.
+                log.debug("session item without session extraction dropped")
+            elif kind == ItemType.FORM_DATA:
+                # Form fields without a file are not stored; they count in no category.
+                pass
             else:
-                # Sessions, logs, profiles, replays, spans...: handled by later stages.
-                self.outcomes.item_dropped(item, envelope, meta, state, "unsupported_item")
+                # Processing relays drop what they cannot process (unknown types included).
+                ctx.drop(item, "internal")
 
-        event_payload: bytes | None = None
+        if client_reports:
+            self.outcomes.client_reports(client_reports, meta, state)
+        if replay_items:
+            self._replay(ctx, replay_items, plan)
+        self._event(ctx, event_item, event_from_attachment, attachments, user_reports, plan)
+        return plan
+
+    # --- events, attachments, user reports -------------------------------------------
+
+    def _event(
+        self,
+        ctx: _Context,
+        event_item: Item | None,
+        event_attachment: Item | None,
+        attachments: list[Item],
+        user_reports: list[Item],
+        plan: Plan,
+    ) -> None:
+        payload: bytes | None = None
         event_type: str | None = None
-        if event_item is not None:
-            assert event_id is not None
-            event_payload, event_type = self._event_payload(event_item, event_id, meta)
-            if event_payload is None:
-                self.outcomes.item_dropped(event_item, envelope, meta, state, "invalid_json")
-                for attachment in attachments:
-                    self.outcomes.item_dropped(attachment, envelope, meta, state, "invalid_json")
-                return first, then
+        quantities: Quantities = []
+        if event_item is not None or event_attachment is not None:
+            if ctx.event_id is None:
+                for item in [x for x in (event_item,) if x is not None]:
+                    ctx.drop(item, "invalid_event_id")
+                for item in (*attachments, *user_reports):
+                    ctx.drop(item, "invalid_event_id")
+                return
+            result = self._event_payload(ctx, event_item)
+            if isinstance(result, EventRejected):
+                assert event_item is not None
+                reason, code = result.reason, result.code
+                ctx.drop(event_item, reason, code, quantities=self._event_quantities(event_item))
+                # Attachments and reports of a dropped event go with it.
+                for item in (*attachments, *user_reports):
+                    ctx.drop(item, reason, code)
+                return
+            payload, event_type, quantities = result
 
+        unit = Unit(then=[], quantities=list(quantities))
+        individual = payload is None or sends_individual_attachments(event_type)
         refs: list[AttachmentRef] = []
-        standalone = event_payload is None or sends_individual_attachments(event_type)
-        attachment_event_id = event_id
         for item in attachments:
-            if attachment_event_id is None:
-                self.outcomes.item_dropped(item, envelope, meta, state, "invalid")
+            if ctx.event_id is None:
+                ctx.drop(item, "invalid_event_id")
                 continue
             ref, chunks = chunk_attachment(
                 item.payload,
                 self.config.processing.attachment_chunk_size,
-                event_id=attachment_event_id,
-                project_id=project_id,
+                event_id=ctx.event_id,
+                project_id=ctx.project_id,
                 name=item.filename,
                 content_type=item.content_type,
                 attachment_type=item.attachment_type or "event.attachment",
-                retention_days=_retention(state),
-                inline=standalone,
+                rate_limited=bool(item.headers.get("rate_limited")),
+                retention_days=ctx.retention,
+                inline=individual,
             )
-            first.extend(Message(KafkaTopic.ATTACHMENTS, chunk, key) for chunk in chunks)
-            if standalone:
-                then.append(
-                    Message(
-                        KafkaTopic.ATTACHMENTS,
-                        encode_attachment_message(
-                            event_id=attachment_event_id, project_id=project_id, attachment=ref
-                        ),
-                        key,
+            chunk_messages = [Message(KafkaTopic.ATTACHMENTS, c, ctx.event_key) for c in chunks]
+            if individual:
+                # Standalone attachments are units of their own: one failing loses only it.
+                plan.units.append(
+                    Unit(
+                        first=chunk_messages,
+                        then=[
+                            Message(
+                                KafkaTopic.ATTACHMENTS,
+                                encode_attachment_message(
+                                    event_id=ctx.event_id, project_id=ctx.project_id, attachment=ref
+                                ),
+                                ctx.event_key,
+                            )
+                        ],
+                        quantities=item.quantities(),
                     )
                 )
             else:
+                unit.first.extend(chunk_messages)
+                unit.quantities.extend(item.quantities())
                 refs.append(ref)
 
-        if event_payload is not None:
-            assert event_id is not None
-            topic = event_topic(event_type, has_attachments=bool(refs))
-            then.append(
+        for item in user_reports:
+            self._user_report(ctx, item, unit if payload is not None else None, plan)
+
+        if payload is not None:
+            assert ctx.event_id is not None
+            topic = event_topic(
+                event_type, has_attachments=bool(refs), has_user_reports=bool(user_reports)
+            )
+            unit.then.append(
                 Message(
                     topic,
                     encode_event_message(
-                        event_id=event_id,
-                        project_id=project_id,
-                        payload=event_payload,
-                        start_time=start_time,
-                        remote_addr=meta.client_ip,
+                        event_id=ctx.event_id,
+                        project_id=ctx.project_id,
+                        payload=payload,
+                        start_time=ctx.start_time,
+                        remote_addr=ctx.meta.client_ip,
                         attachments=refs,
                     ),
-                    key,
+                    ctx.event_key,
                 )
             )
-        return first, then
+            if event_type == "transaction":
+                unit.accepted = [
+                    (c, q)
+                    for c, q in quantities
+                    if c in (DataCategory.TRANSACTION, DataCategory.SPAN)
+                ]
+            plan.units.append(unit)
 
-    def _event_payload(
-        self, item: Item, event_id: str, meta: RequestMeta
-    ) -> tuple[bytes | None, str | None]:
+    def _event_quantities(self, item: Item) -> Quantities:
+        if item.type != ItemType.TRANSACTION:
+            return item.quantities()
+        spans = 1
         try:
             event = msgspec.json.decode(item.payload)
+            if isinstance(event, dict) and isinstance(event.get("spans"), list):
+                spans += len(event["spans"])
         except msgspec.DecodeError:
-            return None, None
-        if not isinstance(event, dict):
-            return None, None
-        if item.type == ItemType.TRANSACTION:
-            event["type"] = "transaction"
-        prepare_event(event, event_id, meta.received_at)
-        event_type = event.get("type")
-        return _json_encoder.encode(event), event_type if isinstance(event_type, str) else None
+            spans += item.span_count
+        return _transaction_quantities(spans)
 
-    def _client_report(
-        self, item: Item, envelope: Envelope, meta: RequestMeta, state: ProjectState
-    ) -> None:
-        """Client reports become ``client_discard`` outcomes (what the SDK dropped)."""
+    def _event_payload(
+        self, ctx: _Context, item: Item | None
+    ) -> tuple[bytes, str | None, Quantities] | EventRejected:
+        """The normalized event, its type and what it counts for; or why it is dropped."""
+        assert ctx.event_id is not None
+        if item is None:
+            # A crash report without an event payload: the event is built from it later.
+            event: Any = {}
+        else:
+            try:
+                event = msgspec.json.decode(item.payload)
+            except msgspec.DecodeError:
+                return EventRejected("invalid_json")
+            if not isinstance(event, dict):
+                return EventRejected("invalid_json")
+        if item is not None and item.type == ItemType.TRANSACTION:
+            event["type"] = "transaction"
+            if not _valid_transaction(event):
+                return EventRejected("invalid_transaction")
+        elif item is not None and item.type == ItemType.FEEDBACK:
+            event["type"] = "feedback"
+        try:
+            event = normalize_event_dict(
+                event,
+                ctx.envelope,
+                ctx.meta,
+                ctx.state,
+                processing=True,
+                max_secs_in_future=self.config.processing.max_secs_in_future,
+            )
+        except EventRejected as rejected:
+            return rejected
+        raw_type = event.get("type")
+        event_type = raw_type if isinstance(raw_type, str) else None
+        if event_type == "transaction":
+            spans = event.get("spans")
+            quantities = _transaction_quantities(1 + (len(spans) if isinstance(spans, list) else 0))
+        else:
+            quantities = [(_EVENT_TYPE_CATEGORY.get(event_type or "", DataCategory.ERROR), 1)]
+        return _json_encoder.encode(event), event_type, quantities
+
+    def _user_report(self, ctx: _Context, item: Item, unit: Unit | None, plan: Plan) -> None:
         try:
             report = msgspec.json.decode(item.payload)
         except msgspec.DecodeError:
+            ctx.drop(item, "invalid_json")
             return
-        if not isinstance(report, dict):
+        event_id = report.get("event_id") if isinstance(report, dict) else None
+        if not isinstance(event_id, str):
+            event_id = ctx.event_id
+        try:
+            key = partition_key_for(event_id, ctx.org_id) if event_id else None
+        except ValueError:
+            ctx.drop(item, "invalid_event_id")
             return
-        key = state.key_config(meta.public_key)
-        timestamp = report.get("timestamp")
-        when = float(timestamp) if isinstance(timestamp, int | float) else meta.received_at
-        groups = (
-            ("discarded_events", OutcomeCode.CLIENT_DISCARD),
-            ("rate_limited_events", OutcomeCode.RATE_LIMITED),
-            ("filtered_events", OutcomeCode.FILTERED),
-            ("filtered_sampling_events", OutcomeCode.FILTERED),
+        message = Message(
+            KafkaTopic.ATTACHMENTS,
+            encode_user_report_message(
+                project_id=ctx.project_id, start_time=ctx.start_time, payload=item.payload
+            ),
+            key,
         )
-        for field, code in groups:
-            for entry in _entries(report.get(field)):
-                category = _category(entry.get("category"))
-                quantity = entry.get("quantity")
-                reason = entry.get("reason")
-                if category is None or not isinstance(quantity, int) or quantity <= 0:
-                    continue
-                self.outcomes.emit(
-                    Outcome(
-                        timestamp=format_outcome_timestamp(when),
-                        org_id=state.organization_id,
-                        project_id=meta.project_id,
-                        key_id=key.numeric_id if key else None,
-                        outcome=int(code),
-                        reason=reason if isinstance(reason, str) else None,
-                        remote_addr=meta.client_ip,
-                        source=self.config.outcomes.source,
-                        category=int(category),
-                        quantity=quantity,
-                    )
-                )
+        if unit is not None:
+            # With an event: produced before it, so the consumer can attach it.
+            unit.first.append(message)
+            unit.quantities.extend(item.quantities())
+        else:
+            plan.units.append(Unit(then=[message], quantities=item.quantities()))
 
+    # --- other item types ---------------------------------------------------------
 
-def _entries(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        return []
-    return [entry for entry in value if isinstance(entry, dict)]
+    def _check_in(self, ctx: _Context, item: Item, plan: Plan) -> None:
+        try:
+            payload, check_in = normalize_check_in(item.payload)
+        except InvalidCheckIn:
+            ctx.drop(item, "invalid_check_in")
+            return
+        message = encode_check_in_message(
+            payload=payload,
+            project_id=ctx.project_id,
+            start_time=ctx.start_time,
+            sdk=ctx.meta.client,
+            retention_days=ctx.retention,
+        )
+        hint = item.headers.get("routing_hint") or str(routing_hint(check_in, ctx.project_id))
+        key = check_in_key(hint, ctx.org_id)
+        plan.units.append(
+            Unit(then=[Message(KafkaTopic.MONITORS, message, key)], quantities=item.quantities())
+        )
 
+    def _profile(self, ctx: _Context, item: Item, plan: Plan) -> None:
+        reason = _profile_error(item.payload)
+        quantities = item.quantities()
+        if reason is not None:
+            if not any(c in (DataCategory.PROFILE_UI, DataCategory.PROFILE_BACKEND)
+                       for c, _ in quantities):  # fmt: skip
+                quantities = quantities[:2]
+            ctx.drop(item, reason, quantities=quantities)
+            return
+        sampled = item.headers.get("sampled", True) is not False
+        headers = profile_headers(ctx.project_id, sampled)
+        key = ctx.state.key_config(ctx.meta.public_key)
+        message = encode_profile_message(
+            organization_id=ctx.org_id,
+            project_id=ctx.project_id,
+            key_id=key.numeric_id if key else None,
+            received=ctx.start_time,
+            retention_days=ctx.retention,
+            payload=item.payload,
+        )
+        plan.units.append(
+            Unit(
+                then=[Message(KafkaTopic.PROFILES, message, headers=headers)],
+                quantities=quantities,
+            )
+        )
 
-def _category(name: object) -> DataCategory | None:
-    if not isinstance(name, str):
+    def _profile_chunk(self, ctx: _Context, item: Item, plan: Plan) -> None:
+        try:
+            chunk = msgspec.json.decode(item.payload)
+        except msgspec.DecodeError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            ctx.drop(item, "profiling_invalid_json")
+            return
+        quantities = item.quantities()
+        if not quantities:
+            platform = chunk.get("platform")
+            ui = isinstance(platform, str) and platform in UI_PROFILE_PLATFORMS
+            quantities = [(DataCategory.PROFILE_CHUNK_UI if ui else DataCategory.PROFILE_CHUNK, 1)]
+        message = encode_profile_chunk_message(
+            organization_id=ctx.org_id,
+            project_id=ctx.project_id,
+            key_id=ctx.scoping.key_id,
+            received=ctx.start_time,
+            retention_days=ctx.retention,
+            payload=item.payload,
+        )
+        headers = [("project_id", str(ctx.project_id).encode())]
+        plan.units.append(
+            Unit(
+                then=[Message(KafkaTopic.PROFILES, message, headers=headers)],
+                quantities=quantities,
+            )
+        )
+
+    def _replay(self, ctx: _Context, items: list[Item], plan: Plan) -> None:
+        features = ctx.state.config.get("features")
+        quantities: Quantities = [(DataCategory.REPLAY, 1) for _ in items]
+        if not isinstance(features, list) or "organizations:session-replay" not in features:
+            ctx.drop_quantities(quantities, "feature_disabled")
+            return
+        parts: dict[str, bytes] = {}
+        for item in items:
+            parts.setdefault(item.type, item.payload)
+        replay_id = ctx.event_id
+        event_payload = parts.get(ItemType.REPLAY_EVENT)
+        recording = parts.get(ItemType.REPLAY_RECORDING)
+        video = parts.get(ItemType.REPLAY_VIDEO)
+        if video is not None:
+            unpacked = _unpack_video(video)
+            if unpacked is None:
+                ctx.drop_quantities(quantities, "invalid_replay_video")
+                return
+            event_payload = unpacked.get("replay_event", event_payload)
+            recording = unpacked.get("replay_recording", recording)
+            video = unpacked.get("replay_video", video)
+        if event_payload is not None:
+            try:
+                event = msgspec.json.decode(event_payload)
+            except msgspec.DecodeError:
+                event = None
+            if not isinstance(event, dict):
+                ctx.drop_quantities(quantities, "invalid_replay")
+                return
+            found = event.get("replay_id")
+            if replay_id is None and isinstance(found, str):
+                replay_id = found
+        if recording is None or not _valid_recording(recording):
+            reason = "invalid_replay_recording" if recording is not None else "invalid_replay"
+            ctx.drop_quantities(quantities, reason if event_payload is None else "invalid_replay")
+            return
+        if replay_id is None:
+            ctx.drop_quantities(quantities, "invalid_replay")
+            return
+        key = ctx.state.key_config(ctx.meta.public_key)
+        try:
+            message = encode_replay_recording_message(
+                replay_id=replay_id,
+                key_id=key.numeric_id if key else None,
+                org_id=ctx.org_id,
+                project_id=ctx.project_id,
+                received=ctx.start_time,
+                retention_days=ctx.retention,
+                payload=recording,
+                replay_event=event_payload,
+                replay_video=video,
+            )
+        except ValueError:
+            ctx.drop_quantities(quantities, "invalid_replay")
+            return
+        plan.units.append(
+            Unit(then=[Message(KafkaTopic.REPLAY_RECORDINGS, message)], quantities=quantities)
+        )
+
+    def _container_items(self, item: Item) -> list[Any] | None:
+        try:
+            data = msgspec.json.decode(item.payload)
+        except msgspec.DecodeError:
+            return None
+        if isinstance(data, dict) and isinstance(data.get("items"), list):
+            items: list[Any] = data["items"]
+            return items
         return None
-    category = DataCategory.from_name(name)
-    return None if category is DataCategory.UNKNOWN else category
+
+    def _spans(self, ctx: _Context, item: Item, plan: Plan) -> None:
+        container = (item.content_type or "").lower() == _SPAN_CONTAINER
+        if container:
+            spans = self._container_items(item)
+            if spans is None:
+                ctx.drop(item, "invalid_span")
+                return
+            # What is in the container counts, whatever item_count claims.
+            ctx.drop_quantities(
+                [(c, q - len(spans)) for c, q in item.quantities() if q > len(spans)],
+                "invalid_span",
+            )
+        else:
+            try:
+                span = msgspec.json.decode(item.payload)
+            except msgspec.DecodeError:
+                ctx.drop(item, "invalid_span")
+                return
+            spans = [span_v1_to_v2(span)] if isinstance(span, dict) else [None]
+        for span in spans:
+            one: Quantities = [(DataCategory.SPAN, 1), (DataCategory.SPAN_INDEXED, 1)]
+            if not isinstance(span, dict):
+                ctx.drop_quantities(one, "invalid_span")
+                continue
+            try:
+                validate_span_v2(span)
+            except InvalidSpan:
+                ctx.drop_quantities(one, "invalid_span")
+                continue
+            message = encode_span_message(
+                span,
+                organization_id=ctx.org_id,
+                project_id=ctx.project_id,
+                key_id=ctx.scoping.key_id,
+                event_id=None,
+                received=ctx.meta.received_at,
+                retention_days=ctx.retention,
+            )
+            plan.units.append(
+                Unit(
+                    then=[
+                        Message(
+                            KafkaTopic.SPANS,
+                            message,
+                            span_key(span, ctx.org_id),
+                            span_headers(ctx.project_id),
+                        )
+                    ],
+                    quantities=one,
+                    accepted=[(DataCategory.SPAN, 1)],
+                )
+            )
+
+    def _logs(self, ctx: _Context, item: Item, plan: Plan) -> None:
+        if (item.content_type or "").lower() == _LOG_CONTAINER:
+            logs = self._container_items(item)
+        else:
+            try:
+                single = msgspec.json.decode(item.payload)
+            except msgspec.DecodeError:
+                single = None
+            logs = [single] if isinstance(single, dict) else None
+        if logs is None:
+            ctx.drop(item, "invalid_log")
+            return
+        count = max(len(logs), 1)
+        size = max(len(item.payload), 1)
+        for index, entry in enumerate(logs):
+            # Bytes are shared out so that the parts sum to the item's size exactly.
+            share = size // count + (1 if index < size % count else 0)
+            one: Quantities = [(DataCategory.LOG_ITEM, 1), (DataCategory.LOG_BYTE, share)]
+            if not isinstance(entry, dict):
+                ctx.drop_quantities(one, "invalid_log")
+                continue
+            try:
+                value = encode_log_item(
+                    entry,
+                    organization_id=ctx.org_id,
+                    project_id=ctx.project_id,
+                    key_id=ctx.scoping.key_id,
+                    received_at=ctx.meta.received_at,
+                    retention_days=ctx.retention,
+                    payload_size=share,
+                    quantities=[(int(c), q) for c, q in one],
+                )
+            except InvalidTraceItem:
+                ctx.drop_quantities(one, "invalid_log")
+                continue
+            headers = trace_item_headers(ctx.project_id, LOG_ITEM_TYPE)
+            plan.units.append(
+                Unit(then=[Message(KafkaTopic.ITEMS, value, headers=headers)], quantities=one)
+            )
+
+    def _metric_buckets(self, ctx: _Context, item: Item, plan: Plan) -> None:
+        try:
+            buckets = decode_buckets(item.payload)
+        except msgspec.DecodeError:
+            log.debug("invalid metric buckets dropped")
+            return
+        relay_id = ctx.meta.relay_id
+        static = self.config.auth.static_relays.get(relay_id) if relay_id else None
+        internal = static is not None and static.internal
+        if internal:
+            self.outcomes.outcome_buckets(ctx.scoping, buckets)
+        messages = [
+            Message(
+                KafkaTopic.METRICS_SESSIONS,
+                encode_metric_message(
+                    bucket,
+                    org_id=ctx.org_id,
+                    project_id=ctx.project_id,
+                    retention_days=ctx.retention,
+                ),
+                headers=metric_headers("sessions"),
+            )
+            for bucket in buckets
+            if _is_session_bucket(bucket)
+        ]
+        if messages:
+            plan.units.append(Unit(then=messages))
+
+
+def _is_session_bucket(bucket: MetricBucket) -> bool:
+    return bucket.namespace == "sessions"
+
+
+def _transaction_quantities(spans: int) -> Quantities:
+    return [
+        (DataCategory.TRANSACTION, 1),
+        (DataCategory.TRANSACTION_INDEXED, 1),
+        (DataCategory.SPAN, spans),
+        (DataCategory.SPAN_INDEXED, spans),
+    ]
+
+
+def _valid_transaction(event: dict[str, Any]) -> bool:
+    """What Relay requires of a transaction before it is stored (ids and timestamps)."""
+    spans = event.get("spans", [])
+    if spans is None:
+        return True
+    if not isinstance(spans, list):
+        return False
+    for span in spans:
+        if not isinstance(span, dict):
+            return False
+        if not isinstance(span.get("span_id"), str) or not span.get("span_id"):
+            return False
+        if span.get("start_timestamp") is None or span.get("timestamp") is None:
+            return False
+    return True
+
+
+def _profile_error(payload: bytes) -> str | None:
+    """Relay's discard reason for a profile it cannot parse, else ``None``."""
+    try:
+        profile = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return "profiling_invalid_json"
+    if not isinstance(profile, dict):
+        return "profiling_invalid_json"
+    platform = profile.get("platform")
+    if not isinstance(platform, str):
+        return "profiling_invalid_json"
+    if profile.get("version") == "1" or platform == "android":
+        return None
+    return "profiling_platform_not_supported"
+
+
+def _valid_recording(recording: bytes) -> bool:
+    # A recording starts with a JSON header line (``{"segment_id": N}``) and a body.
+    header, newline, _ = recording.partition(b"\n")
+    if not newline:
+        return False
+    try:
+        meta = msgspec.json.decode(header)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("segment_id"), int)
+
+
+def _unpack_video(payload: bytes) -> dict[str, bytes] | None:
+    import msgpack
+
+    try:
+        data = msgpack.unpackb(payload, raw=False)
+    except Exception:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {k: bytes(v) for k, v in data.items() if isinstance(v, bytes | bytearray)}
 
 
 def _retention(state: ProjectState) -> int:
     value = state.config.get("eventRetention")
     return value if isinstance(value, int) and value > 0 else 90
+
+
+__all__ = ["KafkaProduceError", "Message", "Plan", "Processor", "Unit"]
