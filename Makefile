@@ -29,8 +29,10 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/projectconfigs.py
 	$(BIN)/python bench/pii.py
 	$(BIN)/python bench/normalize.py
+	$(BIN)/python bench/kafka.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache bench/results/*.tmp

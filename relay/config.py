@@ -12,12 +12,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
 
-from relay.errors import ConfigError
+from relay.errors import AuthError, ConfigError
+from relay.protocol.auth import parse_dsn
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ def _enc_hook(obj: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(obj)}")
 
 
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+
 class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
@@ -72,6 +76,8 @@ class RelaySection(_Section):
     internal_host: str | None = None
     internal_port: int | None = None
     override_project_ids: bool = False
+    #: Upstream URL advertised to downstream relays in the project configs we serve.
+    advertised_upstream: str | None = None
 
 
 class HttpSection(_Section):
@@ -85,6 +91,9 @@ class HttpSection(_Section):
     encoding: Literal["identity", "deflate", "gzip", "br", "zstd"] = "zstd"
     host_header: str | None = None
     forward: bool = True
+    #: Send metric buckets (and outcomes as metrics) in batches to ``/api/0/relays/metrics/``
+    #: instead of one envelope per project.
+    global_metrics: bool = False
 
 
 class CacheSection(_Section):
@@ -95,24 +104,39 @@ class CacheSection(_Section):
     batch_interval: float = 100.0  # milliseconds, as in Relay
     batch_size: int = 500
     relay_expiry: float = 3600.0
+    downstream_relays_batch_interval: float = 100.0  # milliseconds
+    global_config_fetch_interval: float = 10.0
+    #: How long an envelope may wait for its project config before it is dropped.
+    envelope_expiry: float = 600.0
 
 
 class LimitsSection(_Section):
     max_concurrent_requests: int = 100
+    #: Parallel ``projectconfigs`` requests per fetch round (each up to ``cache.batch_size``).
+    max_concurrent_queries: int = 5
+    #: How long one project config request is retried before it counts as failed.
+    query_timeout: float = 30.0
     max_event_size: ByteSize = ByteSize(1024**2)
     max_attachment_size: ByteSize = ByteSize(200 * 1024**2)
+    max_attachment_count: int = 30
     max_attachments_size: ByteSize = ByteSize(200 * 1024**2)
-    max_client_reports_size: ByteSize = ByteSize(4 * 1024)
+    max_upload_size: ByteSize = ByteSize(1024**3)
+    max_client_reports_size: ByteSize = ByteSize(100 * 1024)
+    max_client_reports_count: int = 100
     max_check_in_size: ByteSize = ByteSize(100 * 1024)
     max_envelope_size: ByteSize = ByteSize(200 * 1024**2)
     max_session_count: int = 100
-    max_sessions_size: ByteSize = ByteSize(1024**2)
+    max_sessions_size: ByteSize = ByteSize(10 * 1024**2)
     max_api_payload_size: ByteSize = ByteSize(20 * 1024**2)
     max_api_file_upload_size: ByteSize = ByteSize(40 * 1024**2)
     max_api_chunk_upload_size: ByteSize = ByteSize(100 * 1024**2)
     max_profile_size: ByteSize = ByteSize(50 * 1024**2)
-    max_log_size: ByteSize = ByteSize(1024**2)
-    max_span_size: ByteSize = ByteSize(1024**2)
+    max_trace_metric_size: ByteSize = ByteSize(1024**2)
+    max_log_size: ByteSize = ByteSize(2 * 1024**2)
+    max_span_size: ByteSize = ByteSize(10 * 1024**2)
+    max_standalone_span_count: int = 25
+    max_container_size: ByteSize = ByteSize(12 * 1024**2)
+    max_metric_buckets_size: ByteSize = ByteSize(1024**2)
     max_replay_compressed_size: ByteSize = ByteSize(10 * 1024**2)
     max_thread_count: int | None = None
     shutdown_timeout: float = 10.0
@@ -125,8 +149,41 @@ class LoggingSection(_Section):
 
 
 class SentrySection(_Section):
+    """Reporting of the relay's own errors to a Sentry project (see relay.server.self_report)."""
+
     dsn: str | None = None
     enabled: bool = False
+    environment: str | None = None
+    server_name: str | None = None
+    default_tags: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dsn is not None:
+            try:
+                parse_dsn(self.dsn)
+            except AuthError as exc:
+                # The message names the problem, never the DSN: it may hold a secret key.
+                raise ValueError(str(exc)) from None
+
+    @property
+    def enabled_dsn(self) -> str | None:
+        """The DSN to report to, or None if reporting is off (as Relay's ``enabled_dsn``)."""
+        return self.dsn if self.enabled and self.dsn else None
+
+
+class HealthSection(_Section):
+    """Readiness probes (relay.server.health_check); Relay's defaults."""
+
+    #: How often the probes run. Shorter reacts faster but flaps more.
+    refresh_interval_ms: NonNegativeInt = 3000
+    #: Absolute memory watermark; by default only ``max_memory_percent`` applies.
+    max_memory_bytes: ByteSize | None = None
+    #: Memory watermark as a fraction of the system's (or the cgroup's) total memory.
+    max_memory_percent: Annotated[float, msgspec.Meta(ge=0.0)] = 0.95
+    #: A probe that takes longer than this counts as failed.
+    probe_timeout_ms: NonNegativeInt = 900
+    #: Memory readings are reused for at most this long.
+    memory_stat_refresh_frequency_ms: NonNegativeInt = 100
 
 
 class KafkaParam(msgspec.Struct, forbid_unknown_fields=True):
@@ -177,10 +234,30 @@ class AuthSection(_Section):
 
 
 class AggregatorSection(_Section):
+    """Relay's metrics aggregator options (``relay.metrics.AggregatorConfig`` uses them)."""
+
     bucket_interval: int = 10
     initial_delay: int = 30
     max_secs_in_past: int = 5 * 24 * 3600
     max_secs_in_future: int = 60
+    max_total_bucket_bytes: int | None = None
+    max_project_key_bucket_bytes: int | None = None
+    flush_partitions: int | None = None
+    flush_batching: Literal["project", "bucket", "partition", "none"] | None = None
+    #: Relay's older name for ``flush_batching``.
+    shift_key: Literal["project", "bucket", "partition", "none"] | None = None
+    max_name_length: int = 200
+    max_tag_key_length: int = 200
+    max_tag_value_length: int = 200
+    max_flush_bytes: int = 5_000_000
+    flush_interval: float = 0.1
+
+    def options(self) -> dict[str, Any]:
+        """The options for ``AggregatorConfig.from_options`` (unset ones left out)."""
+        data = {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
+        if "shift_key" in data:
+            data.setdefault("flush_batching", data.pop("shift_key"))
+        return data
 
 
 class EnvelopeSpool(_Section):
@@ -201,6 +278,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     logging: LoggingSection = msgspec.field(default_factory=LoggingSection)
     sentry: SentrySection = msgspec.field(default_factory=SentrySection)
+    health: HealthSection = msgspec.field(default_factory=HealthSection)
     processing: ProcessingSection = msgspec.field(default_factory=ProcessingSection)
     outcomes: OutcomesSection = msgspec.field(default_factory=OutcomesSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
@@ -220,30 +298,23 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 # Keys Sentry Relay 26.9 knows, per section, beyond the ones modelled above. They are
 # accepted and ignored so that an unchanged Relay config.yml loads.
 _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
-    "relay": frozenset({"advertised_upstream", "config_reload_interval", "tls_port",
+    "relay": frozenset({"config_reload_interval", "tls_port",
                         "tls_identity_path", "tls_identity_password"}),
-    "http": frozenset({"global_metrics", "dns_cache"}),
-    "cache": frozenset({"project_refresh_interval", "downstream_relays_batch_interval",
-                        "file_interval", "global_config_fetch_interval", "envelope_expiry",
-                        "envelope_buffer_size", "eviction_interval"}),
-    "limits": frozenset({"max_concurrent_queries", "max_attachment_count", "max_upload_size",
-                         "max_client_reports_count", "max_trace_metric_size",
-                         "max_expanded_log_operations", "max_expanded_span_operations",
-                         "max_expanded_trace_metric_operations", "max_standalone_span_count",
-                         "max_container_size", "max_metric_buckets_size",
+    "http": frozenset({"dns_cache"}),
+    "cache": frozenset({"project_refresh_interval", "file_interval", "envelope_buffer_size",
+                        "eviction_interval"}),
+    "limits": frozenset({"max_expanded_log_operations", "max_expanded_span_operations",
+                         "max_expanded_trace_metric_operations",
                          "max_replay_uncompressed_size", "max_replay_message_size",
                          "max_removed_attribute_key_size", "max_pool_concurrency",
-                         "query_timeout", "idle_timeout", "max_connections",
+                         "idle_timeout", "max_connections",
                          "tcp_listen_backlog"}),
     "logging": frozenset({"enable_backtraces", "traces_sample_rate"}),
-    "sentry": frozenset({"environment", "server_name", "default_tags", "_crash_db"}),
+    "sentry": frozenset({"_crash_db"}),
     "processing": frozenset({"geoip_path", "secondary_kafka_configs", "max_rate_limit",
                              "quota_cache_ratio", "quota_cache_max", "objectstore"}),
     "outcomes": frozenset({"emit_client_outcomes", "aggregator"}),
-    "aggregator": frozenset({"aggregator_size", "max_project_key_bucket_bytes",
-                             "max_total_bucket_bytes", "flush_partitions", "flush_batching",
-                             "shift_key", "max_name_length", "max_tag_key_length",
-                             "max_tag_value_length", "max_flush_bytes", "flush_interval"}),
+    "aggregator": frozenset({"aggregator_size"}),
     "spool": frozenset(),
     "spool.envelopes": frozenset({"batch_size_bytes", "flush_timeout_secs",
                                   "max_envelope_delay_secs", "disk_usage_refresh_frequency_ms",
@@ -255,7 +326,7 @@ _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
 
 # Whole sections Relay has that we do not model (yet): accepted as they are.
 _RELAY_ONLY_SECTIONS = frozenset(
-    {"routing", "metrics", "secondary_aggregators", "geoip", "normalization", "health", "cogs",
+    {"routing", "metrics", "secondary_aggregators", "geoip", "normalization", "cogs",
      "upload"}
 )  # fmt: skip
 

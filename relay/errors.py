@@ -79,9 +79,13 @@ class RateLimited(RelayError):
     status = 429
     reason = "rate_limited"
 
-    def __init__(self, detail: str, retry_after: float = 60.0) -> None:
+    def __init__(
+        self, detail: str, retry_after: float = 60.0, rate_limits: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        #: The ``X-Sentry-Rate-Limits`` value telling the client what is limited.
+        self.rate_limits = rate_limits
 
 
 class ServiceUnavailable(RelayError):

@@ -16,17 +16,32 @@ from redis.asyncio import Redis
 
 from relay.config import Config
 from relay.kafka.producer import KafkaProducer
-from relay.kafka.topics import resolve_topics, unused_topic_keys
+from relay.kafka.topics import KafkaTopic, resolve_topics, unused_topic_keys
 from relay.protocol.keys import Credentials
-from relay.server.endpoints import ingest_routes
+from relay.protocol.project_config import ProjectState
+from relay.quotas.redis_limiter import RedisRateLimiter
+from relay.server.cors import cors_middleware
+from relay.server.endpoints import fold_slashes_middleware, ingest_routes
 from relay.server.forwarder import Forwarder
 from relay.server.health import health_routes
+from relay.server.health_check import (
+    HealthCheck,
+    MemoryChecker,
+    spool_health_probe,
+    sync_probe,
+    system_memory_probe,
+)
 from relay.server.http_errors import error_middleware
 from relay.server.ingest import EnvelopeSink, Ingestor
+from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
+from relay.server.outcomes_api import outcomes_api_routes
 from relay.server.processor import Processor
 from relay.server.project_cache import ProjectCache
-from relay.server.relay_api import RelayRegistry, relay_api_routes
+from relay.server.rate_limiting import RateLimiting
+from relay.server.relay_api import relay_api_routes
+from relay.server.relays import RelayCache
+from relay.server.self_report import SelfReporter
 from relay.server.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -44,23 +59,54 @@ class RelayApp:
         self.redis: Redis | None = None
         self.producer: KafkaProducer | None = None
         self.upstream = UpstreamClient(config, credentials)
-        self.outcomes = OutcomeSink(config)
+        self.outcomes = OutcomeSink(config, upstream=self.upstream)
         self.projects: ProjectCache | None = None
+        self.relays = RelayCache(config, self.upstream)
+        self.ingestor: Ingestor | None = None
         self.forwarder: Forwarder | None = None
+        self.memory = MemoryChecker.from_config(config.health)
+        self.health = HealthCheck(
+            config.health,
+            [
+                sync_probe("system memory", lambda: system_memory_probe(self.memory)),
+                sync_probe("spool health", lambda: spool_health_probe(self.memory)),
+            ],
+        )
+        self.reporter: SelfReporter | None = None
+        self.rate_limits: RateLimiting | None = None
+        self.redis_limiter: RedisRateLimiter | None = None
+        self.metrics: MetricsPipeline | None = None
         self._runners: list[web.AppRunner] = []
         self.ports: list[int] = []
 
+    def _cached_state(self, public_key: str) -> ProjectState | None:
+        return self.projects.get_state(public_key) if self.projects is not None else None
+
     def is_ready(self) -> bool:
-        """Ready once registered upstream (managed mode) and Kafka is connected."""
-        if self.config.auth.ready == "always":
-            return True
-        if self.config.relay.mode == "managed" and not self.upstream.authenticated.is_set():
+        """Ready once registered upstream (managed mode), Kafka is connected and probes pass.
+
+        ``auth.ready: always`` waives only the registration, as in Relay: the memory probes
+        still apply. Registration and Kafka are answered from their current state, the probes
+        (relay.server.health_check) from their latest round.
+        """
+        config = self.config
+        if (
+            config.auth.ready == "authenticated"
+            and config.relay.mode == "managed"
+            and not self.upstream.authenticated.is_set()
+        ):
             return False
-        return not (self.config.processing.enabled and self.producer is None)
+        if config.processing.enabled and self.producer is None:
+            return False
+        return self.health.is_healthy()
 
     async def start(self) -> None:
         """Start services, then listen. Raises if a required service is unreachable."""
         config = self.config
+        # First, so that errors while starting are reported too.
+        self.reporter = SelfReporter.from_config(config.sentry)
+        if self.reporter is not None:
+            await self.reporter.start()
         sink: EnvelopeSink
         if config.processing.enabled:
             redis_url = config.processing.redis_url
@@ -75,20 +121,50 @@ class RelayApp:
             await producer.start()
             self.producer = producer
             self.outcomes = OutcomeSink(config, producer, topics)
-            sink = Processor(config, producer, topics, self.outcomes)
+            limiter: RedisRateLimiter | None = None
+            if self.redis is not None:
+                limiter = RedisRateLimiter(self.redis)
+                self.redis_limiter = limiter
+            self.rate_limits = RateLimiting(self.outcomes, limiter)
+            self.metrics = MetricsPipeline(
+                config, self._cached_state, producer=producer,
+                metrics_topic=topics[KafkaTopic.METRICS_SESSIONS],
+            )  # fmt: skip
+            sink = Processor(
+                config, producer, topics, self.outcomes,
+                rate_limits=self.rate_limits, metrics=self.metrics,
+            )  # fmt: skip
         else:
-            self.forwarder = Forwarder(config, self.upstream, self.outcomes, FORWARD_BUDGET_BYTES)
+            self.rate_limits = RateLimiting(self.outcomes)
+            self.metrics = MetricsPipeline(config, self._cached_state, upstream=self.upstream)
+            self.forwarder = Forwarder(
+                config, self.upstream, self.outcomes, FORWARD_BUDGET_BYTES,
+                rate_limits=self.rate_limits, metrics=self.metrics,
+            )  # fmt: skip
             sink = self.forwarder
         await self.upstream.start()
         projects = ProjectCache(config, self.upstream, self.redis)
         await projects.start()
         self.projects = projects
-        registry = RelayRegistry(config, self.upstream)
-        ingestor = Ingestor(config, projects, registry, sink)
+        await self.relays.start()
+        ingestor = Ingestor(
+            config, projects, self.relays, sink, self.upstream, self.outcomes,
+            rate_limits=self.rate_limits,
+        )  # fmt: skip
+        await ingestor.start()
+        await self.metrics.start()
+        self.ingestor = ingestor
+        await self.health.start()
 
         app = self._web_app()
         app.add_routes(ingest_routes(config, ingestor))
-        app.add_routes(relay_api_routes(registry, projects.cached_or_request))
+        app.add_routes(
+            relay_api_routes(
+                config, self.relays, projects.get_state, lambda: projects.global_config,
+                self.upstream,
+            )
+        )  # fmt: skip
+        app.add_routes(outcomes_api_routes(config, self.relays, self.outcomes, projects))
         internal = config.relay.internal_port is not None and (
             config.relay.internal_port != config.relay.port
             or (config.relay.internal_host or config.relay.host) != config.relay.host
@@ -108,7 +184,10 @@ class RelayApp:
 
     def _web_app(self) -> web.Application:
         # Bodies are read and limited by the handlers themselves (relay.server.body).
-        return web.Application(middlewares=[error_middleware], client_max_size=2**40)
+        return web.Application(
+            middlewares=[cors_middleware, error_middleware, fold_slashes_middleware],
+            client_max_size=2**40,
+        )
 
     async def _listen(self, app: web.Application, host: str, port: int) -> None:
         runner = web.AppRunner(
@@ -139,16 +218,31 @@ class RelayApp:
         def left() -> float:
             return max(0.5, deadline - time.monotonic())
 
+        # Not ready from now on, as in Relay; this also ends the probe loop.
+        await self.health.stop()
         # Stop listening and let in-flight requests finish first: they may still accept data.
         for runner in self._runners:
             await runner.cleanup()
+        if self.ingestor is not None:
+            # Envelopes still waiting for their project config get an outcome.
+            await self.ingestor.stop(min(2.0, left()))
+        if self.metrics is not None:
+            # The final flush still needs the forwarder/upstream or Kafka: before them.
+            await self.metrics.stop(left())
         if self.forwarder is not None:
             await self.forwarder.drain(left())
         await self.outcomes.drain(left())
         if self.projects is not None:
             await self.projects.stop()
+        await self.relays.stop()
         await self.upstream.stop()
         if self.producer is not None:
             await self.producer.stop(left())
+        if self.redis_limiter is not None:
+            await self.redis_limiter.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.reporter is not None:
+            # Last, so that errors while stopping are reported too.
+            await self.reporter.stop(min(2.0, left()))
+            self.reporter = None

@@ -1,0 +1,138 @@
+"""Rate limits on every hop: cached limits at the edge, the Redis check when processing.
+
+Every relay keeps, per project key, the limits it has learned (from its upstream's
+``429``/``X-Sentry-Rate-Limits``, from the Redis check, and from ``limit: 0`` quotas) and
+rejects matching items before they cost anything downstream. Processing relays also count
+every envelope against the project's quotas in Redis, atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import msgspec
+
+from relay.errors import RateLimited
+from relay.kafka.outcomes import OutcomeCode
+from relay.protocol.envelope import Envelope
+from relay.protocol.project_config import ProjectState
+from relay.quotas import (
+    CachedRateLimits,
+    Enforcement,
+    Quota,
+    Scoping,
+    check_envelope_cached,
+    format_rate_limits,
+    parse_quotas,
+    upstream_rate_limits,
+)
+from relay.quotas.redis_limiter import RedisRateLimiter
+from relay.server.outcomes import OutcomeSink, scoping_for
+from relay.server.request_meta import RequestMeta
+
+log = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(raw: bytes) -> tuple[Quota, ...]:
+    return tuple(parse_quotas(msgspec.json.decode(raw)))
+
+
+def project_quotas(state: ProjectState) -> tuple[Quota, ...]:
+    """The project's valid quotas, parsed once per distinct ``quotas`` list."""
+    raw = state.config.get("quotas")
+    if not raw:
+        return ()
+    return _parse(_encoder.encode(raw))
+
+
+def quota_scoping(meta: RequestMeta, state: ProjectState) -> Scoping:
+    """Who an envelope counts against: org, project, key and the key's numeric id."""
+    key = state.key_config(meta.public_key)
+    return Scoping(
+        state.organization_id or 0,
+        state.project_id or meta.project_id,
+        meta.public_key,
+        key.numeric_id if key else None,
+    )
+
+
+class RateLimiting:
+    """Per-key cached limits, plus the Redis limiter on processing relays."""
+
+    def __init__(self, outcomes: OutcomeSink, redis: RedisRateLimiter | None = None) -> None:
+        self.outcomes = outcomes
+        self.redis = redis
+        self._caches: dict[str, CachedRateLimits] = {}
+
+    def cache_for(self, public_key: str) -> CachedRateLimits:
+        cache = self._caches.get(public_key)
+        if cache is None:
+            cache = self._caches[public_key] = CachedRateLimits()
+        return cache
+
+    def enforce_cached(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState
+    ) -> RateLimited | None:
+        """Drop items under a known limit (outcome ``rate_limited``).
+
+        Returns the 429 to answer when a limit applied: Relay answers 429 with
+        ``X-Sentry-Rate-Limits`` even when some items of the envelope went on.
+        """
+        enforcement = check_envelope_cached(
+            envelope, quota_scoping(meta, state), self.cache_for(meta.public_key),
+            project_quotas(state),
+        )  # fmt: skip
+        self._apply(enforcement, envelope, meta, state)
+        return too_many(enforcement) if enforcement.rate_limits.is_limited() else None
+
+    async def enforce_redis(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState
+    ) -> None:
+        """Count the envelope against its quotas in Redis and drop what is over them."""
+        quotas = project_quotas(state)
+        if self.redis is None or not quotas:
+            return
+        enforcement = await self.redis.check_envelope(
+            envelope, quota_scoping(meta, state), quotas, self.cache_for(meta.public_key)
+        )
+        self._apply(enforcement, envelope, meta, state)
+
+    def learn_from_upstream(
+        self,
+        meta: RequestMeta,
+        state: ProjectState,
+        rate_limits: str | None,
+        retry_after: str | None,
+    ) -> None:
+        """Remember the limits of an upstream ``429``, so the next envelopes stop here.
+
+        ``rate_limits`` is every ``X-Sentry-Rate-Limits`` value joined by ``", "``.
+        """
+        limits = upstream_rate_limits(quota_scoping(meta, state), rate_limits, retry_after)
+        self.cache_for(meta.public_key).merge(limits)
+
+    def _apply(
+        self, enforcement: Enforcement, envelope: Envelope, meta: RequestMeta, state: ProjectState
+    ) -> None:
+        scoping = scoping_for(meta, state)
+        for outcome in enforcement.apply(envelope):
+            self.outcomes.track(
+                scoping, int(OutcomeCode.RATE_LIMITED), outcome.reason, int(outcome.category),
+                outcome.quantity,
+            )  # fmt: skip
+
+
+def too_many(enforcement: Enforcement) -> RateLimited:
+    """The 429 answer for limits that applied: ``Retry-After`` and ``X-Sentry-Rate-Limits``."""
+    limits = enforcement.rate_limits
+    longest = limits.longest()
+    retry_after = float(longest.remaining_seconds()) if longest is not None else 60.0
+    return RateLimited(
+        "event submission rejected with_reason: RateLimited",
+        retry_after,
+        format_rate_limits(limits),
+    )
