@@ -25,18 +25,18 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from redis.asyncio import Redis  # noqa: E402
+from redis.asyncio import Redis
 
-from relay.dev.services import start_redis  # noqa: E402
-from relay.protocol.envelope import Envelope, Item  # noqa: E402
-from relay.protocol.items import ItemType  # noqa: E402
-from relay.quotas import (  # noqa: E402
+from relay.dev.services import start_redis
+from relay.protocol.envelope import Envelope, Item
+from relay.protocol.items import ItemType
+from relay.quotas import (
     CachedRateLimits,
     Quota,
     Scoping,
     check_envelope_cached,
 )
-from relay.quotas.redis_limiter import RedisRateLimiter  # noqa: E402
+from relay.quotas.redis_limiter import RedisRateLimiter
 
 SCOPING = Scoping(organization_id=1, project_id=2, project_key="a" * 32, key_id=3)
 
