@@ -34,8 +34,13 @@ class RequestMeta(msgspec.Struct, kw_only=True):
     forwarded_for: str = ""
     user_agent: str | None = None
     received_at: float = msgspec.field(default_factory=time.time)
-    #: Set when the request came from an authenticated relay whose headers we trust.
+    #: Set when the request came from an internal relay whose headers we trust.
     from_relay: bool = False
+    #: ``X-Sentry-Relay-Signature`` as sent; checked against the project's trustedRelays.
+    relay_signature: str | None = None
+    #: ``X-Sentry-Relay-Id`` of the sending relay, if any (outcome buckets are accepted only
+    #: from relays configured as internal in ``auth.static_relays``).
+    relay_id: str | None = None
 
     @property
     def client_ip(self) -> str | None:
@@ -52,6 +57,13 @@ class RequestMeta(msgspec.Struct, kw_only=True):
 
 
 _MULTIPLE = "multiple authorization payloads detected"
+
+
+class MissingAuth(AuthError):
+    """No credentials anywhere in the request (401)."""
+
+    def __init__(self) -> None:
+        super().__init__("missing authorization information")
 
 
 def _sentry_header(request: web.Request, name: str) -> str | None:
@@ -93,7 +105,7 @@ def request_auth(
     if auth is None and envelope is not None and envelope.dsn:
         auth = Auth(public_key=parse_dsn(envelope.dsn).public_key)
     if auth is None:
-        raise AuthError("missing authorization information")
+        raise MissingAuth()
     validate_auth(auth)
     return auth
 
@@ -135,6 +147,8 @@ def build_meta(
         remote_addr=peer,
         forwarded_for=forwarded,
         user_agent=request.headers.get("User-Agent"),
+        relay_id=request.headers.get("X-Sentry-Relay-Id"),
+        relay_signature=relay_signature(request),
     )
     if envelope is not None and trusted_relay:
         # A trusted downstream relay already recorded the original client.
@@ -151,6 +165,21 @@ def build_meta(
             if isinstance(value, str):
                 setattr(meta, name, value)
     return meta
+
+
+def relay_signature(request: web.Request) -> str | None:
+    """``X-Sentry-Relay-Signature``; a value that is not valid UTF-8 is a 400, as in Relay."""
+    value = request.headers.get("X-Sentry-Relay-Signature")
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # aiohttp keeps undecodable header bytes as surrogates.
+        raise BadRequest("bad x-sentry-relay-signature header") from None
+    if not value.isascii():
+        raise BadRequest("bad x-sentry-relay-signature header")
+    return value
 
 
 def request_origin(request: web.Request) -> str | None:
