@@ -472,7 +472,7 @@ def _read_header(data: bytes, view: memoryview, pos: int, what: str) -> tuple[An
     if data[line_end - 1] == _CLOSE_BRACE:
         try:
             return _json_decode(view[pos:line_end]), line_end
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             pass
     if data[pos] != _OPEN_BRACE:
         raise InvalidEnvelope(f"invalid {what}: expected a JSON object")
@@ -481,6 +481,9 @@ def _read_header(data: bytes, view: memoryview, pos: int, what: str) -> tuple[An
         value = _json_decode(view[pos:end])
     except msgspec.DecodeError as exc:
         raise InvalidEnvelope(f"invalid {what}: {exc}") from exc
+    except UnicodeDecodeError:
+        # msgspec reports invalid UTF-8 inside strings this way rather than as DecodeError.
+        raise InvalidEnvelope(f"invalid {what}: invalid UTF-8") from None
     if end < size and data[end] != _NEWLINE:
         raise InvalidEnvelope(f"missing newline after {what}")
     return value, end

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from urllib.parse import urlsplit
 
 from relay.config import Config
 from relay.errors import ServiceUnavailable
@@ -33,9 +34,16 @@ log = logging.getLogger(__name__)
 FORWARD_DEADLINE_SECS = 300.0
 
 
-def stamp_meta(envelope: Envelope, meta: RequestMeta) -> None:
-    """Record the original request in the envelope header, as Relay does for the next hop."""
+def stamp_meta(envelope: Envelope, meta: RequestMeta, upstream: str | None = None) -> None:
+    """Record the original request in the envelope header, as Relay does for the next hop.
+
+    The ``dsn`` names the key and project this relay accepted the data for, on the
+    upstream's host (Relay's partial DSN), so the next hop authenticates the same way.
+    """
     headers = envelope.headers
+    if upstream is not None:
+        parts = urlsplit(upstream)
+        headers["dsn"] = f"{parts.scheme}://{meta.public_key}@{parts.netloc}/{meta.project_id}"
     if meta.client:
         headers["client"] = meta.client
     headers["version"] = meta.version
@@ -90,7 +98,7 @@ class Forwarder:
             self.metrics.take_sessions(envelope, meta, state)
         if not envelope.items:
             return
-        stamp_meta(envelope, meta)
+        stamp_meta(envelope, meta, self.config.relay.upstream)
         body = envelope.serialize()
         if self.bytes_in_flight + len(body) > self.budget_bytes and self.bytes_in_flight > 0:
             raise ServiceUnavailable("the service is overloaded", retry_after=5)

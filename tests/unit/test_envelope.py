@@ -761,3 +761,12 @@ def test_item_type_sets() -> None:
     assert EVENT_ITEM_TYPES <= KNOWN_ITEM_TYPES
     assert ItemType.USER_REPORT_V2 == ItemType.FEEDBACK == "feedback"
     assert ItemType.STATSD not in KNOWN_ITEM_TYPES
+
+
+@pytest.mark.parametrize(
+    "data", [b'{"a":"\xff"}\n', b'{}\n{"type":"\xff"}\n', b'{}\n{"type":"event","x":"\xfe"}\n{}\n']
+)
+def test_invalid_utf8_in_headers_is_an_invalid_envelope(data: bytes) -> None:
+    """Found by fuzzing: must be a 400, never an unhandled UnicodeDecodeError."""
+    with pytest.raises(InvalidEnvelope):
+        parse_envelope(data)
