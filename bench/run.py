@@ -1,70 +1,143 @@
-"""``make bench``: envelopes per second through one POP relay vs a bare aiohttp handler.
+"""``make bench``: the corpus mix through each kind of hop, against a bare baseline, in one run.
 
-Both servers run as subprocesses on this machine and get the same load: the recorded
-SDK corpus (gzip bodies, X-Sentry-Auth) replayed at maximum rate by an async client with
-a fixed number of connections. Timings are printed as a ratio against the baseline
-measured in the same run, since absolute numbers on shared machines are noise.
+Targets (each a set of subprocesses started and stopped here):
+
+* ``baseline``: a bare aiohttp + uvloop handler that reads the body and answers 200;
+* ``pop``: one POP relay (managed, no processing) forwarding to a fake upstream;
+* ``processing``: one processing relay (normalization, filters, PII, Redis quotas, Kafka)
+  writing to a local Tansu broker, its project config seeded in Redis;
+* ``processing-errors``: the same relay fed only the 7 KB unhandled-error event;
+* ``chain``: POP -> processing -> Kafka (relay.dev.chain.LocalChain, configserver on top);
+* ``pop-workers2``: ``relay run --workers 2`` (POP), not pinned (it needs both cores).
+
+For each target: a short warm-up, a maximum-rate run (closed loop) and a fixed-rate run at 80%
+of that maximum (open loop; latency from the scheduled send time). Measured: envelopes/s,
+p50/p99/p99.9 latency, CPU seconds per 1,000 envelopes of the relay processes (from
+/proc/PID/stat, workers included; Redis and the broker reported apart), peak RSS (VmHWM) of the
+largest relay process. The load generator (bench/loadgen.py) is pinned to the last CPU and the
+servers to the others when the machine has more than one. Results go to
+``bench/results/latest.json`` and ``latest.md`` with ratios to the baseline of the same run:
+absolute numbers on a shared machine are noise, ratios much less so.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
-import statistics
+import os
+import platform
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from relay.dev.services import free_port  # noqa: E402
+from loadgen import LoadResult, fixed_rate, load_corpus, max_rate, serialize  # noqa: E402
+
+from relay.dev.chain import LocalChain  # noqa: E402
+from relay.dev.services import (  # noqa: E402
+    Service,
+    free_port,
+    start_kafka,
+    start_redis,
+    stop_process,
+)
 from relay.protocol.keys import generate_credentials, save_credentials  # noqa: E402
+from relay.server.runner import install_event_loop  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "python" / "wire"
 PUBLIC_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+RESULTS = ROOT / "bench" / "results"
+TICKS = os.sysconf("SC_CLK_TCK")
+ALL_TARGETS = ["baseline", "pop", "processing", "processing-errors", "chain", "pop-workers2"]
+#: The 7 KB unhandled-error event of the corpus (the issue's processing criterion).
+ERROR_LABELS = {"error-unhandled"}
 
 
-@dataclass
-class Result:
-    name: str
-    requests: int
-    errors: int
-    seconds: float
-    latencies: list[float]
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+# ---------------------------------------------------------------- /proc accounting
 
 
-def load_corpus() -> list[tuple[str, bytes, dict[str, str]]]:
-    """The wire requests that carry envelopes, with the headers the SDK sent."""
-    out = []
-    for meta_path in sorted(CORPUS.glob("*.meta.json")):
-        meta = json.loads(meta_path.read_text())
-        meta["headers"] = dict(meta["headers"])
-        body = meta_path.with_name(meta_path.name.replace(".meta.json", ".body")).read_bytes()
-        wanted = ("content-type", "content-encoding", "x-sentry-auth")
-        headers = {k: v for k, v in meta["headers"].items() if k.lower() in wanted}
-        out.append((meta["path"], body, headers))
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree(roots: list[int]) -> list[int]:
+    """``roots`` and all their live descendants (supervised workers, their helpers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None:
+                parents.setdefault(stat[0], []).append(int(entry.name))
+    out, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parents.get(pid, []))
     return out
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(s[1] for s in map(_stat, pids) if s is not None)
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """The largest VmHWM (peak resident set) among ``pids``, in MB."""
+    peak = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            continue
+    return peak / 1024
+
+
+# ---------------------------------------------------------------- targets
+
+
+@dataclass
+class Target:
+    """Processes serving one benchmark target on ``port``."""
+
+    name: str
+    port: int = 0
+    relay_pids: Callable[[], list[int]] = list
+    infra_pids: Callable[[], list[int]] = list
+    stop: Callable[[], None] = lambda: None
+    labels: set[str] | None = None
+    pinned: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
@@ -75,96 +148,374 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def drive(name: str, port: int, corpus: list[tuple[str, bytes, dict[str, str]]],
-                seconds: float, concurrency: int) -> Result:  # fmt: skip
-    """Send the corpus round-robin from ``concurrency`` workers for ``seconds``."""
-    latencies: list[float] = []
-    errors = 0
-    count = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        stop_at = time.perf_counter() + seconds
-
-        async def worker(offset: int) -> None:
-            nonlocal errors, count
-            i = offset
-            while time.perf_counter() < stop_at:
-                path, body, headers = corpus[i % len(corpus)]
-                i += 1
-                started = time.perf_counter()
-                async with session.post(f"http://127.0.0.1:{port}{path}", data=body,
-                                        headers=headers) as resp:  # fmt: skip
-                    await resp.read()
-                    if resp.status != 200:
-                        errors += 1
-                latencies.append(time.perf_counter() - started)
-                count += 1
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(n) for n in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    return Result(name, count, errors, elapsed, latencies)
+def _relay_dir(workdir: Path, name: str, config: dict[str, Any]) -> Path:
+    folder = workdir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yml").write_text(yaml.safe_dump(config))
+    save_credentials(folder / "credentials.json", generate_credentials())
+    return folder
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+def _relay(config_dir: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return _start([sys.executable, "-m", "relay.cli", "-c", str(config_dir), "run", *extra], log)
+
+
+def _stopper(*procs: subprocess.Popen[bytes]) -> Callable[[], None]:
+    def stop() -> None:
+        for proc in procs:
+            stop_process(proc, 30)
+
+    return stop
+
+
+def start_baseline(workdir: Path) -> Target:
+    port = free_port()
+    proc = _start([sys.executable, str(ROOT / "bench" / "servers.py"), "baseline", str(port)],
+                  workdir / "baseline.log")  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/", proc)
+    return Target("baseline", port, lambda: tree([proc.pid]), stop=_stopper(proc))
+
+
+def _fake_upstream(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    port = free_port()
+    proc = _start(
+        [sys.executable, str(ROOT / "bench" / "servers.py"), "upstream", str(port), PUBLIC_KEY],
+        workdir / "upstream.log",
+    )
+    wait_http(f"http://127.0.0.1:{port}/", proc)
+    return port, proc
+
+
+def start_pop(workdir: Path, workers: int = 0) -> Target:
+    up_port, upstream = _fake_upstream(workdir)
+    port = free_port()
+    name = "pop" if not workers else f"pop-workers{workers}"
+    config_dir = _relay_dir(workdir, name, {
+        "relay": {"port": port, "upstream": f"http://127.0.0.1:{up_port}/"},
+        "logging": {"level": "warn"},
+    })  # fmt: skip
+    extra = ["--workers", str(workers)] if workers else []
+    proc = _relay(config_dir, workdir / f"{name}.log", *extra)
+    wait_http(f"http://127.0.0.1:{port}/api/relay/healthcheck/ready/", proc)
+    target = Target(name, port, lambda: tree([proc.pid]), lambda: tree([upstream.pid]),
+                    _stopper(proc, upstream))  # fmt: skip
+    target.notes.append("upstream: bench/servers.py (reads the body, answers 200)")
+    if workers:
+        target.pinned = False
+        target.notes.append("not pinned: the workers and the load generator share all CPUs")
+    return target
+
+
+def _seed_redis(workdir: Path, redis_url: str) -> None:
+    """Write the project configs into Redis as the configserver does (``configserver push``)."""
+    folder = workdir / "seed"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yml").write_text(yaml.safe_dump({"relay": {"mode": "proxy"}}))
+    subprocess.run(
+        [sys.executable, "-m", "relay.cli", "-c", str(folder), "configserver", "push",
+         "--projects", str(ROOT / "configs" / "projects"), "--redis-url", redis_url],
+        check=True, cwd=ROOT, capture_output=True,
+    )  # fmt: skip
+
+
+def start_processing(workdir: Path, labels: set[str] | None = None) -> Target:
+    redis: Service = start_redis(workdir=workdir / "redis")
+    kafka: Service = start_kafka(workdir=workdir / "kafka")
+    redis_url = f"redis://{redis.address}/0"
+    _seed_redis(workdir, redis_url)
+    up_port, upstream = _fake_upstream(workdir)
+    port = free_port()
+    config_dir = _relay_dir(workdir, "processing", {
+        "relay": {"port": port, "upstream": f"http://127.0.0.1:{up_port}/"},
+        "processing": {
+            "enabled": True, "redis": redis_url,
+            "kafka_config": [{"name": "bootstrap.servers", "value": kafka.address}],
+        },
+        "logging": {"level": "warn"},
+    })  # fmt: skip
+    proc = _relay(config_dir, workdir / "processing.log")
+
+    def stop() -> None:
+        stop_process(proc, 30)
+        stop_process(upstream, 10)
+        kafka.stop()
+        redis.stop()
+
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/relay/healthcheck/ready/", proc)
+    except BaseException:
+        stop()
+        raise
+    infra = [p.pid for p in (redis.proc, kafka.proc) if p is not None]
+    name = "processing" if labels is None else "processing-errors"
+    target = Target(name, port, lambda: tree([proc.pid]), lambda: infra, stop, labels)
+    if labels is not None:
+        target.notes.append(
+            "only the error-unhandled scenario's requests (7 KB error event, with the "
+            "transaction, session and log envelopes the SDK sent alongside)"
+        )
+    target.notes.append("project config read from Redis (seeded by `configserver push`)")
+    return target
+
+
+def start_chain(workdir: Path) -> Target:
+    chain = LocalChain(workdir / "chain", log_level="warn")
+    chain.start()
+    relays = [p.proc.pid for p in chain.processes if p.proc is not None]
+    infra = [s.proc.pid for s in (chain.redis, chain.kafka) if s is not None and s.proc]
+    target = Target("chain", chain.pop.port, lambda: tree(relays), lambda: infra, chain.stop)
+    target.notes.append("CPU: configserver + processing + POP relays")
+    return target
+
+
+def start_target(name: str, workdir: Path) -> Target:
+    workdir.mkdir(parents=True, exist_ok=True)
+    if name == "baseline":
+        return start_baseline(workdir)
+    if name == "pop":
+        return start_pop(workdir)
+    if name == "pop-workers2":
+        return start_pop(workdir, workers=2)
+    if name == "processing":
+        return start_processing(workdir)
+    if name == "processing-errors":
+        return start_processing(workdir, ERROR_LABELS)
+    if name == "chain":
+        return start_chain(workdir)
+    raise ValueError(name)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Measured:
+    load: LoadResult
+    cpu_per_1k: float
+    infra_cpu_per_1k: float
+
+
+async def measure(target: Target, run: Callable[[], Any]) -> Measured:
+    relays, infra = target.relay_pids(), target.infra_pids()
+    cpu0, infra0 = cpu_seconds(relays), cpu_seconds(infra)
+    load: LoadResult = await run()
+    relays = target.relay_pids() or relays
+    per = 1000 / max(1, load.count)
+    return Measured(load, (cpu_seconds(relays) - cpu0) * per,
+                    (cpu_seconds(infra) - infra0) * per)  # fmt: skip
+
+
+def row(target: Target, kind: str, m: Measured, rss: float) -> dict[str, Any]:
+    load = m.load
+    return {
+        "target": target.name,
+        "mode": kind,
+        "target_rate": load.target_rate,
+        "envelopes_per_s": round(load.rate, 1),
+        "requests": load.count,
+        "ok": load.ok,
+        "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
+        "failures": load.failures,
+        "p50_ms": round(load.percentile_ms(0.5), 3),
+        "p99_ms": round(load.percentile_ms(0.99), 3),
+        "p999_ms": round(load.percentile_ms(0.999), 3),
+        "cpu_s_per_1k": round(m.cpu_per_1k, 4),
+        "infra_cpu_s_per_1k": round(m.infra_cpu_per_1k, 4),
+        "peak_rss_mb": round(rss, 1),
+        "pinned": target.pinned,
+        "notes": target.notes,
+    }
+
+
+def py_spy(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+    """Sample each relay process with py-spy for ``seconds``: a flame graph and raw stacks."""
+    exe = Path(sys.executable).with_name("py-spy")
+    procs = []
+    for n, pid in enumerate(pids):
+        stem = out if len(pids) == 1 else out.with_name(f"{out.name}-{n}")
+        for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".txt")):
+            args = [str(exe), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                    "--rate", "200", "--nonblocking", "--format", fmt,
+                    "--output", str(stem.with_suffix(suffix))]  # fmt: skip
+            procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))  # fmt: skip
+    return procs
+
+
+def summarize_profile(raw: Path, top: int = 25) -> str:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_s)
+        total += count
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0] + ")"
+                  if " (" in f else f for f in stack.split(";")]  # fmt: skip
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            incl[frame] = incl.get(frame, 0) + count
+    lines = [f"samples: {total}", "", "self %  | function"]
+    for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}  | {name}")
+    lines += ["", "incl % | function"]
+    for name, n in sorted(incl.items(), key=lambda kv: -kv[1])[: top * 2]:
+        lines.append(f"{100 * n / total:6.1f}  | {name}")
+    return "\n".join(lines) + "\n"
+
+
+async def bench_target(
+    target: Target, seconds: float, concurrency: int, profile: bool = False
+) -> list[dict[str, Any]]:
+    corpus = load_corpus(CORPUS, target.labels)
+    requests = serialize([(p, h, b) for p, h, b in corpus], "127.0.0.1", target.port)
+    host, port = "127.0.0.1", target.port
+    # Warm up: project configs fetched, connections and caches filled.
+    await max_rate(host, port, requests, 1.0, 4)
+    if profile:
+        # A separate profiled run, so that the sampler's cost stays out of the numbers.
+        out = RESULTS / f"profile-{target.name}"
+        spies = py_spy(target.relay_pids()[:1], seconds, out)
+        await max_rate(host, port, requests, seconds, concurrency)
+        for spy in spies:
+            await asyncio.to_thread(spy.wait, 30)
+        raw = out.with_suffix(".txt")
+        if raw.exists():
+            out.with_name(out.name + "-summary.txt").write_text(summarize_profile(raw))
+    top = await measure(target, lambda: max_rate(host, port, requests, seconds, concurrency))
+    rate = max(10.0, 0.8 * top.load.rate)
+    fixed = await measure(target, lambda: fixed_rate(host, port, requests, seconds, rate))
+    rss = peak_rss_mb(target.relay_pids())
+    return [row(target, "max", top, rss), row(target, "fixed 80%", fixed, rss)]
+
+
+def _cpu_split() -> tuple[set[int], set[int]]:
+    """(server CPUs, load generator CPUs): the last CPU for the client when there are two+."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    return set(cpus[:-1]), {cpus[-1]}
+
+
+def run_all(
+    names: list[str], seconds: float, concurrency: int, workdir: Path, profile: set[str]
+) -> list[dict[str, Any]]:
+    all_cpus = os.sched_getaffinity(0)
+    servers, client = _cpu_split()
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        print(f"-- {name}", flush=True)
+        # Children inherit the affinity of this process at start.
+        pinned = name != "pop-workers2"
+        os.sched_setaffinity(0, servers if pinned else all_cpus)
+        try:
+            target = start_target(name, workdir / name)
+        finally:
+            os.sched_setaffinity(0, client if pinned else all_cpus)
+        try:
+            run = bench_target(target, seconds, concurrency, name in profile)
+            rows += asyncio.run(run)
+        finally:
+            target.stop()
+            os.sched_setaffinity(0, all_cpus)
+    return rows
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def with_ratios(rows: list[dict[str, Any]]) -> None:
+    base = {r["mode"]: r for r in rows if r["target"] == "baseline"}
+    for r in rows:
+        b = base.get(r["mode"])
+        if b is None:
+            continue
+        r["throughput_vs_baseline"] = round(r["envelopes_per_s"] / b["envelopes_per_s"], 3)
+        if b["cpu_s_per_1k"]:
+            r["cpu_vs_baseline"] = round(r["cpu_s_per_1k"] / b["cpu_s_per_1k"], 2)
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        f"# make bench: {meta['date']}",
+        "",
+        f"Machine: {meta['machine']}. Corpus: {meta['corpus']}. {meta['seconds']:.0f}s per run, "
+        f"{meta['concurrency']} connections at max rate; fixed rate = 80% of the measured max.",
+        "Servers pinned to CPUs "
+        f"{meta['server_cpus']}, load generator to {meta['client_cpus']}"
+        " (except unpinned targets). Ratios are to the baseline of the same run.",
+        "",
+        "| target | mode | env/s | vs base | p50 ms | p99 ms | p99.9 ms | CPU s/1k | CPU vs base"
+        " | infra CPU s/1k | peak RSS MB | non-200 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        bad = r["requests"] - r["ok"] + r["failures"]
+        lines.append(
+            f"| {r['target']} | {r['mode']} | {r['envelopes_per_s']:.0f} | "
+            f"{r.get('throughput_vs_baseline', 0):.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['p999_ms']:.2f} | {r['cpu_s_per_1k']:.3f} | {r.get('cpu_vs_baseline', 0):.1f}x | "
+            f"{r['infra_cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | {bad} |"
+        )
+    lines += ["", "Notes:"]
+    seen = set()
+    for r in rows:
+        for note in r["notes"]:
+            if (r["target"], note) not in seen:
+                seen.add((r["target"], note))
+                lines.append(f"- {r['target']}: {note}")
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{platform.node()}, {os.cpu_count()} CPUs ({model}), Python "
+            f"{platform.python_version()}, {platform.system()} {platform.release()}")  # fmt: skip
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per run (max, then fixed)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--targets", default=",".join(ALL_TARGETS))
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest")
+    parser.add_argument("--profile", default="", help="targets to profile with py-spy first")
     opts = parser.parse_args()
-    corpus = load_corpus()
-    workdir = ROOT / "bench" / "results" / "run.tmp"
+    install_event_loop()
+    names = [n.strip() for n in opts.targets.split(",") if n.strip()]
+    if "baseline" not in names:
+        names.insert(0, "baseline")
+    workdir = RESULTS / "run.tmp"
     workdir.mkdir(parents=True, exist_ok=True)
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        base_port, up_port, pop_port = free_port(), free_port(), free_port()
-        servers = str(ROOT / "bench" / "servers.py")
-        procs.append(start([sys.executable, servers, "baseline", str(base_port)],
-                           workdir / "baseline.log"))  # fmt: skip
-        procs.append(start([sys.executable, servers, "upstream", str(up_port), PUBLIC_KEY],
-                           workdir / "upstream.log"))  # fmt: skip
-        config_dir = workdir / "pop"
-        config_dir.mkdir(exist_ok=True)
-        (config_dir / "config.yml").write_text(yaml.safe_dump({
-            "relay": {"port": pop_port, "upstream": f"http://127.0.0.1:{up_port}/"},
-            "logging": {"level": "warn"},
-        }))  # fmt: skip
-        save_credentials(config_dir / "credentials.json", generate_credentials())
-        procs.append(start([sys.executable, "-m", "relay.cli", "-c", str(config_dir), "run"],
-                           workdir / "pop.log"))  # fmt: skip
-        wait_http(f"http://127.0.0.1:{base_port}/")
-        wait_http(f"http://127.0.0.1:{pop_port}/api/relay/healthcheck/ready/")
-
-        async def run_all() -> list[Result]:
-            # Warm up both (the POP fetches its project config on the first request).
-            await drive("warmup", base_port, corpus, 1.0, 4)
-            await drive("warmup", pop_port, corpus, 1.0, 4)
-            base = await drive("bare aiohttp+uvloop", base_port, corpus, opts.seconds,
-                               opts.concurrency)  # fmt: skip
-            pop = await drive("POP relay", pop_port, corpus, opts.seconds, opts.concurrency)
-            return [base, pop]
-
-        results = asyncio.run(run_all())
-    finally:
-        # The POP first, so it does not retry towards an upstream that is gone.
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(30)
-    base = results[0]
-    print(f"\ncorpus: {len(corpus)} SDK requests, {opts.concurrency} connections, "
-          f"{opts.seconds:.0f}s each\n")  # fmt: skip
-    print(f"{'server':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs base':>9}")
-    for r in results:
-        print(f"{r.name:<22}{r.rps:>9.0f}{r.pct(0.5):>9.2f}{r.pct(0.99):>9.2f}"
-              f"{r.errors:>8}{r.rps / base.rps:>8.2f}x")  # fmt: skip
-    print(
-        f"(mean latency ratio POP/base: "
-        f"{statistics.mean(results[1].latencies) / statistics.mean(base.latencies):.2f})"
-    )
+    servers, client = _cpu_split()
+    profile = {n.strip() for n in opts.profile.split(",") if n.strip()}
+    rows = run_all(names, opts.seconds, opts.concurrency, workdir, profile)
+    with_ratios(rows)
+    meta = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "corpus": f"{len(load_corpus(CORPUS))} recorded sentry-python requests",
+        "seconds": opts.seconds,
+        "concurrency": opts.concurrency,
+        "server_cpus": sorted(servers),
+        "client_cpus": sorted(client),
+    }
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    table = markdown(rows, meta)
+    opts.out.with_suffix(".md").write_text(table)
+    print()
+    print(table)
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 from relay.config import Config
@@ -15,6 +16,9 @@ from relay.protocol.keys import Credentials
 from relay.server.app import RelayApp
 
 log = logging.getLogger(__name__)
+
+#: How often a worker checks that its supervisor is still there.
+PARENT_CHECK_SECS = 1.0
 
 
 def install_event_loop() -> None:
@@ -25,35 +29,74 @@ def install_event_loop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def wait_for_signal() -> None:
-    """Return on the first SIGTERM or SIGINT."""
+async def wait_for_signal(parent_pid: int | None = None) -> None:
+    """Return on the first SIGTERM or SIGINT (or once ``parent_pid`` is no longer our parent)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watcher = None
+    if parent_pid is not None:
+        watcher = asyncio.create_task(_watch_parent(parent_pid, stop), name="parent-watch")
     try:
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
 
-async def _serve(config: Config, credentials: Credentials | None) -> None:
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    # A worker whose supervisor died (SIGKILL, OOM) is re-parented: then it drains and exits.
+    while True:
+        await asyncio.sleep(PARENT_CHECK_SECS)
+        if os.getppid() != parent_pid:
+            break
+    log.error("supervisor (pid %d) is gone; shutting down", parent_pid)
+    stop.set()
+
+
+async def _serve(
+    config: Config,
+    credentials: Credentials | None,
+    reuse_port: bool = False,
+    parent_pid: int | None = None,
+) -> None:
     app = RelayApp(config, credentials)
+    app.reuse_port = reuse_port
     try:
         await app.start()
-        await wait_for_signal()
+        await wait_for_signal(parent_pid)
         log.info("shutting down")
     finally:
         await app.stop()
 
 
-def run_relay(config: Config, credentials: Credentials | None) -> int:
-    """Run a relay in this process until it is told to stop."""
+def run_relay(
+    config: Config,
+    credentials: Credentials | None,
+    *,
+    reuse_port: bool = False,
+    parent_pid: int | None = None,
+) -> int:
+    """Run a relay in this process until it is told to stop.
+
+    ``reuse_port`` and ``parent_pid`` are for worker processes (relay.server.supervisor).
+    """
     install_event_loop()
     try:
-        asyncio.run(_serve(config, credentials))
+        asyncio.run(_serve(config, credentials, reuse_port, parent_pid))
     except OSError as exc:
         log.error("relay failed: %s", exc)
         return 1
     return 0
+
+
+def run(config: Config, credentials: Credentials | None, workers: int | None) -> int:
+    """``relay run``: in this process without ``workers``, else under a supervisor."""
+    if workers is None:
+        return run_relay(config, credentials)
+    from relay.server.supervisor import run_supervised
+
+    return run_supervised(config, credentials, workers)
