@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -29,6 +30,7 @@ from relay.protocol.keys import (
     load_credentials,
     save_credentials,
 )
+from relay.telemetry.redact import config_secrets, register_secrets
 
 DEFAULT_CONFIG_DIR = Path(".relay")
 
@@ -56,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--instance", choices=["default", "canary"])
     run.add_argument("--shutdown-timeout")
     run.add_argument("--source-id", dest="outcome_source")
+    run.add_argument(
+        "--workers", nargs="?", type=int, const=0, default=None, metavar="N",
+        help="run N worker processes on one port (SO_REUSEPORT) under a supervisor; without "
+        "N or with 0: one per CPU. Without the flag (or RELAY_WORKERS): one process, no supervisor",
+    )  # fmt: skip
 
     creds = sub.add_parser("credentials", help="manage the relay's credentials")
     creds_sub = creds.add_subparsers(dest="creds_command", required=True)
@@ -68,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="print the effective config")
     show.add_argument("--format", choices=["yaml", "json"], default="yaml")
-    cfg_sub.add_parser("validate", help="check the config and exit")
+    cfg_sub.add_parser("validate", help="check the config; exit 1 naming the offending key")
+    init = cfg_sub.add_parser("init", help="write a commented starter config.yml")
+    init.add_argument("--overwrite", action="store_true")
 
     health = sub.add_parser("healthcheck", help="probe a running relay")
     health.add_argument("--mode", choices=["live", "ready"], default="ready")
@@ -91,6 +100,28 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--count", type=int, default=0, help="stop after N messages")
 
+    spool = sub.add_parser("spool", help="look into or empty the disk spool")
+    spool_sub = spool.add_subparsers(dest="spool_command", required=True)
+    spool_inspect = spool_sub.add_parser("inspect", help="counts, size, age, first envelopes")
+    spool_inspect.add_argument("--path", help="default: spool.envelopes.path")
+    spool_inspect.add_argument("--limit", type=int, default=10)
+    spool_drain = spool_sub.add_parser("drain", help="send everything upstream now")
+    spool_drain.add_argument("--timeout", type=float, default=300.0)
+
+    ks = sub.add_parser("killswitches", help="manage kill-switches (DROP DATA WHERE ...)")
+    ks.add_argument("--redis-url", help="default: killswitches.redis or processing.redis")
+    ks_sub = ks.add_subparsers(dest="ks_command", required=True)
+    ks_sub.add_parser("list", help="print every switch")
+    ks_show = ks_sub.add_parser("show", help="print one switch's rule")
+    ks_show.add_argument("name")
+    ks_pull = ks_sub.add_parser("pull", help="set a switch from a rule file (- for stdin)")
+    ks_pull.add_argument("name")
+    ks_pull.add_argument("file")
+    ks_pull.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    ks_clear = ks_sub.add_parser("clear", help="remove a switch")
+    ks_clear.add_argument("name")
+    ks_clear.add_argument("-y", "--yes", action="store_true", help="do not ask")
+
     dev = sub.add_parser("dev", help="start the whole local chain (Redis, Kafka, relays)")
     dev.add_argument("--workdir", type=Path, default=Path(".relay-dev"))
     dev.add_argument("--port", type=int, default=3000, help="port of the POP relay")
@@ -110,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config_dir(args: argparse.Namespace) -> Path:
-    return args.config if args.config is not None else DEFAULT_CONFIG_DIR
+    """``-c DIR``, else ``RELAY_CONFIG_DIR`` (set in the container image), else ``.relay``."""
+    if args.config is not None:
+        return Path(args.config)
+    return Path(os.environ.get("RELAY_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
 
 
 def _load(args: argparse.Namespace, run_flags: Overrides | None = None) -> Config:
@@ -137,6 +171,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         config = _load(args)
         return tail(config, args.topic, args.bootstrap, args.from_beginning, args.count)
+    if args.command == "killswitches":
+        return _cmd_killswitches(args)
+    if args.command == "spool":
+        return _cmd_spool(args)
     if args.command == "dev":
         from relay.dev.stack import run_stack
 
@@ -175,14 +213,78 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _config_dir(args),
         Overrides(id=args.id, public_key=args.public_key, secret_key=args.secret_key),
     )
+    register_secrets(config_secrets(config, credentials))
     if credentials is None and config.relay.mode == "managed":
         raise ConfigError(
             "relay has no credentials, which are required in managed mode. "
             "Generate some with 'relay credentials generate' first."
         )
-    from relay.server.runner import run_relay
+    from relay.server.runner import run
 
-    return run_relay(config, credentials)
+    return run(config, credentials, _workers(args.workers))
+
+
+def _workers(flag: int | None) -> int | None:
+    """Worker processes for ``run``: the flag, else ``RELAY_WORKERS``; None runs in-process.
+
+    Without either, ``relay run`` stays a single process (what Relay's integration suite and
+    process managers expect); ``--workers`` alone or ``0`` means one worker per CPU.
+    """
+    value: int | None = flag
+    if value is None:
+        env = os.environ.get("RELAY_WORKERS")
+        if not env:
+            return None
+        try:
+            value = int(env)
+        except ValueError:
+            raise ConfigError(f"RELAY_WORKERS must be a number, got {env!r}") from None
+    if value < 0:
+        raise ConfigError("--workers must not be negative")
+    if value == 0:
+        from relay.server.supervisor import default_workers
+
+        return default_workers()
+    return value
+
+
+def _cmd_spool(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from relay.server.spool import SpoolError, drain_spool, inspect_spool
+
+    config = _load(args)
+    setup_logging(config.logging.level, config.logging.format)
+    if args.spool_command == "inspect":
+        path = args.path or config.spool.envelopes.path
+        if not path:
+            raise ConfigError("no spool: pass --path or set spool.envelopes.path")
+        if not Path(path).exists():
+            print(f"error: no spool at {path}", file=sys.stderr)
+            return 1
+        print(json.dumps(asyncio.run(inspect_spool(Path(path), args.limit)), indent=2))
+        return 0
+    credentials = _resolve_credentials(_config_dir(args), Overrides())
+    try:
+        sent, left = asyncio.run(drain_spool(config, credentials, args.timeout))
+    except SpoolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"sent {sent} spooled envelopes, {left} left")
+    return 0 if left == 0 else 1
+
+
+def _cmd_killswitches(args: argparse.Namespace) -> int:
+    from relay.server.killswitch_service import killswitch_command, killswitch_redis_url
+
+    config = _load(args)
+    url = args.redis_url or killswitch_redis_url(config)
+    if not url:
+        raise ConfigError("no Redis: pass --redis-url or set processing.redis in the config")
+    return killswitch_command(
+        url, config.killswitches.redis_key, args.ks_command, getattr(args, "name", None),
+        getattr(args, "file", None), getattr(args, "yes", False),
+    )  # fmt: skip
 
 
 def _cmd_credentials(args: argparse.Namespace) -> int:
@@ -209,8 +311,20 @@ def _cmd_credentials(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
+    if args.config_command == "init":
+        return _cmd_config_init(args)
     config = _load(args)
     if args.config_command == "validate":
+        from relay.config_check import check_config
+
+        errors, warnings = check_config(config)
+        for message in warnings:
+            print(f"warning: {message}", file=sys.stderr)
+        load_credentials(_config_dir(args) / "credentials.json")  # raises naming the file
+        if errors:
+            for message in errors:
+                print(f"error: invalid config: {message}", file=sys.stderr)
+            return 1
         print("config is valid")
         return 0
     data = config.to_dict()
@@ -218,6 +332,19 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(yaml.safe_dump(data, sort_keys=False), end="")
+    return 0
+
+
+def _cmd_config_init(args: argparse.Namespace) -> int:
+    from relay.dev.config_docs import starter_config
+
+    path = _config_dir(args) / "config.yml"
+    if path.exists() and not args.overwrite:
+        print(f"error: {path} already exists (use --overwrite)", file=sys.stderr)
+        return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(starter_config())
+    print(f"Wrote {path}; next: relay -c {path.parent} credentials generate")
     return 0
 
 
@@ -245,6 +372,7 @@ def _cmd_configserver(args: argparse.Namespace) -> int:
     config = _load(args, flags)
     setup_logging(config.logging.level, config.logging.format)
     credentials = load_credentials(_config_dir(args) / "credentials.json")
+    register_secrets(config_secrets(config, credentials))
     from relay.server.configserver import push_configs, run_configserver
 
     if args.action == "push":

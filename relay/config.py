@@ -148,6 +148,29 @@ class LoggingSection(_Section):
     format: Literal["auto", "pretty", "simplified", "json"] = "auto"
 
 
+class MetricsSection(_Section):
+    """The relay's own metrics: statsd output as in Relay (Prometheus ``/metrics`` is always on)."""
+
+    #: ``host:port`` of a statsd server (UDP); unset: no statsd output.
+    statsd: str | None = None
+    #: Bytes per statsd datagram (several metrics are packed into one).
+    statsd_buffer_size: Annotated[int, msgspec.Meta(ge=64, le=65000)] | None = None
+    #: Prefix of every statsd metric name.
+    prefix: str = "sentry.relay"
+    #: Tags added to every statsd metric.
+    default_tags: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Tag that carries this machine's hostname; unset: no hostname tag.
+    hostname_tag: str | None = None
+    #: Seconds between two statsd flushes of counters and gauges; 0 disables them.
+    periodic_secs: NonNegativeInt = 5
+
+    def __post_init__(self) -> None:
+        if self.statsd is not None:
+            host, sep, port = self.statsd.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"`metrics.statsd` must be host:port, got {self.statsd!r}")
+
+
 class SentrySection(_Section):
     """Reporting of the relay's own errors to a Sentry project (see relay.server.self_report)."""
 
@@ -263,10 +286,25 @@ class AggregatorSection(_Section):
 class EnvelopeSpool(_Section):
     path: str | None = None
     max_disk_size: ByteSize = ByteSize(500 * 1024**2)
+    #: Relay's flag: on an ephemeral disk, shutdown drains to the upstream instead of
+    #: spooling in-flight data (see relay.server.spool).
+    ephemeral: bool = False
+    #: Envelopes replayed per second at most while new traffic flows (None: no limit).
+    max_unspool_envelopes_per_second: int | None = None
 
 
 class SpoolSection(_Section):
     envelopes: EnvelopeSpool = msgspec.field(default_factory=EnvelopeSpool)
+
+
+class KillswitchSection(_Section):
+    """Ours (Relay has none): where kill-switches are read (relay.killswitch)."""
+
+    #: Redis URL of the kill-switch hash; defaults to ``processing.redis``. None/"": off.
+    redis: str | None = None
+    redis_key: str = "relay:killswitches"
+    #: Seconds between two reads of the hash.
+    poll_interval: float = 1.0
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -277,6 +315,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cache: CacheSection = msgspec.field(default_factory=CacheSection)
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     logging: LoggingSection = msgspec.field(default_factory=LoggingSection)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
     sentry: SentrySection = msgspec.field(default_factory=SentrySection)
     health: HealthSection = msgspec.field(default_factory=HealthSection)
     processing: ProcessingSection = msgspec.field(default_factory=ProcessingSection)
@@ -284,6 +323,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
     aggregator: AggregatorSection = msgspec.field(default_factory=AggregatorSection)
     spool: SpoolSection = msgspec.field(default_factory=SpoolSection)
+    killswitches: KillswitchSection = msgspec.field(default_factory=KillswitchSection)
 
     @property
     def processing_enabled(self) -> bool:
@@ -326,7 +366,7 @@ _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
 
 # Whole sections Relay has that we do not model (yet): accepted as they are.
 _RELAY_ONLY_SECTIONS = frozenset(
-    {"routing", "metrics", "secondary_aggregators", "geoip", "normalization", "cogs",
+    {"routing", "secondary_aggregators", "geoip", "normalization", "cogs",
      "upload"}
 )  # fmt: skip
 

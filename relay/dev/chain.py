@@ -61,6 +61,10 @@ class LocalChain:
     pops_internal: bool = True
     #: Credentials for the POPs (next to processing first); generated when not given.
     pop_credentials: list[Credentials] = field(default_factory=list)
+    #: Extra config for the processing relay and for every POP, merged section by section
+    #: (e.g. ``{"aggregator": {"bucket_interval": 1, "initial_delay": 0}}``).
+    processing_config: dict[str, Any] = field(default_factory=dict)
+    pop_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pop(self) -> RelayProcess:
@@ -126,7 +130,7 @@ class LocalChain:
                 "public_key": proc.credentials.public_key, "internal": True}}},
             "logging": logging_cfg,
         })  # fmt: skip
-        self._write(proc, {
+        self._write(proc, _merged({
             "relay": {"host": "127.0.0.1", "port": proc.port, "upstream": cs.url},
             "processing": {
                 "enabled": True,
@@ -136,19 +140,21 @@ class LocalChain:
             "auth": {"static_relays": {edge.id: {
                 "public_key": edge.public_key, "internal": self.pops_internal}}},
             "logging": logging_cfg,
-        })  # fmt: skip
+        }, self.processing_config))  # fmt: skip
         for tier, pop in enumerate(pops):
             upstream = proc.url if tier == 0 else pops[tier - 1].url
             config: dict[str, Any] = {
                 "relay": {"host": "127.0.0.1", "port": pop.port, "upstream": upstream},
                 "logging": logging_cfg,
+                # POPs have no processing.redis, but apply the shared kill-switches too.
+                "killswitches": {"redis": redis_url},
             }
             if tier + 1 < len(pops):
                 outer = pops[tier + 1].credentials
                 assert outer is not None
                 config["auth"] = {"static_relays": {outer.id: {
                     "public_key": outer.public_key, "internal": True}}}  # fmt: skip
-            self._write(pop, config)
+            self._write(pop, _merged(config, self.pop_config))
         self.processes = [cs, proc, *pops]
         self._spawn(cs, ["configserver", "--projects", str(projects)])
         self._wait_ready(cs)
@@ -216,3 +222,15 @@ class LocalChain:
 
     def clean(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, key by key for nested sections."""
+    out = dict(base)
+    for key, value in extra.items():
+        current = out.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            out[key] = _merged(current, value)
+        else:
+            out[key] = value
+    return out

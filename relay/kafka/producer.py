@@ -22,6 +22,7 @@ from aiokafka.helpers import create_ssl_context
 
 from relay.errors import ConfigError, ServiceUnavailable
 from relay.kafka.keys import DEFAULT_PARTITIONER, partitioner
+from relay.telemetry.metrics import KAFKA_PRODUCE
 
 log = logging.getLogger(__name__)
 
@@ -377,11 +378,13 @@ class KafkaProducer:
         """
         producer = self._producer
         if producer is None or self._closed:
+            KAFKA_PRODUCE.inc(1, topic, "error")
             raise KafkaProduceError("kafka producer is not running")
         size = len(value) + len(key or b"") + sum(len(k) + len(v) for k, v in headers or ())
         try:
             charge = await self._budget.acquire(size, self._budget_timeout)
         except TimeoutError:
+            KAFKA_PRODUCE.inc(1, topic, "budget")
             raise KafkaBudgetExceeded(
                 f"kafka in-flight budget ({self._budget.capacity} bytes) exhausted"
                 f" for {self._budget_timeout}s",
@@ -389,6 +392,14 @@ class KafkaProducer:
             ) from None
         try:
             await self._deliver(producer, topic, value, key, headers)
+        except KafkaMessageRejected:
+            KAFKA_PRODUCE.inc(1, topic, "rejected")
+            raise
+        except BaseException:
+            KAFKA_PRODUCE.inc(1, topic, "error")
+            raise
+        else:
+            KAFKA_PRODUCE.inc(1, topic, "ok")
         finally:
             self._budget.release(charge)
 

@@ -7,11 +7,15 @@ accepting, drain forwards/processing, flush outcomes and Kafka, close clients.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 import time
+from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from redis.asyncio import Redis
 
 from relay.config import Config
@@ -33,6 +37,7 @@ from relay.server.health_check import (
 )
 from relay.server.http_errors import error_middleware
 from relay.server.ingest import EnvelopeSink, Ingestor
+from relay.server.killswitch_service import KillSwitchService
 from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
 from relay.server.outcomes_api import outcomes_api_routes
@@ -42,6 +47,9 @@ from relay.server.rate_limiting import RateLimiting
 from relay.server.relay_api import relay_api_routes
 from relay.server.relays import RelayCache
 from relay.server.self_report import SelfReporter
+from relay.server.spool import Spool, SpoolService
+from relay.server.statsd import StatsdSink
+from relay.server.telemetry import QueueGauges, metrics_routes, request_metrics_middleware
 from relay.server.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,10 @@ FORWARD_BUDGET_BYTES = 256 * 1024 * 1024
 
 class RelayApp:
     """One relay process's services and HTTP listeners."""
+
+    #: Bind with SO_REUSEPORT, so that several worker processes share the port
+    #: (relay.server.supervisor). Set before :meth:`start`.
+    reuse_port: bool = False
 
     def __init__(self, config: Config, credentials: Credentials | None) -> None:
         self.config = config
@@ -76,8 +88,15 @@ class RelayApp:
         self.rate_limits: RateLimiting | None = None
         self.redis_limiter: RedisRateLimiter | None = None
         self.metrics: MetricsPipeline | None = None
+        self.killswitches: KillSwitchService | None = None
+        self.spool: SpoolService | None = None
         self._runners: list[web.AppRunner] = []
         self.ports: list[int] = []
+        self._requests_in_progress = 0
+        self._no_requests = asyncio.Event()
+        self._no_requests.set()
+        self.queue_gauges = QueueGauges()
+        self.statsd: StatsdSink | None = None
 
     def _cached_state(self, public_key: str) -> ProjectState | None:
         return self.projects.get_state(public_key) if self.projects is not None else None
@@ -142,14 +161,25 @@ class RelayApp:
                 rate_limits=self.rate_limits, metrics=self.metrics,
             )  # fmt: skip
             sink = self.forwarder
+            spool_cfg = config.spool.envelopes
+            if spool_cfg.path:
+                # Envelopes the upstream does not take within the retry budget go to disk.
+                self.spool = SpoolService(
+                    Spool(Path(spool_cfg.path), spool_cfg.max_disk_size),
+                    self.forwarder.replay, spool_cfg.max_unspool_envelopes_per_second,
+                )  # fmt: skip
+                await self.spool.start()
+                self.forwarder.spool = self.spool
         await self.upstream.start()
         projects = ProjectCache(config, self.upstream, self.redis)
         await projects.start()
         self.projects = projects
         await self.relays.start()
+        self.killswitches = KillSwitchService(config, self.outcomes)
+        await self.killswitches.start()
         ingestor = Ingestor(
             config, projects, self.relays, sink, self.upstream, self.outcomes,
-            rate_limits=self.rate_limits,
+            rate_limits=self.rate_limits, killswitches=self.killswitches,
         )  # fmt: skip
         await ingestor.start()
         await self.metrics.start()
@@ -171,10 +201,16 @@ class RelayApp:
         )
         if not internal:
             app.add_routes(health_routes(self.is_ready))
+            app.add_routes(metrics_routes())
+        self._publish_queues()
+        if config.metrics.statsd:
+            self.statsd = StatsdSink(config.metrics)
+            await self.statsd.start()
         await self._listen(app, config.relay.host, config.relay.port)
         if internal:
             internal_app = self._web_app()
             internal_app.add_routes(health_routes(self.is_ready))
+            internal_app.add_routes(metrics_routes())
             assert config.relay.internal_port is not None
             await self._listen(
                 internal_app, config.relay.internal_host or config.relay.host,
@@ -182,12 +218,56 @@ class RelayApp:
             )  # fmt: skip
         log.info("relay listening on %s:%s", config.relay.host, self.ports[0])
 
+    def _publish_queues(self) -> None:
+        # relay_queue_bytes / relay_queue_oldest_seconds, read at scrape time.
+        gauges = self.queue_gauges
+        if self.ingestor is not None:
+            pending = self.ingestor.pending
+            gauges.add("pending", lambda: pending.bytes_queued, pending.oldest_queued_at)
+        forwarder = self.forwarder
+        if forwarder is not None:
+            gauges.add("forward", lambda: forwarder.bytes_in_flight, forwarder.oldest_queued_at)
+        producer = self.producer
+        if producer is not None:
+            gauges.add("kafka", lambda: producer.in_flight_bytes)
+
     def _web_app(self) -> web.Application:
         # Bodies are read and limited by the handlers themselves (relay.server.body).
         return web.Application(
-            middlewares=[cors_middleware, error_middleware, fold_slashes_middleware],
+            middlewares=[
+                self._count_requests,
+                request_metrics_middleware,
+                cors_middleware,
+                error_middleware,
+                fold_slashes_middleware,
+            ],
             client_max_size=2**40,
         )
+
+    @web.middleware
+    async def _count_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Requests in progress, so that shutdown lets them finish reading their bodies.
+        self._requests_in_progress += 1
+        self._no_requests.clear()
+        try:
+            return await handler(request)
+        finally:
+            self._requests_in_progress -= 1
+            if self._requests_in_progress == 0:
+                self._no_requests.set()
+
+    async def _finish_requests(self, timeout: float) -> None:
+        """Close the listeners, then wait (bounded) for requests already being handled.
+
+        aiohttp's own graceful shutdown stops reading from open connections at once, which
+        would cut off a request whose body is still arriving; so the listeners are closed
+        first and in-flight requests get up to ``timeout`` to complete.
+        """
+        for runner in self._runners:
+            for site in list(runner.sites):
+                await site.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_requests.wait(), timeout)
 
     async def _listen(self, app: web.Application, host: str, port: int) -> None:
         runner = web.AppRunner(
@@ -200,7 +280,10 @@ class RelayApp:
             shutdown_timeout=self.config.limits.shutdown_timeout / 2,
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+        site = web.TCPSite(
+            runner, host, port, reuse_address=True, reuse_port=self.reuse_port or None,
+            backlog=1024,
+        )  # fmt: skip
         await site.start()
         self._runners.append(runner)
         server = site._server
@@ -220,17 +303,27 @@ class RelayApp:
 
         # Not ready from now on, as in Relay; this also ends the probe loop.
         await self.health.stop()
+        if self.forwarder is not None:
+            # With a permanent spool, requests still in flight get 503 from here on.
+            self.forwarder.begin_shutdown()
+        self.queue_gauges.close()
         # Stop listening and let in-flight requests finish first: they may still accept data.
+        await self._finish_requests(left() / 2)
         for runner in self._runners:
             await runner.cleanup()
         if self.ingestor is not None:
             # Envelopes still waiting for their project config get an outcome.
             await self.ingestor.stop(min(2.0, left()))
+        if self.killswitches is not None:
+            await self.killswitches.stop()
         if self.metrics is not None:
             # The final flush still needs the forwarder/upstream or Kafka: before them.
             await self.metrics.stop(left())
         if self.forwarder is not None:
             await self.forwarder.drain(left())
+        if self.spool is not None:
+            # After the drain, which may have spooled what was still in flight.
+            await self.spool.stop()
         await self.outcomes.drain(left())
         if self.projects is not None:
             await self.projects.stop()
@@ -242,6 +335,9 @@ class RelayApp:
             await self.redis_limiter.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.statsd is not None:
+            await self.statsd.stop()
+            self.statsd = None
         if self.reporter is not None:
             # Last, so that errors while stopping are reported too.
             await self.reporter.stop(min(2.0, left()))

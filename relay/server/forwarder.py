@@ -26,12 +26,18 @@ from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
 from relay.server.rate_limiting import RateLimiting
 from relay.server.request_meta import RequestMeta
+from relay.server.spool import SpooledEnvelope, SpoolError, SpoolFull, SpoolService
 from relay.server.upstream import UpstreamClient, UpstreamError
 
 log = logging.getLogger(__name__)
 
 #: How long a forwarded envelope may be retried before it is dropped as an outcome.
 FORWARD_DEADLINE_SECS = 300.0
+#: With a spool (``spool.envelopes.path``): how long an envelope is retried in memory
+#: before it goes to the spool (relay.server.spool), instead of being dropped.
+SPOOL_AFTER_SECS = 10.0
+#: How long one replayed envelope may take (the replay loop retries it later).
+REPLAY_DEADLINE_SECS = 5.0
 
 
 def stamp_meta(envelope: Envelope, meta: RequestMeta, upstream: str | None = None) -> None:
@@ -58,6 +64,16 @@ def stamp_meta(envelope: Envelope, meta: RequestMeta, upstream: str | None = Non
         headers["user_agent"] = meta.user_agent
 
 
+def forward_headers(meta: RequestMeta) -> dict[str, str]:
+    """The request headers an envelope is forwarded (or spooled) with."""
+    headers = {"X-Sentry-Auth": meta.auth_header(), "X-Forwarded-For": meta.forwarded_for}
+    if meta.user_agent:
+        headers["User-Agent"] = meta.user_agent
+    if meta.origin:
+        headers["Origin"] = meta.origin
+    return headers
+
+
 class Forwarder:
     """Sends envelopes upstream with bounded memory and concurrency."""
 
@@ -79,10 +95,20 @@ class Forwarder:
         self.budget_bytes = budget_bytes
         self.bytes_in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        #: When each in-flight envelope was accepted (for ``relay_queue_oldest_seconds``).
+        self._accepted_at: dict[asyncio.Task[None], float] = {}
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_requests)
+        #: The disk spool, when ``spool.envelopes.path`` is set (set by the app).
+        self.spool: SpoolService | None = None
+        #: Set on shutdown with a permanent spool: new envelopes get 503 (as in Relay).
+        self.closing = False
+        #: What each in-flight task sends (to spool it if shutdown cuts it short).
+        self._inflight: dict[asyncio.Task[None], tuple[Envelope, RequestMeta, bytes]] = {}
 
     async def accept(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
         """Accept an envelope for forwarding, or raise ServiceUnavailable when over budget."""
+        if self.closing:
+            raise ServiceUnavailable("relay is shutting down", retry_after=1)
         if self.config.relay.mode != "proxy":
             # Client reports are outcomes: tracked here (and sent on as this relay's outcomes
             # config says), not forwarded as items.
@@ -106,6 +132,10 @@ class Forwarder:
         task = asyncio.create_task(self._send(envelope, meta, state, body))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._accepted_at[task] = time.monotonic()
+        task.add_done_callback(lambda done: self._accepted_at.pop(done, None))
+        self._inflight[task] = (envelope, meta, body)
+        task.add_done_callback(lambda done: self._inflight.pop(done, None))
 
     def _normalize(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
         """Relay's POP-side (light) normalization of the event item, before forwarding."""
@@ -126,16 +156,20 @@ class Forwarder:
     async def _send(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState, body: bytes
     ) -> None:
-        headers = {"X-Sentry-Auth": meta.auth_header(), "X-Forwarded-For": meta.forwarded_for}
-        if meta.user_agent:
-            headers["User-Agent"] = meta.user_agent
-        if meta.origin:
-            headers["Origin"] = meta.origin
+        headers = forward_headers(meta)
+        spool = self.spool
         try:
+            if spool is not None and spool.upstream_down:
+                # The replay loop probes the upstream; meanwhile new data goes to disk.
+                await self._to_spool(envelope, meta, headers, body)
+                return
+            budget = FORWARD_DEADLINE_SECS if spool is None else SPOOL_AFTER_SECS
             async with self._slots:
                 await self.upstream.send_envelope(
-                    meta.project_id, body, headers, time.monotonic() + FORWARD_DEADLINE_SECS
+                    meta.project_id, body, headers, time.monotonic() + budget
                 )
+            if spool is not None:
+                spool.mark_up()
         except UpstreamError as exc:
             if exc.is_received:
                 # The upstream decided (e.g. 403 for a disabled project) and owns the outcome.
@@ -143,6 +177,9 @@ class Forwarder:
                 if exc.status == 429 and self.rate_limits is not None:
                     retry_after = None if exc.retry_after is None else str(exc.retry_after)
                     self.rate_limits.learn_from_upstream(meta, state, exc.rate_limits, retry_after)
+            elif spool is not None:
+                spool.mark_down()
+                await self._to_spool(envelope, meta, headers, body)
             else:
                 log.error("dropping envelope %s after retries: %s", envelope.event_id, exc)
                 self.outcomes.envelope_dropped(envelope, meta, None, "internal")
@@ -152,9 +189,64 @@ class Forwarder:
         finally:
             self.bytes_in_flight -= len(body)
 
+    async def _to_spool(
+        self, envelope: Envelope, meta: RequestMeta, headers: dict[str, str], body: bytes
+    ) -> None:
+        """Write to the spool; over its cap (or on a disk error) the envelope is an outcome."""
+        assert self.spool is not None
+        current = asyncio.current_task()
+        if current is not None:
+            self._inflight.pop(current, None)  # from here on, shutdown must not spool it again
+        try:
+            # Shielded: a shutdown cancelling this task must not lose a half-written row.
+            await asyncio.shield(
+                self.spool.put(meta.project_id, meta.public_key, headers, body, meta.received_at)
+            )
+        except (SpoolFull, SpoolError) as exc:
+            log.error("dropping envelope %s: cannot spool it: %s", envelope.event_id, exc)
+            self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+
+    async def replay(self, entry: SpooledEnvelope) -> bool:
+        """Send a spooled envelope (the spool's replay loop); False: upstream unavailable."""
+        try:
+            await self.upstream.send_envelope(
+                entry.project_id, entry.body, entry.headers,
+                time.monotonic() + REPLAY_DEADLINE_SECS,
+            )  # fmt: skip
+        except UpstreamError as exc:
+            if not exc.is_received:
+                log.debug("replay of spooled envelope %d failed: %s", entry.id, exc)
+                return False
+            # The upstream decided (403, 429, ...) and owns the outcome.
+            log.debug("upstream refused spooled envelope %d: %s", entry.id, exc)
+        return True
+
+    def begin_shutdown(self) -> None:
+        """Called first on shutdown: with a permanent spool, refuse new envelopes (503)."""
+        if self.spool is not None and not self.config.spool.envelopes.ephemeral:
+            self.closing = True
+            self.spool.pause()
+
+    def oldest_queued_at(self) -> float | None:
+        """Monotonic time the oldest envelope still in flight was accepted (None: none)."""
+        return min(self._accepted_at.values(), default=None)
+
     async def drain(self, timeout: float) -> None:
         """Wait for in-flight envelopes (shutdown); what is left after ``timeout`` is logged."""
         if not self._tasks:
+            return
+        if self.spool is not None and not self.config.spool.envelopes.ephemeral:
+            # Give in-flight sends half the time, then put what is left on disk.
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout / 2)
+            left = [self._inflight.pop(task) for task in pending if task in self._inflight]
+            for task in pending:
+                task.cancel()
+            for envelope, meta, body in left:
+                await self._to_spool(envelope, meta, forward_headers(meta), body)
+            if left:
+                log.info("shutdown: spooled %d in-flight envelopes", len(left))
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
         if pending:

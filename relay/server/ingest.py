@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
@@ -24,11 +24,15 @@ from relay.protocol.keys import KeyParseError, PublicKey
 from relay.protocol.project_config import ProjectState
 from relay.server.outcomes import OutcomeSink
 from relay.server.pending import PendingQueues
+
+if TYPE_CHECKING:
+    from relay.server.killswitch_service import KillSwitchService
 from relay.server.project_cache import DUMMY, ProjectCache
 from relay.server.rate_limiting import RateLimiting
 from relay.server.relays import RelayCache
 from relay.server.request_meta import RequestMeta
 from relay.server.upstream import UpstreamClient
+from relay.telemetry.metrics import ENVELOPES_ACCEPTED
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +124,12 @@ class Ingestor:
         upstream: UpstreamClient,
         outcomes: OutcomeSink | None = None,
         rate_limits: RateLimiting | None = None,
+        killswitches: KillSwitchService | None = None,
     ) -> None:
         self.config = config
         self.rate_limits = rate_limits
+        #: Applied to every envelope once its project is known, before anything else.
+        self.killswitches = killswitches
         #: For endpoints that proxy requests to the next hop.
         self.upstream = upstream
         self.projects = projects
@@ -162,9 +169,12 @@ class Ingestor:
             raise
         if state.project_id is not None:
             meta.project_id = state.project_id
+        if self.killswitches is not None:
+            self.killswitches.apply(envelope, meta, state)
         limited = self._enforce_rate_limits(envelope, meta, state)
         if envelope.items:
             await self.sink.accept(envelope, meta, state)
+            ENVELOPES_ACCEPTED.inc()
         if limited is not None:
             raise limited
 
@@ -181,9 +191,12 @@ class Ingestor:
             check_envelope(self.config, state, envelope, meta, self._trusted(meta))
             if state.project_id is not None:
                 meta.project_id = state.project_id
+            if self.killswitches is not None:
+                self.killswitches.apply(envelope, meta, state)
             self._enforce_rate_limits(envelope, meta, state)
             if envelope.items:
                 await self.sink.accept(envelope, meta, state)
+                ENVELOPES_ACCEPTED.inc()
         except RelayError as exc:
             log.debug("queued envelope %s dropped: %s", envelope.event_id, exc.detail)
             self.outcomes.envelope_dropped(envelope, meta, state, exc.reason)

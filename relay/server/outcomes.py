@@ -47,6 +47,7 @@ from relay.protocol.items import DataCategory, ItemType
 from relay.protocol.project_config import ProjectState
 from relay.server.outcome_aggregator import AggregatedOutcome, OutcomeAggregator, Scoping
 from relay.server.request_meta import RequestMeta
+from relay.server.telemetry import count_drop
 
 if TYPE_CHECKING:
     from relay.server.upstream import UpstreamClient
@@ -171,6 +172,8 @@ class OutcomeSink:
         """Track one outcome. ``own`` outcomes get this relay's ``outcomes.source``."""
         if quantity <= 0 or category < 0:
             return
+        if own:
+            count_drop(outcome, reason, category, quantity)
         if self.mode == "none":
             return
         self.emitted += 1
@@ -213,6 +216,12 @@ class OutcomeSink:
     ) -> None:
         """Outcomes for every category the item counts in (or the given ``quantities``)."""
         scoping = scoping_for(meta, state)
+        if log.isEnabledFor(logging.DEBUG):
+            # Traceable by event id (a structured field in JSON logs), never by payload.
+            log.debug(
+                "dropped %s item: outcome %s, reason %s", item.type, code.name.lower(), reason,
+                extra={"event_id": envelope.event_id, "project_id": meta.project_id},
+            )  # fmt: skip
         for category, quantity in quantities if quantities is not None else item.quantities():
             self.track(scoping, int(code), reason, int(category), quantity)
 

@@ -79,6 +79,10 @@ class PendingQueues:
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    def oldest_queued_at(self) -> float | None:
+        """Monotonic time the oldest waiting envelope was queued (None: nothing waits)."""
+        return min((q[0].queued_at for q in self._queues.values() if q), default=None)
+
     async def start(self) -> None:
         """Start dropping envelopes that waited too long."""
         self._expiry_task = asyncio.create_task(self._expiry_loop(), name="pending-expiry")

@@ -38,6 +38,7 @@ from relay.server.project_source import (
     decode_cached_state,
 )
 from relay.server.upstream import UpstreamClient, UpstreamError
+from relay.telemetry.metrics import PROJECT_CACHE
 
 __all__ = ["DUMMY", "ProjectCache", "decode_cached_state"]
 
@@ -126,7 +127,9 @@ class ProjectCache:
         if now >= project.fresh_until and not project.fetching:
             self._begin_fetch(public_key, project, 0.0)
         if project.state is not None and now < project.evict_at:
+            PROJECT_CACHE.inc(1, "hit" if now < project.fresh_until else "stale")
             return project.state
+        PROJECT_CACHE.inc(1, "miss")
         return None
 
     def cached(self, public_key: str) -> ProjectState | None:

@@ -1,0 +1,61 @@
+"""Checks of a loaded config beyond its types (``relay config validate``).
+
+:func:`relay.config.load_config` already refuses unknown keys and wrong types, naming the
+key. These checks catch values that decode but cannot work (an upstream that is no URL, a
+processing relay without a Kafka broker, a malformed relay key), again naming the key.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from relay.config import Config
+from relay.errors import ConfigError
+from relay.kafka.producer import KafkaProducer
+from relay.kafka.topics import resolve_topics, unused_topic_keys
+from relay.protocol.keys import KeyParseError, PublicKey
+
+
+def check_config(config: Config) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)``; every message starts with the key it is about."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    relay = config.relay
+    upstream = urlsplit(relay.upstream)
+    if upstream.scheme not in ("http", "https") or not upstream.hostname:
+        errors.append(f"`relay.upstream`: expected an http(s) URL, got {relay.upstream!r}")
+    for key, port in (("relay.port", relay.port), ("relay.internal_port", relay.internal_port)):
+        if port is not None and not 0 <= port <= 65535:
+            errors.append(f"`{key}`: {port} is not a port number")
+    if relay.mode == "managed" and config.processing.enabled and not config.processing.redis_url:
+        warnings.append("`processing.redis`: unset, quotas are not enforced across relays")
+    if config.processing.enabled or config.processing.kafka_config:
+        params = [(p.name, str(p.value)) for p in config.processing.kafka_config]
+        try:
+            KafkaProducer(params)
+        except ConfigError as exc:
+            errors.append(f"`processing.kafka_config`: {exc.detail}")
+    redis = config.processing.redis_url
+    if redis and urlsplit(redis).scheme not in ("redis", "rediss", "unix"):
+        errors.append("`processing.redis`: expected a redis://, rediss:// or unix:// URL")
+    warnings.extend(
+        f"`processing.topics.{key}`: names no topic this relay writes (ignored)"
+        for key in unused_topic_keys(config.processing.topics)
+    )
+    try:
+        resolve_topics(config.processing.topics)
+    except (ConfigError, ValueError, TypeError) as exc:
+        detail = exc.detail if isinstance(exc, ConfigError) else str(exc)
+        errors.append(f"`processing.topics`: {detail}")
+    for relay_id, static in config.auth.static_relays.items():
+        try:
+            PublicKey.parse(static.public_key)
+        except KeyParseError:
+            errors.append(f"`auth.static_relays.{relay_id}.public_key`: not a relay public key")
+    if config.outcomes.batch_size <= 0:
+        errors.append("`outcomes.batch_size`: must be positive")
+    if config.cache.batch_size <= 0:
+        errors.append("`cache.batch_size`: must be positive")
+    if config.limits.max_concurrent_requests <= 0:
+        errors.append("`limits.max_concurrent_requests`: must be positive")
+    return errors, warnings
