@@ -192,9 +192,13 @@ async def test_redis_down_fails_open_or_raises() -> None:
 async def test_concurrent_relays_never_admit_more_than_the_limit(
     redis_url: str, max_batch: int
 ) -> None:
-    """4 "relays" (own client, own limiter) fire 2,000 envelopes concurrently at a quota of 100."""
-    q = quota(categories=["error"], scope="project", limit=100, reasonCode="full")
-    attachments = quota(categories=["attachment"], limit=10**9)
+    """4 "relays" (own client, own limiter) fire 2,000 envelopes concurrently at a quota of 100.
+
+    Day-long windows: with 60 s windows a slow, loaded run could straddle a window boundary,
+    where a fresh window rightly admits another 100.
+    """
+    q = quota(categories=["error"], scope="project", limit=100, reasonCode="full", window=86400)
+    attachments = quota(categories=["attachment"], limit=10**9, window=86400)
     clients = [Redis.from_url(redis_url) for _ in range(4)]
     limiters = [RedisRateLimiter(c, max_batch=max_batch) for c in clients]
     try:
