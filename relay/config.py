@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import yaml
 
+from relay import RELAY_PROTOCOL_VERSION
 from relay.errors import AuthError, ConfigError
 from relay.protocol.auth import parse_dsn
 
@@ -78,6 +79,9 @@ class RelaySection(_Section):
     override_project_ids: bool = False
     #: Upstream URL advertised to downstream relays in the project configs we serve.
     advertised_upstream: str | None = None
+    #: The Sentry Relay version whose protocol this relay reports at registration (our own
+    #: key; upstreams refuse versions they do not support).
+    protocol_version: str = RELAY_PROTOCOL_VERSION
 
 
 class HttpSection(_Section):

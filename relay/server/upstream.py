@@ -19,7 +19,7 @@ import aiohttp
 import msgspec
 from multidict import CIMultiDictProxy
 
-from relay import RELAY_PROTOCOL_VERSION, __version__
+from relay import __version__
 from relay.config import Config
 from relay.protocol.encoding import zstd_compress
 from relay.protocol.keys import Credentials, SecretKey
@@ -176,7 +176,7 @@ class UpstreamClient:
             {
                 "relay_id": self.credentials.id,
                 "public_key": self.credentials.public_key,
-                "version": RELAY_PROTOCOL_VERSION,
+                "version": self.config.relay.protocol_version,
             },
         )
         await self.request_json(
@@ -184,7 +184,7 @@ class UpstreamClient:
             {
                 "relay_id": self.credentials.id,
                 "token": challenge["token"],
-                "version": RELAY_PROTOCOL_VERSION,
+                "version": self.config.relay.protocol_version,
             },
         )
 
