@@ -167,6 +167,16 @@ class _Entry:
             return None
         return BucketMetadata(merges=min(self.merges, 0xFFFFFFFF), received_at=self.received_at)
 
+    def fields(self, key: _Key, width: int) -> dict[str, Any]:
+        """The bucket fields every type shares: where, what and how merged."""
+        return {
+            "timestamp": key[1],
+            "width": width,
+            "name": key[2],
+            "tags": dict(key[3]),
+            "metadata": self.metadata(),
+        }
+
     def reserve(self, bucket: Bucket) -> int:
         """Upper bound of the cost increase if ``bucket`` is merged."""
         return 0
@@ -193,14 +203,7 @@ class _Counter(_Entry):
         return 0
 
     def to_bucket(self, key: _Key, width: int) -> Bucket:
-        return CounterBucket(
-            timestamp=key[1],
-            width=width,
-            name=key[2],
-            tags=dict(key[3]),
-            metadata=self.metadata(),
-            value=self.value,
-        )
+        return CounterBucket(**self.fields(key, width), value=self.value)
 
 
 class _Distribution(_Entry):
@@ -221,14 +224,7 @@ class _Distribution(_Entry):
         return _DIST_VALUE_COST * len(bucket.value)
 
     def to_bucket(self, key: _Key, width: int) -> Bucket:
-        return DistributionBucket(
-            timestamp=key[1],
-            width=width,
-            name=key[2],
-            tags=dict(key[3]),
-            metadata=self.metadata(),
-            value=self.value,
-        )
+        return DistributionBucket(**self.fields(key, width), value=self.value)
 
 
 class _Set(_Entry):
@@ -250,14 +246,7 @@ class _Set(_Entry):
         return _SET_VALUE_COST * (len(self.value) - before)
 
     def to_bucket(self, key: _Key, width: int) -> Bucket:
-        return SetBucket(
-            timestamp=key[1],
-            width=width,
-            name=key[2],
-            tags=dict(key[3]),
-            metadata=self.metadata(),
-            value=sorted(self.value),
-        )
+        return SetBucket(**self.fields(key, width), value=sorted(self.value))
 
 
 class _Gauge(_Entry):
@@ -280,14 +269,7 @@ class _Gauge(_Entry):
         return 0
 
     def to_bucket(self, key: _Key, width: int) -> Bucket:
-        return GaugeBucket(
-            timestamp=key[1],
-            width=width,
-            name=key[2],
-            tags=dict(key[3]),
-            metadata=self.metadata(),
-            value=self.value,
-        )
+        return GaugeBucket(**self.fields(key, width), value=self.value)
 
 
 def _new_entry(bucket: Bucket) -> _Entry:
