@@ -14,6 +14,7 @@ from relay.normalize import (
     stacktrace,
     tags,
     user,
+    useragent,
 )
 from relay.normalize.config import NormalizationConfig
 from relay.normalize.meta import Meta, add_error, child, merge
@@ -26,6 +27,7 @@ from relay.normalize.timestamps import (
     validate_timestamps,
     validate_transaction,
 )
+from relay.normalize.trimming import trim_event
 
 __all__ = ["InvalidTransaction", "normalize_event"]
 
@@ -64,6 +66,8 @@ def _apply(event: dict[str, Any], meta: Meta, config: NormalizationConfig) -> No
     tags.remove_device_class(event)
     stacktrace.normalize_stacktraces(event)
     stacktrace.normalize_exceptions(event, meta)
+    if config.normalize_user_agent:
+        useragent.normalize_user_agent(event)
     measurements.normalize_measurements(event)
     defaults.normalize_default_attributes(event, meta, config)
     if config.replay_id is not None:
@@ -98,6 +102,8 @@ def normalize_event(payload: dict[str, Any], config: NormalizationConfig) -> dic
         if event.get("type") == "transaction":
             validate_transaction(event, meta)
         _apply(event, meta, config)
+    if config.enable_trimming:
+        trim_event(EVENT, event, meta)
     remove_other = config.remove_other
     if remove_other is None:
         remove_other = not config.is_renormalize

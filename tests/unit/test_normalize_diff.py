@@ -9,11 +9,18 @@ from typing import Any
 import pytest
 
 from relay.normalize import InvalidTransaction, StoreNormalizer
-from tests.unit.normalize_cases import EDGE_CASES, RECEIVED_AT, corpus_events
+from tests.unit.normalize_cases import (
+    EDGE_CASES,
+    RECEIVED_AT,
+    TRIM_CASES,
+    UA_CASES,
+    corpus_events,
+)
 
 sentry_relay = pytest.importorskip("sentry_relay")
 
 CORPUS = corpus_events()
+CORPUS_NAMES = sorted({n for n, _ in CORPUS})
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {"received_at": RECEIVED_AT},
     "drift": {"received_at": RECEIVED_AT, "max_secs_in_future": 60, "max_secs_in_past": 2592000},
@@ -173,6 +180,37 @@ def test_generated() -> None:
     for index, payload in enumerate(GENERATED):
         theirs = _run(sentry_relay.StoreNormalizer(received_at=RECEIVED_AT), payload)
         ours = _run(StoreNormalizer(received_at=RECEIVED_AT), payload)
+        if ours != theirs:
+            mismatches.append(index)
+    rate = 1 - len(mismatches) / len(GENERATED)
+    assert rate >= MIN_GENERATED_MATCH_RATE, f"match rate {rate:.2%}, mismatches: {mismatches}"
+
+
+# -- trimming and user agents ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(TRIM_CASES))
+def test_trimming(name: str) -> None:
+    assert_same(TRIM_CASES[name], received_at=RECEIVED_AT, enable_trimming=True)
+
+
+@pytest.mark.parametrize("name", sorted(UA_CASES))
+def test_user_agent(name: str) -> None:
+    assert_same(UA_CASES[name], received_at=RECEIVED_AT, normalize_user_agent=True)
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS_NAMES))
+def test_corpus_trimming_and_user_agent(name: str) -> None:
+    payload = dict(CORPUS)[name]
+    assert_same(payload, received_at=RECEIVED_AT, enable_trimming=True, normalize_user_agent=True)
+
+
+def test_generated_trimming() -> None:
+    mismatches = []
+    config = {"received_at": RECEIVED_AT, "enable_trimming": True, "normalize_user_agent": True}
+    for index, payload in enumerate(GENERATED):
+        theirs = _run(sentry_relay.StoreNormalizer(**config), payload)
+        ours = _run(StoreNormalizer(**config), payload)
         if ours != theirs:
             mismatches.append(index)
     rate = 1 - len(mismatches) / len(GENERATED)

@@ -1,0 +1,722 @@
+"""Trimming to Relay's size limits (``relay-event-normalization``'s ``TrimmingProcessor``).
+
+Three kinds of limits, all recorded in ``_meta``:
+
+- ``max_chars`` (plus an allowance) on single string fields: the string is cut to
+  ``max_chars - 3`` characters plus ``"..."``, with a ``["!limit", "s", start, end]`` remark
+  and the original length in ``len``;
+- data bags (``max_depth``/``max_bytes``, e.g. ``extra``, breadcrumb ``data``, contexts,
+  ``spans``): a walk in Relay's processing order (declared fields, then sorted keys) that
+  spends a byte budget per bag. Once it is spent, the remaining items of a list or object
+  are cut (``len`` records the original count) and strings are cut to what is left;
+  containers one level above the depth limit are replaced by their JSON text;
+- stack traces: at most 250 frames (the 50 oldest and 200 newest), and beyond 50 frames the
+  middle frames lose ``vars``, ``pre_context`` and ``post_context``.
+
+Sizes are Relay's estimates: a value costs its flat JSON size (strings in UTF-8 bytes plus
+quotes, containers 2) plus one, and every declared struct field costs one even when absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from decimal import Decimal
+from typing import Any
+
+from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
+from relay.normalize.meta import Meta, child, set_original_length
+from relay.normalize.schema import EVENT
+from relay.normalize.types import ArrayKind, Kind, MapKind, Struct, ValueKind
+
+__all__ = ["trim_event"]
+
+#: Field attributes: ``(max_chars, allowance, max_depth, max_bytes)``.
+Attrs = tuple[int | None, int, int | None, int | None]
+
+_ATTRS: dict[tuple[str, str], Attrs] = {
+    ("Event", "culprit"): (200, 0, None, None),
+    ("Event", "transaction"): (200, 0, None, None),
+    ("Event", "logger"): (64, 0, None, None),
+    ("Event", "modules"): (None, 0, 7, 8192),
+    ("Event", "server_name"): (256, 20, None, None),
+    ("Event", "release"): (200, 0, None, None),
+    ("Event", "environment"): (64, 0, None, None),
+    ("Event", "site"): (256, 20, None, None),
+    ("Event", "extra"): (None, 0, 7, 262_144),
+    ("Event", "ingest_path"): (None, 0, 5, 2048),
+    ("Event", "checksum"): (128, 0, None, None),
+    ("Event", "spans"): (None, 0, None, 819_200),
+    ("TransactionInfo", "original"): (200, 0, None, None),
+    ("LogEntry", "message"): (8192, 200, None, None),
+    ("LogEntry", "formatted"): (8192, 200, None, None),
+    ("LogEntry", "params"): (None, 0, 5, 2048),
+    ("Breadcrumb", "type"): (128, 0, None, None),
+    ("Breadcrumb", "category"): (128, 0, None, None),
+    ("Breadcrumb", "message"): (8192, 200, None, None),
+    ("Breadcrumb", "data"): (None, 0, 5, 2048),
+    ("ClientSdkInfo", "name"): (256, 20, None, None),
+    ("ClientSdkInfo", "version"): (256, 20, None, None),
+    ("Exception", "type"): (256, 20, None, None),
+    ("Exception", "value"): (8192, 200, None, None),
+    ("Exception", "module"): (256, 20, None, None),
+    ("Mechanism", "type"): (128, 0, None, None),
+    ("Mechanism", "description"): (8192, 200, None, None),
+    ("Mechanism", "help_link"): (256, 40, None, None),
+    ("Mechanism", "source"): (128, 0, None, None),
+    ("Mechanism", "data"): (None, 0, 5, 2048),
+    ("RelayInfo", "version"): (256, 20, None, None),
+    ("RelayInfo", "public_key"): (256, 20, None, None),
+    ("Request", "url"): (256, 40, None, None),
+    ("Request", "data"): (None, 0, 7, 8192),
+    ("Request", "query_string"): (None, 0, 3, 1024),
+    ("Request", "fragment"): (1024, 100, None, None),
+    ("Request", "cookies"): (None, 0, 5, 2048),
+    ("Request", "headers"): (None, 0, 7, 8192),
+    ("Request", "env"): (None, 0, 7, 8192),
+    ("ResponseContext", "cookies"): (None, 0, 5, 2048),
+    ("ResponseContext", "headers"): (None, 0, 7, 8192),
+    ("ResponseContext", "data"): (None, 0, 7, 8192),
+    ("Span", "op"): (128, 0, None, None),
+    ("Span", "origin"): (128, 0, None, None),
+    ("TraceContext", "op"): (128, 0, None, None),
+    ("TraceContext", "origin"): (128, 0, None, None),
+    ("Frame", "function"): (512, 20, None, None),
+    ("Frame", "raw_function"): (512, 20, None, None),
+    ("Frame", "symbol"): (512, 0, None, None),
+    ("Frame", "vars"): (None, 0, 5, 2048),
+    ("Frame", "trust"): (128, 0, None, None),
+    ("Frame", "lang"): (128, 0, None, None),
+    ("Stacktrace", "lang"): (128, 0, None, None),
+    ("TemplateInfo", "filename"): (128, 20, None, None),
+    ("TemplateInfo", "abs_path"): (256, 40, None, None),
+    ("Thread", "name"): (1024, 100, None, None),
+    ("Geo", "country_code"): (102, 1004, None, None),
+    ("Geo", "city"): (1024, 100, None, None),
+    ("Geo", "subdivision"): (1024, 100, None, None),
+    ("Geo", "region"): (1024, 100, None, None),
+    ("User", "id"): (128, 0, None, None),
+    ("User", "email"): (75, 0, None, None),
+    ("User", "username"): (128, 0, None, None),
+    ("User", "name"): (128, 0, None, None),
+}
+
+#: Declared Rust fields our schema does not list (each costs one byte inside a bag).
+_HIDDEN_FIELDS: dict[str, int] = {"ProfileContext": 0, "TransactionInfo": 0}
+
+#: Prims that are strings in Relay (``String``, ``LenientString``, ``JsonLenientString``, ...).
+_STRING_PRIMS = frozenset({"str", "lstr", "jlstr", "thread_id", "ip"})
+
+#: Stack trace limits: frames kept from the top (most recent) and the bottom (oldest).
+_RECENT_FRAMES = 200
+_OLD_FRAMES = 50
+_FRAME_ALLOWANCE = 50
+
+_DELETE: Any = object()
+
+
+def trim_event(event_kind: Struct, event: dict[str, Any], meta: Meta) -> None:
+    """Trim ``event`` (typed, in place) to Relay's limits, annotating ``meta``."""
+    _Trimmer().struct_fields(event_kind, event, meta, 0)
+
+
+# -- size estimates --------------------------------------------------------------------
+
+
+def _rust_f64(value: float) -> str:
+    """``f64``'s ``Display`` in Rust: shortest round-trip digits, never an exponent."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return "NaN" if value != value else ("inf" if value > 0 else "-inf")
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+def _flat_size(value: Any) -> int:
+    """Relay's ``estimate_size_flat``: a value's JSON size, containers counted as ``2``."""
+    if value is None:
+        return 0
+    cls = value.__class__
+    if cls is str:
+        return len(value.encode()) + 2 if not value.isascii() else len(value) + 2
+    if cls is bool:
+        return 4 if value else 5
+    if cls is int:
+        return len(str(value))
+    if cls is float:
+        return len(_rust_f64(value))
+    return 2
+
+
+def _serde_float(value: float) -> str:
+    """A float as Relay's JSON writer does: ryu digits, ``e+N``/``e-N`` exponents."""
+    text = repr(value)
+    if "e" not in text:
+        return text
+    mantissa, _, exp_text = text.partition("e")
+    exp = int(exp_text)
+    if exp == -5:
+        digits = mantissa.replace(".", "").lstrip("-")
+        sign = "-" if mantissa.startswith("-") else ""
+        return f"{sign}0.0000{digits}"
+    return f"{mantissa}e{exp:+d}" if exp > 0 else f"{mantissa}e{exp}"
+
+
+def _serde_json(value: Any) -> str:
+    """Compact JSON with sorted keys, as Relay's ``serde_json::to_string(&Value)``."""
+    if value is None:
+        return "null"
+    cls = value.__class__
+    if cls is str:
+        return json.dumps(value, ensure_ascii=False)
+    if cls is bool:
+        return "true" if value else "false"
+    if cls is int:
+        return str(value)
+    if cls is float:
+        return _serde_float(value)
+    if cls is list:
+        return "[" + ",".join(_serde_json(v) for v in value) + "]"
+    if cls is dict:
+        return (
+            "{"
+            + ",".join(
+                json.dumps(k, ensure_ascii=False) + ":" + _serde_json(value[k])
+                for k in sorted(value)
+            )
+            + "}"
+        )
+    return json.dumps(value, ensure_ascii=False)
+
+
+# -- strings ---------------------------------------------------------------------------
+
+
+def trim_string(value: str, meta: Meta, key: str, max_chars: int, allowance: int) -> str:
+    """Relay's ``trim_string``: cut to ``max_chars`` with an ``...`` marker and a remark."""
+    hard_limit = max_chars + allowance
+    if len(value) <= hard_limit:
+        return value
+    sub = meta.get(key)
+    own = sub.get("") if sub else None
+    remarks = own.get("rem") if own else None
+    chunks = _split_chunks(value, remarks) if remarks else [(value, None)]
+    length = 0
+    out: list[tuple[str, Any]] = []
+    for text, remark in chunks:
+        count = len(text)
+        if length + count < max_chars:
+            out.append((text, remark))
+            length += count
+            continue
+        if remark is not None:
+            if length + count + 3 < hard_limit:
+                out.append((text, remark))
+        else:
+            take = max(0, min(count, max_chars - 3 - length))
+            out.append((text[:take], None))
+        out.append(("...", ["!limit", "s"]))
+        break
+    new_value = "".join(text for text, _ in out)
+    if new_value == value:
+        return value
+    new_remarks: list[Any] = []
+    pos = 0
+    for text, remark in out:
+        end = pos + len(text.encode())
+        if remark is not None:
+            new_remarks.append([remark[0], remark[1], pos, end])
+        pos = end
+    sub = child(meta, key)
+    own = sub.get("")
+    if own is None:
+        own = sub[""] = {}
+    own["rem"] = new_remarks
+    set_original_length(sub, len(value))
+    return new_value
+
+
+def _split_chunks(text: str, remarks: list[Any]) -> list[tuple[str, Any]]:
+    """Split ``text`` at the byte ranges of its remarks (redactions) like Relay."""
+    data = text.encode()
+    chunks: list[tuple[str, Any]] = []
+    pos = 0
+    for remark in remarks:
+        if not isinstance(remark, list) or len(remark) < 4:
+            continue
+        start, end = remark[2], remark[3]
+        if not isinstance(start, int) or not isinstance(end, int):
+            continue
+        try:
+            if start > pos:
+                chunks.append((data[pos:start].decode(), None))
+                pos = start
+            elif start < pos:
+                break
+            if end > len(data) or end < start:
+                break
+            chunks.append((data[start:end].decode(), [remark[0], remark[1]]))
+        except UnicodeDecodeError:
+            break
+        pos = end
+    if pos < len(data):
+        with contextlib.suppress(UnicodeDecodeError):
+            chunks.append((data[pos:].decode(), None))
+    return chunks
+
+
+# -- the walk --------------------------------------------------------------------------
+
+
+class _Trimmer:
+    """One trimming run. ``bags`` holds ``[max_depth, depth_entered, bytes_left]`` entries."""
+
+    __slots__ = ("bags", "notrim")
+
+    def __init__(self) -> None:
+        self.bags: list[list[Any]] = []
+        #: Inside a struct declared ``trim = false`` (spans): nothing is cut or dropped,
+        #: containers are not entered; only ``max_chars`` applies.
+        self.notrim = 0  # 1: not entered either; 2: entered, sizes counted
+
+    def remaining_size(self) -> int | None:
+        best: int | None = None
+        for bag in self.bags:
+            left = bag[2]
+            if left is not None and (best is None or left < best):
+                best = left
+        return best
+
+    def remaining_depth(self, depth: int) -> int | None:
+        best: int | None = None
+        for bag in self.bags:
+            max_depth = bag[0]
+            if max_depth is not None:
+                left = max(0, max_depth - (depth - bag[1]))
+                if best is None or left < best:
+                    best = left
+        return best
+
+    def spend(self, value: Any) -> None:
+        cost = _flat_size(value) + 1
+        for bag in self.bags:
+            if bag[2] is not None:
+                bag[2] = max(0, bag[2] - cost)
+
+    def spend_absent(self, count: int) -> None:
+        if count:
+            for bag in self.bags:
+                if bag[2] is not None:
+                    bag[2] = max(0, bag[2] - count)
+
+    # ``funcs::process_value``: enter a value, process it by kind, account for it.
+    def value(
+        self,
+        kind: Kind,
+        value: Any,
+        meta: Meta,
+        key: str,
+        depth: int,
+        attrs: Attrs | None,
+    ) -> Any:
+        pushed = False
+        if attrs is not None and (attrs[2] is not None or attrs[3] is not None):
+            self.bags.append([attrs[2], depth, attrs[3]])
+            pushed = True
+        bags = self.bags
+        if (
+            value is not None
+            and bags
+            and not self.notrim
+            and (self.remaining_size() == 0 or self.remaining_depth(depth) == 0)
+        ):
+            value = _DELETE
+        if value is not None and value is not _DELETE:
+            value = self.dispatch(kind, value, meta, key, depth, attrs)
+        if pushed:
+            bags.pop()
+        if bags:
+            self.spend(None if value is _DELETE else value)
+        return value
+
+    def dispatch(
+        self, kind: Kind, value: Any, meta: Meta, key: str, depth: int, attrs: Attrs | None
+    ) -> Any:
+        cls = kind.__class__
+        if cls is Struct:
+            if value.__class__ is dict:
+                sub = meta.get(key)
+                if kind.name in ("Stacktrace",):
+                    self.stacktrace(kind, value, meta, key, depth)  # type: ignore[arg-type]
+                else:
+                    if sub is None:
+                        sub = {}
+                        self.struct_fields(kind, value, sub, depth)  # type: ignore[arg-type]
+                        if sub:
+                            meta[key] = sub
+                    else:
+                        self.struct_fields(kind, value, sub, depth)  # type: ignore[arg-type]
+            return value
+        if cls is ValueKind or kind.name == "params":
+            return self.any_value(value, meta, key, depth, attrs)
+        if value.__class__ is str:
+            if attrs is not None and attrs[0] is not None:
+                value = trim_string(value, meta, key, attrs[0], attrs[1])
+            if self.bags and not self.notrim:
+                left = self.remaining_size()
+                if left is not None:
+                    value = trim_string(value, meta, key, left, 0)
+            return value
+        if self.notrim == 1:
+            return value
+        if cls is ArrayKind or cls is MapKind:
+            item_attrs = _EXTRA_VALUE if kind is _EXTRA_KIND else None
+            return self.container(kind.item, value, meta, key, depth, item_attrs)  # type: ignore[attr-defined]
+        if cls is ValuesKind:
+            if value.__class__ is dict:
+                self.values(kind, value, meta, key, depth)  # type: ignore[arg-type]
+            return value
+        if cls is ContextsKind:
+            if value.__class__ is dict:
+                self.contexts(kind, value, meta, key, depth)  # type: ignore[arg-type]
+            return value
+        if cls is PairsKind or kind.name in ("cookies", "query", "tags", "headers"):
+            if value.__class__ is list:
+                self.pairs(value, meta, key, depth, _TAG_ATTRS if kind.name == "tags" else None)
+            return value
+        return value
+
+    def _sub(self, meta: Meta, key: str) -> tuple[Meta, bool]:
+        sub = meta.get(key)
+        if sub is None:
+            return {}, True
+        return sub, False
+
+    def struct_fields(self, struct: Struct, value: dict[str, Any], meta: Meta, depth: int) -> None:
+        name = struct.name
+        inner = depth + 1
+        bags = self.bags
+        outer_notrim = self.notrim
+        is_span = name == "Span"
+        for field in struct.fields:
+            fname = field.name
+            attrs = _ATTRS.get((name, fname))
+            if is_span:
+                # ``Span`` is ``trim = false``; its ``data`` (a struct in Relay) is entered.
+                self.notrim = 2 if fname == "data" else 1
+            v = value.get(fname)
+            if v is None:
+                if bags:
+                    self.spend_absent(1)
+                continue
+            if not bags and attrs is None and not _needs_walk(field.kind):
+                continue
+            new = self.value(field.kind, v, meta, fname, inner, attrs)
+            if new is not v:
+                value[fname] = None if new is _DELETE else new
+        if is_span:
+            self.notrim = outer_notrim
+        if bags:
+            self.spend_absent(_HIDDEN_FIELDS.get(name, 0))
+        if len(value) > len(struct.fields) or any(k not in struct.by_name for k in value):
+            for k in sorted(k for k in value if k not in struct.by_name):
+                v = value[k]
+                if v is None:
+                    if bags:
+                        self.spend_absent(1)
+                    continue
+                new = self.value(_VALUE, v, meta, k, inner, None)
+                if new is not v:
+                    value[k] = None if new is _DELETE else new
+
+    def any_value(self, value: Any, meta: Meta, key: str, depth: int, attrs: Attrs | None) -> Any:
+        cls = value.__class__
+        if self.notrim == 1:
+            return value
+        if (
+            self.bags
+            and not self.notrim
+            and (cls is list or cls is dict)
+            and self.remaining_depth(depth) == 1
+        ):
+            value = _serde_json(value)
+            cls = str
+        if cls is str:
+            if attrs is not None and attrs[0] is not None:
+                value = trim_string(value, meta, key, attrs[0], attrs[1])
+            if self.bags and not self.notrim:
+                left = self.remaining_size()
+                if left is not None:
+                    value = trim_string(value, meta, key, left, 0)
+            return value
+        if cls is list or cls is dict:
+            return self.container(_VALUE, value, meta, key, depth)
+        return value
+
+    def container(
+        self,
+        item: Kind,
+        value: Any,
+        meta: Meta,
+        key: str,
+        depth: int,
+        item_attrs: Attrs | None = None,
+    ) -> Any:
+        """``process_array``/``process_object``: children in order, cut when the bag is full."""
+        cls = value.__class__
+        if cls is not list and cls is not dict:
+            return value
+        if not self.bags or self.notrim:
+            if not self.bags and not _needs_walk(item):
+                return value
+            sub, fresh = self._sub(meta, key)
+            keys: Any = range(len(value)) if cls is list else list(value)
+            for k in keys:
+                v = value[k]
+                if v is None:
+                    continue
+                new = self.value(item, v, sub, str(k), depth + 1, item_attrs)
+                if new is not v:
+                    value[k] = None if new is _DELETE else new
+            if fresh and sub:
+                meta[key] = sub
+            return value
+        if self.remaining_depth(depth) == 1 and value:
+            return _DELETE
+        original = len(value)
+        sub, fresh = self._sub(meta, key)
+        if cls is list:
+            cut = None
+            for i, v in enumerate(value):
+                if self.remaining_size() == 0:
+                    cut = i
+                    break
+                new = self.value(item, v, sub, str(i), depth + 1, item_attrs)
+                if new is not v:
+                    value[i] = None if new is _DELETE else new
+            if cut is not None:
+                del value[cut:]
+                for k in [k for k in sub if k.isdigit() and int(k) >= cut]:
+                    del sub[k]
+        else:
+            ordered = sorted(value)
+            cut_keys: list[str] = []
+            for i, k in enumerate(ordered):
+                if self.remaining_size() == 0:
+                    cut_keys = ordered[i:]
+                    break
+                v = value[k]
+                new = self.value(item, v, sub, k, depth + 1, item_attrs)
+                if new is not v:
+                    value[k] = None if new is _DELETE else new
+            for k in cut_keys:
+                del value[k]
+                sub.pop(k, None)
+        if len(value) != original:
+            set_original_length(sub, original)
+        if fresh and sub:
+            meta[key] = sub
+        return value
+
+    def values(
+        self, kind: ValuesKind, value: dict[str, Any], meta: Meta, key: str, depth: int
+    ) -> None:
+        items = value.get("values")
+        sub, fresh = self._sub(meta, key)
+        if items.__class__ is list:
+            new = self.value(_values_array(kind), items, sub, "values", depth + 1, None)
+            if new is _DELETE:
+                value["values"] = None
+        elif self.bags:
+            self.spend_absent(1)
+        if fresh and sub:
+            meta[key] = sub
+
+    def pairs(
+        self, value: list[Any], meta: Meta, key: str, depth: int, attrs: Attrs | None
+    ) -> None:
+        sub, fresh = self._sub(meta, key)
+        for i, pair in enumerate(value):
+            if pair is None:
+                if self.bags:
+                    self.spend_absent(1)
+                continue
+            if self.bags and (self.remaining_size() == 0 or self.remaining_depth(depth + 1) == 0):
+                value[i] = None
+                self.spend_absent(1)
+                continue
+            psub, pfresh = self._sub(sub, str(i))
+            if pair.__class__ is list:
+                for j in range(len(pair)):
+                    pv = pair[j]
+                    if pv is None:
+                        if self.bags:
+                            self.spend_absent(1)
+                        continue
+                    new = self.value(_VALUE, pv, psub, str(j), depth + 2, attrs)
+                    if new is not pv:
+                        pair[j] = None if new is _DELETE else new
+            if pfresh and psub:
+                sub[str(i)] = psub
+            if self.bags:
+                self.spend(pair)
+        if fresh and sub:
+            meta[key] = sub
+
+    def contexts(
+        self, kind: ContextsKind, value: dict[str, Any], meta: Meta, key: str, depth: int
+    ) -> None:
+        sub, fresh = self._sub(meta, key)
+        inner = depth + 1
+        for name in sorted(value):
+            ctx = value[name]
+            if ctx is None:
+                continue
+            struct = kind.known.get(str(ctx.get("type"))) if ctx.__class__ is dict else None
+            self.bags.append([7, inner, 8192])
+            if ctx.__class__ is dict:
+                if struct is not None:
+                    csub, cfresh = self._sub(sub, name)
+                    self.context_fields(struct, ctx, csub, inner)
+                    if cfresh and csub:
+                        sub[name] = csub
+                else:
+                    csub, cfresh = self._sub(sub, name)
+                    for k in sorted(ctx):
+                        v = ctx[k]
+                        new = self.value(_VALUE, v, csub, k, inner + 1, None)
+                        if new is not v:
+                            ctx[k] = None if new is _DELETE else new
+                    if cfresh and csub:
+                        sub[name] = csub
+            self.bags.pop()
+        if fresh and sub:
+            meta[key] = sub
+
+    def context_fields(self, struct: Struct, value: dict[str, Any], meta: Meta, depth: int) -> None:
+        """A known context: declared fields (``type`` is not one in Relay), then the rest."""
+        name = struct.name
+        inner = depth + 1
+        for field in struct.fields:
+            fname = field.name
+            if fname == "type":
+                continue
+            v = value.get(fname)
+            if v is None:
+                self.spend_absent(1)
+                continue
+            new = self.value(field.kind, v, meta, fname, inner, _ATTRS.get((name, fname)))
+            if new is not v:
+                value[fname] = None if new is _DELETE else new
+        for k in sorted(k for k in value if k not in struct.by_name):
+            v = value[k]
+            if v is None:
+                self.spend_absent(1)
+                continue
+            new = self.value(_VALUE, v, meta, k, inner, None)
+            if new is not v:
+                value[k] = None if new is _DELETE else new
+
+    def stacktrace(
+        self, kind: Struct, value: dict[str, Any], meta: Meta, key: str, depth: int
+    ) -> None:
+        """``process_raw_stacktrace``: the frame hard limit, the fields, then frame slimming."""
+        sub, fresh = self._sub(meta, key)
+        frames = value.get("frames")
+        if frames.__class__ is list and len(frames) > _RECENT_FRAMES + _OLD_FRAMES:
+            original = len(frames)
+            end = original - _RECENT_FRAMES
+            del frames[_OLD_FRAMES:end]
+            fsub = child(sub, "frames")
+            removed = end - _OLD_FRAMES
+            moved: dict[str, Any] = {}
+            for k in list(fsub):
+                if k.isdigit():
+                    index = int(k)
+                    entry = fsub.pop(k)
+                    if index < _OLD_FRAMES:
+                        moved[k] = entry
+                    elif index >= end:
+                        moved[str(index - removed)] = entry
+            fsub.update(moved)
+            set_original_length(fsub, original)
+        self.struct_fields(kind, value, sub, depth)
+        frames = value.get("frames")
+        if frames.__class__ is list:
+            _slim_frame_data(frames, sub.get("frames"), _FRAME_ALLOWANCE)
+        if fresh and sub:
+            meta[key] = sub
+
+
+def _slim_frame_data(frames: list[Any], meta: Meta | None, allowance: int) -> None:
+    count = len(frames)
+    if count <= allowance:
+        return
+    app: list[int] = []
+    system: list[int] = []
+    for i, frame in enumerate(frames):
+        if frame.__class__ is dict:
+            (app if frame.get("in_app") is True else system).append(i)
+    system_half = max(0, allowance - len(app)) // 2
+    system_remove = (
+        system[system_half : len(system) - system_half]
+        if system_half <= len(system) - system_half
+        else []
+    )
+    remaining = max(0, max(0, count - allowance) - len(system_remove))
+    app_half = max(0, len(app) - remaining) // 2
+    app_remove = app[app_half : len(app) - app_half] if app_half <= len(app) - app_half else []
+    top = max(0, count - 1)
+    for i in [*system_remove, *app_remove]:
+        if i == top:
+            continue
+        frame = frames[i]
+        if frame.__class__ is dict:
+            frame_meta = meta.get(str(i)) if meta else None
+            for name in ("vars", "pre_context", "post_context"):
+                frame.pop(name, None)
+                if frame_meta:
+                    frame_meta.pop(name, None)
+
+
+_VALUE = ValueKind("value", lambda v, m, k: v)
+_TAG_ATTRS: Attrs = (200, 0, None, None)
+#: ``ExtraValue``: every entry of ``extra`` is a bag of its own.
+_EXTRA_VALUE: Attrs = (None, 0, 7, 16_384)
+_EXTRA_KIND = EVENT.by_name["extra"].kind
+_VALUES_ARRAYS: dict[int, ArrayKind] = {}
+
+
+def _values_array(kind: ValuesKind) -> ArrayKind:
+    arr = _VALUES_ARRAYS.get(id(kind))
+    if arr is None:
+        arr = _VALUES_ARRAYS[id(kind)] = ArrayKind(kind.item)
+    return arr
+
+
+#: Whether a kind (by id) may contain anything to trim outside of a bag.
+_NEEDS_WALK: dict[int, bool] = {}
+
+
+def _needs_walk(kind: Kind) -> bool:
+    """Whether values of ``kind`` can hold anything with a limit (outside of any bag)."""
+    known = _NEEDS_WALK.get(id(kind))
+    if known is not None:
+        return known
+    _NEEDS_WALK[id(kind)] = False  # recursion guard
+    cls = kind.__class__
+    result = False
+    if cls is Struct:
+        struct: Struct = kind  # type: ignore[assignment]
+        result = struct.name == "Stacktrace" or any(
+            (struct.name, f.name) in _ATTRS or _needs_walk(f.kind) for f in struct.fields
+        )
+    elif cls in (ArrayKind, MapKind, ValuesKind):
+        result = _needs_walk(kind.item)  # type: ignore[attr-defined]
+    elif cls is ContextsKind or kind.name == "tags":
+        result = True
+    _NEEDS_WALK[id(kind)] = result
+    return result
