@@ -9,10 +9,12 @@ on each event; `pii_strip_event`, `convert_datascrubbing_config` and
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
 
+from relay.pii.attachments import AttachmentScrubber, has_simple_attachment_selector
 from relay.pii.compiled import compile_applications, compiled_patterns
 from relay.pii.config import PiiConfig, PiiConfigError, parse_pii_config, parse_rule
 from relay.pii.convert import convert_datascrubbing_config, datascrubbing_applications
@@ -20,6 +22,7 @@ from relay.pii.processor import PiiProcessor
 from relay.pii.selector import InvalidSelectorError
 
 __all__ = [
+    "AttachmentScrubber",
     "InvalidSelectorError",
     "PiiConfigError",
     "PiiProcessor",
@@ -55,10 +58,17 @@ def compile_datascrubbing(settings: dict[str, Any]) -> PiiProcessor | None:
 
 
 class ScrubbingPipeline:
-    """Everything Relay runs on one project's events: piiConfig first, then datascrubbing."""
+    """Everything Relay runs on one project's events: piiConfig first, then datascrubbing.
 
-    def __init__(self, processors: list[PiiProcessor]) -> None:
+    Plain attachments get the piiConfig alone, and only when it has an application whose
+    selector starts with `$attachments.<name>` (as Relay's server decides).
+    """
+
+    def __init__(
+        self, processors: list[PiiProcessor], attachments: AttachmentScrubber | None = None
+    ) -> None:
         self.processors = [p for p in processors if not p.is_empty]
+        self.attachments = attachments
 
     @property
     def is_empty(self) -> bool:
@@ -70,19 +80,39 @@ class ScrubbingPipeline:
         for processor in self.processors:
             processor.process_event(event)
 
+    def process_attachment(self, filename: str, payload: bytes) -> bytes:
+        """Scrub a plain attachment's bytes; returns `payload` itself when nothing changed.
+
+        The length never changes. Not for minidumps, view hierarchies (JSON) or
+        attachment placeholders, which Relay treats differently.
+        """
+        if self.attachments is None:
+            return payload
+        scrubbed, changed = self.attachments.scrub(filename, payload)
+        return scrubbed if changed else payload
+
+    def clear_value_cache(self) -> None:
+        """Drop the cross-event string cache (to measure or bound the cold path)."""
+        for processor in self.processors:
+            processor.clear_value_cache()
+
 
 def compile_project_configs(
     pii_config: dict[str, Any] | None, datascrubbing_settings: dict[str, Any] | None
 ) -> ScrubbingPipeline:
     """Build the per-revision scrubber from a project config's two PII sections."""
     processors: list[PiiProcessor] = []
+    attachments: AttachmentScrubber | None = None
     if pii_config:
-        processors.append(compile_config(pii_config))
+        parsed = parse_pii_config(pii_config)
+        processors.append(compile_config(parsed))
+        if has_simple_attachment_selector(parsed):
+            attachments = AttachmentScrubber(processors[0].applications)
     if datascrubbing_settings:
         compiled = compile_datascrubbing(datascrubbing_settings)
         if compiled is not None:
             processors.append(compiled)
-    return ScrubbingPipeline(processors)
+    return ScrubbingPipeline(processors, attachments)
 
 
 def pii_strip_event(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +122,26 @@ def pii_strip_event(config: dict[str, Any], event: dict[str, Any]) -> dict[str, 
     e.g. after normalization); the input is not modified.
     """
     copy: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(event))
-    compile_config(config).process_event(copy)
+    _compiled_for(config).process_event(copy)
     return copy
+
+
+_COMPILED: OrderedDict[bytes, PiiProcessor] = OrderedDict()
+_COMPILED_MAX = 32
+
+
+def _compiled_for(config: dict[str, Any]) -> PiiProcessor:
+    # Sentry calls this with few distinct configs: compile each once (bounded LRU).
+    key = msgspec.json.encode(config)
+    processor = _COMPILED.get(key)
+    if processor is None:
+        processor = compile_config(config)
+        _COMPILED[key] = processor
+        if len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    else:
+        _COMPILED.move_to_end(key)
+    return processor
 
 
 def validate_pii_config(config: str) -> None:

@@ -11,18 +11,25 @@ the compiled processor and is reused across events.
 from __future__ import annotations
 
 import ipaddress
+from collections import OrderedDict
 from typing import Any
 
 from relay.pii import schema as sc
 from relay.pii.compiled import Application, RuleRef
 from relay.pii.conventions import attribute_scrubbing
-from relay.pii.redact import Scrubbed, Step, apply_rule, plan, scrub_string
+from relay.pii.redact import Plan, Scrubbed, scrub_string
 from relay.pii.selector import State, ascii_lower, matches_path, selector_indices, selector_keys
-from relay.pii.value_types import ARRAY, OBJECT, STRING, Pii
+from relay.pii.value_types import ARRAY, NUMBER, OBJECT, STRING, Pii
 
 _SKIP_STRINGS = frozenset(("", "true", "false", "null", "undefined"))
 _OTHER_KEY = "\x00"  # placeholder for keys no selector mentions
 _MAX_SIGNATURES = 200_000
+# Cross-event cache of string results per (rule plan, key class, value): values repeat
+# across events (module names, paths, SDK strings, variables). Bounded in entries and in
+# the length of the strings it keeps.
+VALUE_CACHE_ENTRIES = 16384
+VALUE_CACHE_CHARS = 4_000_000
+VALUE_CACHE_MAX_LEN = 65536
 
 Json = Any
 MetaNode = dict[str, Any] | None
@@ -83,10 +90,66 @@ class PiiProcessor:
 
     def _reset_caches(self) -> None:
         self._intern: dict[tuple[int, object, int], int] = {}
+        self._fast: dict[tuple[int, str | None, int | None, int], int] = {}
         self._states: list[tuple[int, State]] = [(-1, (None, None, 0))]
-        self._rules: dict[int, tuple[RuleRef, ...]] = {}
-        self._plans: dict[int, tuple[Step, ...]] = {}
-        self._interned: dict[tuple[int, ...], tuple[RuleRef, ...]] = {}
+        self._plans: dict[int, Plan | None] = {}
+        self._interned: dict[tuple[int, ...], Plan] = {}
+        self.values: OrderedDict[_CacheKey, _Cached] = OrderedDict()
+
+        self._value_chars = 0
+
+    def clear_value_cache(self) -> None:
+        """Forget cached string results (benchmarks use it to measure the cold path)."""
+        self.values.clear()
+        self._value_chars = 0
+
+    def cached_scrub(
+        self,
+        plan: Plan,
+        text: str,
+        key: str | None,
+        key_class: int,
+        prior_key: tuple[tuple[object, ...], ...],
+        prior: list[Any] | None,
+    ) -> tuple[Scrubbed | None, str | None]:
+        """`scrub_string` memoized across events in a bounded LRU."""
+        values = self.values
+        cache_key = (plan.pid, key_class, text, prior_key)
+        cached = values.get(cache_key)
+        if cached is None:
+            scrubbed = Scrubbed(text, list(prior or ()))
+            if plan.cannot_change(text, key_class):
+                removed_by = None
+            else:
+                removed_by = scrub_string(plan.steps, key, scrubbed)
+            if scrubbed.changed or removed_by is not None:
+                cached = (
+                    scrubbed.value,
+                    tuple(tuple(r) for r in scrubbed.remarks),
+                    scrubbed.length,
+                    removed_by,
+                    scrubbed.changed,
+                )
+                size = len(text) + len(scrubbed.value or "") + 64
+            else:
+                cached = _UNCHANGED
+                size = len(text) + 64
+            values[cache_key] = cached
+            self._value_chars += size
+            while len(values) > VALUE_CACHE_ENTRIES or self._value_chars > VALUE_CACHE_CHARS:
+                (_, _, old, _), old_result = values.popitem(last=False)
+                self._value_chars -= len(old) + len(old_result[0] or "") + 64
+            if cached is _UNCHANGED:
+                return None, None
+            return scrubbed, removed_by
+        values.move_to_end(cache_key)
+        if cached is _UNCHANGED:
+            return None, None
+        value, remarks, length, removed_by, changed = cached
+        scrubbed = Scrubbed(value, [list(r) for r in remarks])
+        scrubbed.changed = changed
+        scrubbed.length = length
+        return scrubbed, removed_by
 
     @property
     def is_empty(self) -> bool:
@@ -96,6 +159,13 @@ class PiiProcessor:
     # -- signatures ------------------------------------------------------------------------
 
     def _sig(self, parent: int, key: str | None, index: int | None, vt: int) -> int:
+        raw = (parent, key, index, vt)
+        sig = self._fast.get(raw)
+        if sig is None:
+            sig = self._fast[raw] = self._sig_slow(parent, key, index, vt)
+        return sig
+
+    def _sig_slow(self, parent: int, key: str | None, index: int | None, vt: int) -> int:
         if key is not None:
             low = ascii_lower(key)
             norm: object = low if low in self._keys else _OTHER_KEY
@@ -117,24 +187,36 @@ class PiiProcessor:
         return sig
 
     def _rules_for(self, sig: int, pii: int) -> tuple[RuleRef, ...]:
+        plan = self._plan_for(sig, pii)
+        return plan.rules if plan is not None else ()
+
+    def _plan_for(self, sig: int, pii: int) -> Plan | None:
         cache_key = sig * 4 + pii
-        rules = self._rules.get(cache_key)
-        if rules is None:
-            states: list[State] = []
-            cursor = sig
-            while cursor != -1:
-                parent, state = self._states[cursor]
-                states.append(state)
-                cursor = parent
-            states.reverse()
-            level = Pii(pii)
-            collected: list[RuleRef] = []
-            for app in self.applications:
-                if app.rules and matches_path(app.selector, states, level):
-                    collected.extend(app.rules)
-            rules = self._interned.setdefault(tuple(id(r) for r in collected), tuple(collected))
-            self._rules[cache_key] = rules
-        return rules
+        try:
+            return self._plans[cache_key]
+        except KeyError:
+            pass
+        states: list[State] = []
+        cursor = sig
+        while cursor != -1:
+            parent, state = self._states[cursor]
+            states.append(state)
+            cursor = parent
+        states.reverse()
+        level = Pii(pii)
+        collected: list[RuleRef] = []
+        for app in self.applications:
+            if app.rules and matches_path(app.selector, states, level):
+                collected.extend(app.rules)
+        found: Plan | None = None
+        if collected:
+            # Interned by rule identity: equal rule lists share one plan (and cache id).
+            ident = tuple(id(r) for r in collected)
+            found = self._interned.get(ident)
+            if found is None:
+                found = self._interned[ident] = Plan(tuple(collected))
+        self._plans[cache_key] = found
+        return found
 
     # -- public ----------------------------------------------------------------------------
 
@@ -159,7 +241,7 @@ class PiiProcessor:
 class _Walk:
     """One traversal of one payload; keeps the `_meta` path for writing remarks."""
 
-    __slots__ = ("meta_root", "path", "proc", "rules_for", "sig")
+    __slots__ = ("meta_root", "path", "plan_for", "proc", "rules_for", "sig", "values")
 
     def __init__(self, proc: PiiProcessor, payload: dict[str, Any], meta: MetaNode) -> None:
         self.proc = proc
@@ -167,6 +249,8 @@ class _Walk:
         self.path: list[str] = []
         self.sig = proc._sig
         self.rules_for = proc._rules_for
+        self.plan_for = proc._plan_for
+        self.values = proc.values
 
     # -- meta --------------------------------------------------------------------------------
 
@@ -219,6 +303,11 @@ class _Walk:
             entry = mnode.get("")
             if isinstance(entry, dict) and isinstance(entry.get("val"), str):
                 self.original_value(entry, node, value, parent, key, index, pii, dyn)
+        elif node is sc.VALUE and dyn is None:
+            # Plain JSON without `_meta` (frame vars, extra, request data): the lean walker.
+            if value is not None:
+                self.json_value(holder, hkey, value, parent, key, index, pii)
+            return
         if value is None:
             return
         kind = node.kind
@@ -271,6 +360,56 @@ class _Walk:
             self.children(node, value, sig, mnode, pii, dyn)
         finally:
             self.path.pop()
+
+    def json_value(
+        self,
+        holder: Any,
+        hkey: Any,
+        value: Json,
+        parent: int,
+        key: str | None,
+        index: int | None,
+        pii: int,
+    ) -> None:
+        """`visit` specialized to arbitrary JSON with no `_meta` below (same result)."""
+        ty = type(value)
+        if ty is str:
+            if pii and value not in _SKIP_STRINGS:
+                self.string(
+                    holder, hkey, value, self.sig(parent, key, index, STRING), key, None, pii
+                )
+            return
+        if ty is dict:
+            sig = self.sig(parent, key, index, OBJECT)
+            if pii and self.container(holder, hkey, sig, key, pii):
+                return
+            path = self.path
+            path.append(str(hkey))
+            json_value = self.json_value
+            for k, v in value.items():
+                if v is not None:
+                    json_value(value, k, v, sig, k, None, pii)
+            path.pop()
+            return
+        if ty is list:
+            sig = self.sig(parent, key, index, ARRAY)
+            if pii and self.container(holder, hkey, sig, key, pii):
+                return
+            path = self.path
+            path.append(str(hkey))
+            if _is_pairlist(value):
+                self.pairs(sc.VALUE, value, sig, None, pii, None)
+            else:
+                json_value = self.json_value
+                for i, v in enumerate(value):
+                    if v is not None:
+                        json_value(value, i, v, sig, None, i, pii)
+            path.pop()
+            return
+        if ty is bool or not pii:
+            return
+        # Numbers (and anything else Relay would type as a number): only deletable.
+        self.container(holder, hkey, self.sig(parent, key, index, NUMBER), key, pii)
 
     def original_value(
         self,
@@ -335,13 +474,16 @@ class _Walk:
 
     def container(self, holder: Any, hkey: Any, sig: int, key: str | None, pii: int) -> bool:
         """Container/number check (Relay's `before_process`); True if the value was removed."""
-        for rule in self.rules_for(sig, pii):
-            if apply_rule(rule, key, None):
-                holder[hkey] = None
-                self._write(str(hkey), None, rule.origin)
-                self._drop_child_meta(str(hkey))
-                return True
-        return False
+        plan = self.plan_for(sig, pii)
+        if plan is None:
+            return False
+        origin = plan.removal(key)
+        if origin is None:
+            return False
+        holder[hkey] = None
+        self._write(str(hkey), None, origin)
+        self._drop_child_meta(str(hkey))
+        return True
 
     def _drop_child_meta(self, key: str) -> None:
         # A removed container takes the `_meta` of its children with it (as in Relay).
@@ -355,18 +497,21 @@ class _Walk:
     def _scrub(
         self, text: str, sig: int, key: str | None, mnode: MetaNode, pii: int
     ) -> tuple[Scrubbed | None, str | None]:
-        rules = self.rules_for(sig, pii)
-        if not rules:
+        """Run the rules of `sig` on `text`: (None, None) when nothing changes."""
+        plan = self.plan_for(sig, pii)
+        if plan is None:
             return None, None
-        plans = self.proc._plans
-        steps = plans.get(id(rules))
-        if steps is None:
-            # Keyed by identity: rule tuples are interned in the per-signature cache.
-            steps = plans[id(rules)] = plan(rules)
+        key_class = plan.key_class(key)
         entry = mnode.get("") if mnode else None
-        remarks = list(entry.get("rem") or ()) if isinstance(entry, dict) else []
-        scrubbed = Scrubbed(text, remarks)
-        return scrubbed, scrub_string(steps, key, scrubbed)
+        prior = entry.get("rem") if isinstance(entry, dict) else None
+        # The result is a function of (plan, key class, text, earlier remarks).
+        prior_key = _remarks_key(prior) if prior else ()
+        if prior_key is None or len(text) > VALUE_CACHE_MAX_LEN:
+            if plan.cannot_change(text, key_class):
+                return None, None
+            scrubbed = Scrubbed(text, list(prior or ()))
+            return scrubbed, scrub_string(plan.steps, key, scrubbed)
+        return self.proc.cached_scrub(plan, text, key, key_class, prior_key, prior)
 
     def string(
         self,
@@ -514,6 +659,7 @@ class _Walk:
         del pii, dyn
         fields = node.fields
         other = node.other
+        inert = _inert_fields(node)
         user_ip_valid = False
         if node.is_user:
             ip = value.get("ip_address")
@@ -523,8 +669,11 @@ class _Walk:
                 continue
             spec = fields.get(k)
             if spec is not None:
+                child_meta = _child(mnode, k)
+                if child_meta is None and k in inert:
+                    continue
                 child, child_pii = spec
-                self.visit(child, value, k, v, sig, k, None, _child(mnode, k), child_pii, None)
+                self.visit(child, value, k, v, sig, k, None, child_meta, child_pii, None)
             elif other is not None:
                 if other >= sc.DYN_SPAN_DATA:
                     self.visit(
@@ -558,6 +707,56 @@ class _Walk:
         else:
             owner.pop("id", None)
         owner["ip_address"] = {"": {"rem": [["pii:ip_address", "x"]]}}
+
+
+# A cached string result: (new value, remarks, original length, removing rule, changed).
+_Cached = tuple[str | None, tuple[tuple[Any, ...], ...], int | None, str | None, bool]
+_UNCHANGED: _Cached = (None, (), None, None, False)
+_CacheKey = tuple[int, int, str, tuple[tuple[object, ...], ...]]
+
+
+def _remarks_key(remarks: object) -> tuple[tuple[object, ...], ...] | None:
+    """Hashable form of incoming remarks; None if they hold anything unusual."""
+    if not isinstance(remarks, list):
+        return None
+    out = []
+    for remark in remarks:
+        if not isinstance(remark, list):
+            return None
+        for part in remark:
+            if type(part) is not str and type(part) is not int:  # not bool, float
+                return None
+        out.append(tuple(remark))
+    return tuple(out)
+
+
+_LEAF_KINDS = frozenset((sc.K_STRING, sc.K_NUMBER, sc.K_BOOL, sc.K_OPAQUE, sc.K_PATH, sc.K_VALUE))
+_INERT: dict[int, frozenset[str]] = {}
+
+
+def _inherits_only(node: sc.Node) -> bool:
+    """True if every value below `node` takes its PII level from `node` itself."""
+    if node.kind in _LEAF_KINDS:
+        return True
+    if node.kind in (sc.K_ARRAY, sc.K_OBJECT, sc.K_PAIRS):
+        return node.item is not None and _inherits_only(node.item)
+    return False
+
+
+def _inert_fields(node: sc.Node) -> frozenset[str]:
+    """Fields of a struct that no rule can reach: PII level `false` all the way down.
+
+    Without `_meta` below them (no original value to scrub) the walk can skip them.
+    """
+    found = _INERT.get(id(node))
+    if found is None:
+        found = frozenset(
+            k
+            for k, (child, pii) in node.fields.items()
+            if pii == Pii.FALSE and _inherits_only(child)
+        )
+        _INERT[id(node)] = found
+    return found
 
 
 def _child(mnode: MetaNode, key: str) -> MetaNode:

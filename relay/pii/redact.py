@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
-from typing import Any
+from typing import Any, AnyStr
 
 from relay.pii.compiled import RuleRef
-from relay.pii.regexes import ANYTHING, KEY, PREFILTERS, VALUE, Behaviour, text_features
+from relay.pii.regexes import (
+    ANYTHING,
+    KEY,
+    PATTERN_PREFILTERS,
+    PATTERN_TRIGGERS,
+    PREFILTERS,
+    TRIGGERS,
+    VALUE,
+    Behaviour,
+    text_features,
+)
 
 # A chunk: (text, None) for plain text, (text, (rule_id, remark_type)) for a redaction.
 Chunk = tuple[str, tuple[str, str] | None]
@@ -84,7 +95,12 @@ def join_chunks(chunks: list[Chunk]) -> tuple[str, list[list[Any]]]:
 
 def hash_value(data: str) -> str:
     """HMAC-SHA1 with an empty key, uppercase hex (Relay ignores `vars.hashKey`)."""
-    return hmac.new(b"", data.encode("utf-8"), hashlib.sha1).hexdigest().upper()
+    return hash_bytes(data.encode("utf-8"))
+
+
+def hash_bytes(data: bytes) -> str:
+    """`hash_value` of raw bytes (attachments hash the bytes as they are encoded)."""
+    return hmac.new(b"", data, hashlib.sha1).hexdigest().upper()
 
 
 def _replacement(rule: RuleRef, text: str, out: list[Chunk]) -> None:
@@ -100,7 +116,7 @@ def _replacement(rule: RuleRef, text: str, out: list[Chunk]) -> None:
     # Unknown methods: Relay emits nothing, so the match silently disappears.
 
 
-def _matches(regex: re.Pattern[str], text: str) -> list[re.Match[str]]:
+def _matches(regex: re.Pattern[AnyStr], text: AnyStr) -> list[re.Match[AnyStr]]:
     # Rust's regex iterator skips an empty match that starts where the previous one ended.
     found = []
     last_end = -1
@@ -159,7 +175,7 @@ def _rewrite(
 class Scrubbed:
     """Mutable view of one value's string and `_meta` remarks while rules run on it."""
 
-    __slots__ = ("changed", "digits", "length", "lower", "remarks", "value")
+    __slots__ = ("changed", "digits", "length", "lower", "probe", "remarks", "value")
 
     def __init__(self, value: str | None, remarks: list[Any]) -> None:
         self.value = value
@@ -167,6 +183,7 @@ class Scrubbed:
         self.changed = False
         self.length: int | None = None
         self.lower: str | None = None
+        self.probe = ""
         self.digits = 0
 
     def apply_regex(self, rule: RuleRef, regex: re.Pattern[str], behaviour: Behaviour) -> None:
@@ -227,6 +244,88 @@ def apply_rule(rule: RuleRef, key: str | None, target: Scrubbed | None) -> bool:
 Step = tuple[RuleRef, bool, bool, int, re.Pattern[str], Behaviour, Any]
 
 
+_PLAN_IDS = itertools.count(1)
+# The combined trigger scan tries every alternative at every position: worth it for the
+# short strings that make up most events; long ones go through the cheaper per-rule checks.
+_TRIGGER_MAX_LEN = 256
+
+
+class Plan:
+    """The rules that apply to one kind of field, flattened for the hot loop.
+
+    `pid` is unique per process (never reused), so cached results keyed by it cannot be
+    confused across configs. `key_class` folds a field's key into what the rules can
+    observe of it: which of their key patterns match.
+    """
+
+    __slots__ = ("_key_classes", "_removals", "key_regexes", "pid", "rules", "steps", "trigger")
+
+    def __init__(self, rules: tuple[RuleRef, ...]) -> None:
+        self.rules = rules
+        self.steps = plan(rules)
+        self.pid = next(_PLAN_IDS)
+        self.key_regexes = tuple({id(s[4]): s[4] for s in self.steps if s[3] != VALUE}.values())
+        self._key_classes: dict[str | None, int] = {}
+        self._removals: dict[int, str | None] = {}
+        self.trigger = _combined_trigger(self.steps)
+
+    def cannot_change(self, text: str, key_class: int) -> bool:
+        """True when no rule can match: no key rule applies and no value pattern's trigger
+        occurs in the text (ASCII only; NULs, the placeholders of earlier redactions, are
+        removed so that the check covers every piece the rules will search)."""
+        trigger = self.trigger
+        if trigger is None or key_class or len(text) > _TRIGGER_MAX_LEN or not text.isascii():
+            return False
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+        return trigger.search(text.lower()) is None
+
+    def removal(self, key: str | None) -> str | None:
+        """For a non-string value (container, number): the rule that deletes it, if any."""
+        key_class = self.key_class(key)
+        try:
+            return self._removals[key_class]
+        except KeyError:
+            pass
+        found = None
+        for rule in self.rules:
+            if apply_rule(rule, key, None):
+                found = rule.origin
+                break
+        self._removals[key_class] = found
+        return found
+
+    def key_class(self, key: str | None) -> int:
+        """Bit mask of the key patterns that match `key` (0 when none or no key)."""
+        if not self.key_regexes or key is None:
+            return 0
+        found = self._key_classes.get(key)
+        if found is None:
+            found = 0
+            for bit, regex in enumerate(self.key_regexes):
+                if _key_matches(regex, key):
+                    found |= 1 << bit
+            if len(self._key_classes) > 50_000:
+                self._key_classes.clear()
+            self._key_classes[key] = found
+        return found
+
+
+def _combined_trigger(steps: tuple[Step, ...]) -> re.Pattern[str] | None:
+    """One regex that finds every string some value pattern of `steps` could match."""
+    parts: dict[str, None] = {}
+    for rule, anything, _redact, kind, regex, _behaviour, _prefilter in steps:
+        if kind == KEY:
+            continue
+        trigger = TRIGGERS.get(regex) or PATTERN_TRIGGERS.get(regex.pattern)
+        if anything or trigger is None or rule.redaction.method == "other":
+            return None
+        parts[trigger] = None
+    if not parts:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
 def plan(rules: tuple[RuleRef, ...]) -> tuple[Step, ...]:
     """Flatten rules into pattern steps once per rule set (the hot loop avoids lookups)."""
     steps: list[Step] = []
@@ -234,7 +333,8 @@ def plan(rules: tuple[RuleRef, ...]) -> tuple[Step, ...]:
         redact = rule.redaction.method not in ("default", "remove")
         anything = rule.ty == "anything"
         for kind, regex, behaviour in rule.patterns:
-            steps.append((rule, anything, redact, kind, regex, behaviour, PREFILTERS.get(regex)))
+            prefilter = PREFILTERS.get(regex) or PATTERN_PREFILTERS.get(regex.pattern)
+            steps.append((rule, anything, redact, kind, regex, behaviour, prefilter))
     return tuple(steps)
 
 
@@ -254,8 +354,12 @@ def scrub_string(steps: tuple[Step, ...], key: str | None, target: Scrubbed) -> 
                 if value is None:
                     continue
                 if target.lower is None:
-                    target.lower, target.digits = text_features(value)
-                if not prefilter(value, target.lower, target.digits):
+                    # Rules search the text without NULs (they mark earlier redactions):
+                    # prefilters see a superset of every NUL-free piece of it.
+                    probe = value.replace("\x00", "") if "\x00" in value else value
+                    target.probe = probe
+                    target.lower, target.digits = text_features(probe)
+                if not prefilter(target.probe, target.lower, target.digits):
                     continue
             target.apply_regex(rule, regex, behaviour)
     return None

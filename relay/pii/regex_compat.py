@@ -27,6 +27,13 @@ _POSIX_CLASSES = {
 }
 
 
+# Rust's `\s` is Unicode White_Space; Python's also matches \x1c-\x1f (str.isspace()).
+RUST_WHITESPACE = (
+    "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+_MULTILINE_FLAG = re.compile(r"\(\?[a-zA-Z]*m")
+
+
 class RegexError(ValueError):
     """A pattern that Relay's regex engine would refuse."""
 
@@ -37,6 +44,9 @@ def translate(pattern: str) -> str:
     i = 0
     n = len(pattern)
     in_class = False
+    # Without the `m` flag Rust's `$` is the end of the text; Python's `$` also matches
+    # before a final newline. (With `m` anywhere, both mean end of line: left as is.)
+    end_of_text = "$" if _MULTILINE_FLAG.search(pattern) else "\\Z"
     while i < n:
         c = pattern[i]
         if c == "\\":
@@ -47,6 +57,10 @@ def translate(pattern: str) -> str:
                 raise RegexError("backreferences are not supported")
             if nxt == "z":
                 out.append("\\Z")
+            elif nxt == "s":
+                out.append(RUST_WHITESPACE if in_class else f"[{RUST_WHITESPACE}]")
+            elif nxt == "S" and not in_class:
+                out.append(f"[^{RUST_WHITESPACE}]")
             elif nxt in "<>":
                 # Rust `\<`/`\>` are word-start/end assertions; approximate with \b.
                 out.append("\\b")
@@ -85,6 +99,10 @@ def translate(pattern: str) -> str:
             if i < n and pattern[i] == "]":
                 out.append("\\]")
                 i += 1
+            continue
+        if c == "$":
+            out.append(end_of_text)
+            i += 1
             continue
         if c == "(" and pattern.startswith("(?", i):
             rest = pattern[i + 2 : i + 4]

@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Final
 
+from relay.pii.regex_compat import RUST_WHITESPACE
+
 SENSITIVE_COOKIE_NAMES: Final = (
     "sentrysid",
     "sudo",
@@ -51,10 +53,12 @@ _V4S = r"(25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)"
 _V4A = rf"{_V4S}\.{_V4S}\.{_V4S}\.{_V4S}"
 _V6S = r"[0-9a-fA-F]{1,4}"
 _PUNCT = r"!-/:-@\[-`{-~"
+# Rust's `\s` (Python's own also matches \x1c-\x1f); `$` below is Rust's: `\Z`.
+_WS = RUST_WHITESPACE
 
 IPV4 = re.compile(rf"\b{_V4A}\b")
 IPV6 = re.compile(
-    rf"(?i)(?:[\s{_PUNCT}]|^)("
+    rf"(?i)(?:[{_WS}{_PUNCT}]|^)("
     rf"({_V6S}:){{7}}{_V6S}|"
     rf"({_V6S}:){{1,7}}:|"
     rf"({_V6S}:){{1,6}}::{_V6S}|"
@@ -67,7 +71,7 @@ IPV6 = re.compile(
     rf"fe80:(:{_V6S}){{0,4}}%[0-9a-zA-Z]{{1,}}"
     rf"::(ffff(:0{{1,4}}){{0,1}}:){{0,1}}{_V4A}|"
     rf"({_V6S}:){{1,4}}:{_V4A}"
-    rf")([\s{_PUNCT}]|$)"
+    rf")([{_WS}{_PUNCT}]|\Z)"
 )
 IMEI = re.compile(r"\b(\d{2}-?\d{6}-?\d{6}-?\d{1,2})\b")
 MAC = re.compile(r"\b([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}\b")
@@ -81,7 +85,7 @@ IBAN = re.compile(
     r"PL|PS|PT|QA|RO|RU|RS|SA|SC|SE|SI|SK|SM|ST|SV|TL|TN|TR|UA|VA|VG|XK|DZ|AO|BJ|BF|BI|CV|CM|"
     r"CF|TD|KM|CG|CI|DJ|GQ|GA|GW|HN|IR|MG|ML|MA|MZ|NI|NE|SN|TG)\d{2}[a-zA-Z0-9]{11,29}\b"
 )
-CREDITCARD = re.compile(r"\b((?:3[47]\d|4\d{3}|5[1-5]\d\d|65\d\d|6011)([-\s]?\d){12})\b")
+CREDITCARD = re.compile(rf"\b((?:3[47]\d|4\d{{3}}|5[1-5]\d\d|65\d\d|6011)([-{_WS}]?\d){{12}})\b")
 USERPATH = re.compile(
     r"(?i)(?:(?:\b(?:[a-zA-Z]:[\\/])?(?:users|home|documents and settings|[^/\\]+[/\\]profiles)"
     r"[\\/])|(?:/(?:home|users)/))([^/\\\r\n\x00]+)"
@@ -92,11 +96,11 @@ PEMKEY = re.compile(
 )
 URLAUTH = re.compile(r"\b(?:(?:[a-z0-9+-]+:)?//([a-zA-Z0-9%_.-]+(?::[a-zA-Z0-9%_.-]+)?))@")
 USSSN = re.compile(r"\b([0-9]{3}-[0-9]{2}-[0-9]{4})\b")
-BEARER = re.compile(r"(?i)\b(Bearer\s+)([^\s]+)")
+BEARER = re.compile(rf"(?i)\b(Bearer[{_WS}]+)([^{_WS}]+)")
 TOKEN_KEY = re.compile(r"(?i)(token)")
 PASSWORD_KEY = re.compile(
     r"(?i)(password|secret|passwd|api[-_]key|apikey|auth|credentials|mysql_pwd|privatekey|"
-    r"private[-_]key|token[^\s]*[:=]|^otp$|^two[-_]factor$)"
+    rf"private[-_]key|token[^{_WS}]*[:=]|^otp\Z|^two[-_]factor\Z)"
 )
 COOKIE = re.compile(
     r"(?i)\b(?:(?:" + "|".join(re.escape(n) for n in SENSITIVE_COOKIE_NAMES) + r")(?:__\d+)?)="
@@ -141,14 +145,23 @@ _PASSWORD_WORDS = (
     "private", "token", "otp", "two",
 )  # fmt: skip
 
+_PASSWORD_LOWER = re.compile(PASSWORD_KEY.pattern.removeprefix("(?i)"))
+# Necessary parts of a match (starting with a literal lets `re` skip ahead quickly).
+_IPV4_SHAPE = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.")
+_SSN_SHAPE = re.compile(r"-[0-9][0-9]-")
+_FOUR_DIGITS = re.compile(r"\d\d\d\d")
+# Necessary for an IBAN match: a country code, check digits and 11 more characters.
+_IBAN_SHAPE = re.compile(r"[A-Z][A-Z]\d\d[a-zA-Z0-9]{11}")
+
 PREFILTERS: Final[dict[re.Pattern[str], Prefilter]] = {
-    IPV4: lambda t, low, d: d >= 4 and "." in t,
-    IPV6: lambda t, low, d: ":" in t,
+    IPV4: lambda t, low, d: d >= 4 and _IPV4_SHAPE.search(t) is not None,
+    # Every branch of the IPv6 pattern contains "::" except eight groups (seven colons).
+    IPV6: lambda t, low, d: "::" in t or t.count(":") >= 7,
     EMAIL: lambda t, low, d: "@" in t,
-    CREDITCARD: lambda t, low, d: d >= 13,
+    CREDITCARD: lambda t, low, d: d >= 13 and _FOUR_DIGITS.search(t) is not None,
     IMEI: lambda t, low, d: d >= 15,
-    IBAN: lambda t, low, d: d >= 2,
-    USSSN: lambda t, low, d: d >= 9 and "-" in t,
+    IBAN: lambda t, low, d: d >= 2 and _IBAN_SHAPE.search(t) is not None,
+    USSSN: lambda t, low, d: d >= 9 and _SSN_SHAPE.search(t) is not None,
     PEMKEY: lambda t, low, d: "-----BEGIN" in t,
     URLAUTH: lambda t, low, d: "@" in t and "//" in t,
     USERPATH: lambda t, low, d: (
@@ -159,9 +172,52 @@ PREFILTERS: Final[dict[re.Pattern[str], Prefilter]] = {
         or "documents and settings" in low
     ),
     BEARER: lambda t, low, d: not t.isascii() or "bearer" in low,
-    PASSWORD_KEY: lambda t, low, d: not t.isascii() or any(w in low for w in _PASSWORD_WORDS),
+    # On ASCII text, the case-sensitive lowercase pattern on the lowercased text is exact.
+    PASSWORD_KEY: lambda t, low, d: (
+        not t.isascii()
+        or (any(w in low for w in _PASSWORD_WORDS) and _PASSWORD_LOWER.search(low) is not None)
+    ),
     COOKIE: lambda t, low, d: "=" in t,
     MAC: lambda t, low, d: ":" in t or "-" in t,
+}
+
+
+# Prefilters for patterns that come as `pattern` rules (keyed by their source text).
+PATTERN_PREFILTERS: Final[dict[str, Prefilter]] = {
+    # `@urlauth:legacy`: scheme-relative URL with user and password.
+    r"\b((?:[a-z0-9]+:)?//[a-zA-Z0-9%_.-]+:)([a-zA-Z0-9%_.-]+)@": lambda t, low, d: (
+        "@" in t and "//" in t
+    ),
+}
+
+
+# -- combined triggers ------------------------------------------------------------------------
+# For each value pattern, a regex that must match the lowercased text (ASCII only) wherever
+# the pattern can match. A rule plan ORs them into one scan: most strings match none, and
+# then no rule can change them.
+
+_AWS = r"\t\n\x0b\x0c\r "  # Rust's whitespace, restricted to ASCII
+_URL_USER = r"//[a-z0-9%_.:+-]*@"
+
+TRIGGERS: Final[dict[re.Pattern[str], str]] = {
+    IPV4: r"\.[0-9]{1,3}\.[0-9]{1,3}\.",
+    IPV6: r"::|:[0-9a-f]{1,4}:[0-9a-f]{1,4}:",
+    IMEI: r"[0-9]{2}-?[0-9]{6}",
+    MAC: r"[0-9a-f]{2}[:-][0-9a-f]{2}[:-]",
+    UUID: r"[a-z0-9]{8}-?[a-z0-9]{4}-?[a-z0-9]{4}",
+    EMAIL: r"@",
+    IBAN: r"[a-z][a-z][0-9][0-9][a-z0-9]{11}",
+    CREDITCARD: rf"[0-9]{{3}}(?:[-{_AWS}]?[0-9]){{12}}",
+    USERPATH: r"(?:users|home|profiles|documents and settings)[\\/]",
+    PEMKEY: r"-----begin",
+    URLAUTH: _URL_USER,
+    USSSN: r"-[0-9][0-9]-",
+    BEARER: rf"bearer[{_AWS}]",
+    PASSWORD_KEY: PASSWORD_KEY.pattern.removeprefix("(?i)"),
+    COOKIE: r"=",
+}
+PATTERN_TRIGGERS: Final[dict[str, str]] = {
+    r"\b((?:[a-z0-9]+:)?//[a-zA-Z0-9%_.-]+:)([a-zA-Z0-9%_.-]+)@": _URL_USER,
 }
 
 

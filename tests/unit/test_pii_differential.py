@@ -64,3 +64,27 @@ def test_project_config_then_datascrubbing() -> None:
         copy = pii.pii_strip_event({}, event)
         pipeline.process_event(copy)
         assert copy == pii.pii_strip_event(converted, pii.pii_strip_event(project, event))
+
+
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+def test_compiled_config_reused_across_events_matches_relay(config_name: str) -> None:
+    # The server's path: one compiled config for many events, twice over, so that the
+    # second pass is served by the cross-event string cache.
+    config = CONFIGS[config_name]
+    processor = pii.compile_config(config)
+    for _ in range(2):
+        for name, event in CANONICAL:
+            copy = pii.pii_strip_event({}, event)
+            processor.process_event(copy)
+            assert copy == sentry_relay.pii_strip_event(config, event), (config_name, name)
+
+
+def test_value_cache_stays_bounded() -> None:
+    from relay.pii import processor as proc_module
+
+    processor = pii.compile_config(CONFIGS["datascrubbing_1"])
+    for i in range(proc_module.VALUE_CACHE_ENTRIES + 500):
+        processor.process_event({"extra": {"k": f"value number {i} at 10.0.0.{i % 250}"}})
+    assert len(processor.values) <= proc_module.VALUE_CACHE_ENTRIES
+    processor.process_event({"extra": {"k": "x" * 60_000, "j": "y" * 60_000}})
+    assert processor._value_chars <= proc_module.VALUE_CACHE_CHARS
