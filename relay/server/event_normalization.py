@@ -25,6 +25,13 @@ _encoder = msgspec.json.Encoder()
 
 #: Item types whose payload is an event JSON that normalization applies to.
 NORMALIZED_ITEM_TYPES = frozenset({ItemType.EVENT, ItemType.TRANSACTION})
+#: Items Relay processes together with a transaction, and drops with it.
+_TRANSACTION_BOUND = frozenset({ItemType.ATTACHMENT, ItemType.PROFILE})
+#: Items Relay processes together with an error event (``requires_event``), and drops with
+#: it. Replay events are not among them: Relay's replay processor takes them first.
+_ERROR_BOUND = frozenset(
+    {ItemType.ATTACHMENT, ItemType.FORM_DATA, ItemType.USER_REPORT, ItemType.PROFILE}
+)
 
 
 class EventRejected(Exception):
@@ -34,6 +41,16 @@ class EventRejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+
+
+def event_bound_items(envelope: Envelope, event_item: Item) -> list[Item]:
+    """The other items that share ``event_item``'s fate: dropped with it, same outcome.
+
+    Relay processes an event together with its attachments, profile and (for errors) user
+    reports and form data; when the event is filtered or invalid, they all go.
+    """
+    bound = _TRANSACTION_BOUND if event_item.type == ItemType.TRANSACTION else _ERROR_BOUND
+    return [i for i in envelope.items if i is not event_item and i.type in bound]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -71,6 +88,11 @@ def normalize_event_payload(
         raise EventRejected("invalid_json")
     if item.type == ItemType.TRANSACTION:
         event["type"] = "transaction"
+        spans = event.get("spans")
+        if isinstance(spans, list):
+            # Relay's ``span_count`` header: outcomes for a dropped transaction, here or on
+            # a later hop, count its spans too.
+            item.headers["span_count"] = len(spans)
     normalized = normalize_event_dict(
         event,
         envelope,
@@ -172,3 +194,24 @@ def _float(value: object) -> float | None:
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+#: Attachment types Relay scrubs with special logic (or not at all); plain rules skip them.
+_SPECIAL_ATTACHMENTS = frozenset({"event.minidump", "event.view_hierarchy"})
+
+
+def scrub_attachments(envelope: Envelope, state: ProjectState) -> None:
+    """Apply the project's ``$attachments.*`` piiConfig rules to plain attachments.
+
+    Sizes never change (masks keep the length), so quantities and outcomes stay the same.
+    Minidumps and view hierarchies are left alone: Relay scrubs them with their own logic.
+    """
+    scrubber = pii_pipeline(state)
+    if scrubber.attachments is None:
+        return
+    for item in envelope.items:
+        if item.type != ItemType.ATTACHMENT or item.attachment_type in _SPECIAL_ATTACHMENTS:
+            continue
+        scrubbed = scrubber.process_attachment(item.filename or "", item.payload)
+        if scrubbed is not item.payload:
+            item.set_payload(scrubbed)

@@ -68,3 +68,17 @@ def test_inbound_filter_rejects_with_filtered_outcome() -> None:
             env.items[0], env, META, state(filterSettings=settings), processing=True
         )
     assert (info.value.reason, int(info.value.code)) == ("release-version", 1)
+
+
+def test_attachment_rules_scrub_plain_attachments_in_place() -> None:
+    from relay.server.event_normalization import scrub_attachments
+
+    env = Envelope(
+        headers={"event_id": uuid.uuid4().hex},
+        items=[Item.new("attachment", b"token=hunter2 ok", filename="app.log")],
+    )
+    pii = {"applications": {"$attachments.'app.log'": ["@password"]}}
+    scrub_attachments(env, state(piiConfig=pii))
+    payload = env.items[0].payload
+    assert b"hunter2" not in payload
+    assert len(payload) == len(b"token=hunter2 ok")
