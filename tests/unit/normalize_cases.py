@@ -7,7 +7,9 @@ import json
 import os
 from typing import Any
 
-CORPUS_DIR = os.environ.get("RELAY_CORPUS_DIR", "/work/shared/corpus/python")
+from tests.paths import CORPUS
+
+CORPUS_DIR = os.environ.get("RELAY_CORPUS_DIR", str(CORPUS))
 RECEIVED_AT = "2026-11-26T12:05:00.123456789Z"
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-CORPUS = Path("/work/shared/corpus/python")
+from tests.paths import CORPUS as SHARED_CORPUS
+
+CORPUS = SHARED_CORPUS
 
 
 def envelope_items(data: bytes) -> list[tuple[dict[str, Any], bytes]]:

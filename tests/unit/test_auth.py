@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 
@@ -23,10 +22,11 @@ from relay.protocol.auth import (
     parse_public_key,
     validate_auth,
 )
+from tests.paths import CORPUS
 
 KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 CORPUS_DSN = f"http://{KEY}@127.0.0.1:9411/42"
-WIRE_DIR = Path("/work/shared/corpus/python/wire")
+WIRE_DIR = CORPUS / "wire"
 
 
 # -- X-Sentry-Auth ----------------------------------------------------------------------------

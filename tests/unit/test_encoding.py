@@ -17,8 +17,9 @@ import zstandard
 from relay.errors import InvalidCompression, PayloadTooLarge, UnsupportedMediaType
 from relay.protocol.encoding import decode_body, zstd_compress, zstd_decompress
 from relay.protocol.envelope import parse_envelope
+from tests.paths import CORPUS
 
-WIRE_DIR = Path("/work/shared/corpus/python/wire")
+WIRE_DIR = CORPUS / "wire"
 DATA = b'{"message":"hello world","level":"error"}\n' * 2000
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -367,10 +366,3 @@ def test_max_flush_bytes_like_integration_suite(max_bytes: int, expected: list[l
     assert [b.metadata for (b,) in batches] == [
         BucketMetadata(merges=1 if i == 0 else 0, received_at=100) for i in range(len(expected))
     ]
-
-
-def test_fixture_matches_relay_file() -> None:
-    path = Path("/tmp/rs/rustsrc/relay-metrics/tests/fixtures/buckets.json")
-    if not path.exists():
-        pytest.skip("Relay source not available")
-    assert _json(encode_buckets(decode_buckets(path.read_bytes()))) == _json(path.read_bytes())
