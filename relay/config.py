@@ -145,6 +145,18 @@ class LimitsSection(_Section):
     max_thread_count: int | None = None
     shutdown_timeout: float = 10.0
     keepalive_timeout: float = 5.0
+    # Admission control (our own keys; relay.server.admission).
+    #: Bytes of envelopes held in memory while processed or forwarded; over it: 503.
+    max_memory_bytes: ByteSize = ByteSize(512 * 1024**2)
+    #: Bytes one project may hold in memory; over it: 429 (503 to downstream relays).
+    max_project_memory_bytes: ByteSize = ByteSize(128 * 1024**2)
+    #: Bytes heavy envelopes may hold (unset: 3/4 of ``max_memory_bytes``, the rest is kept
+    #: for cheap envelopes).
+    max_heavy_memory_bytes: ByteSize | None = None
+    #: Envelopes larger than this, or with attachments or replays, are heavy.
+    heavy_envelope_size: ByteSize = ByteSize(1024**2)
+    #: Heavy envelopes in flight at once (admitted, and sent upstream concurrently).
+    max_concurrent_heavy: Annotated[int, msgspec.Meta(ge=1)] = 16
 
 
 class LoggingSection(_Section):
@@ -295,6 +307,8 @@ class EnvelopeSpool(_Section):
     ephemeral: bool = False
     #: Envelopes replayed per second at most while new traffic flows (None: no limit).
     max_unspool_envelopes_per_second: int | None = None
+    #: Ours: seconds a POP retries an envelope in memory before spooling it (unset: 10).
+    spool_after: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class SpoolSection(_Section):

@@ -32,7 +32,7 @@ async def collect(
     bootstrap: str,
     topic: str,
     until: Callable[[list[dict[str, Any]]], bool],
-    timeout: float = 20.0,
+    timeout: float = 45.0,
     validate: bool = True,
 ) -> list[dict[str, Any]]:
     """Read ``topic`` from the beginning until ``until(messages)`` holds or time runs out."""

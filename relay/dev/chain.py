@@ -175,6 +175,13 @@ class LocalChain:
         }))  # fmt: skip
         return folder
 
+    def restart(self, relay: RelayProcess) -> None:
+        """Start a relay that was stopped or killed again, with its config; wait until ready."""
+        if relay.proc is not None and relay.proc.poll() is None:
+            raise RuntimeError(f"{relay.name} is still running")
+        self._spawn(relay, ["run"])
+        self._wait_ready(relay)
+
     def _write(self, relay: RelayProcess, config: dict[str, Any]) -> None:
         relay.config_dir.mkdir(parents=True, exist_ok=True)
         (relay.config_dir / "config.yml").write_text(yaml.safe_dump(config))
@@ -182,7 +189,8 @@ class LocalChain:
             save_credentials(relay.config_dir / "credentials.json", relay.credentials)
 
     def _spawn(self, relay: RelayProcess, args: list[str]) -> None:
-        log = (relay.config_dir / "relay.log").open("wb")
+        # Appended: a restarted relay keeps the log of its previous run.
+        log = (relay.config_dir / "relay.log").open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         relay.proc = subprocess.Popen(
             [sys.executable, "-m", "relay.cli", "-c", str(relay.config_dir), *args],

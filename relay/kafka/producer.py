@@ -17,7 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidRequiredAcksError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedVersionError,
+)
 from aiokafka.helpers import create_ssl_context
 
 from relay.errors import ConfigError, ServiceUnavailable
@@ -42,6 +53,13 @@ DEFAULT_MAX_BATCH_SIZE = 1024 * 1024
 
 class KafkaProduceError(ServiceUnavailable):
     """A message was not delivered to Kafka; the data it carried is lost."""
+
+    #: Seconds a sender is asked to wait (503 Retry-After). Short: broker hiccups are
+    #: short, and a POP told to wait a minute would hold accepted data for that long.
+    DEFAULT_RETRY_AFTER = 2.0
+
+    def __init__(self, detail: str, retry_after: float = DEFAULT_RETRY_AFTER) -> None:
+        super().__init__(detail, retry_after)
 
 
 class KafkaMessageRejected(KafkaProduceError):
@@ -242,10 +260,26 @@ class _ByteBudget:
             waiter.set_result(None)
 
 
+#: Errors that retrying the same message can never fix: the message itself is refused.
+_PERMANENT_ERRORS: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    InvalidTopicError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidRequiredAcksError,
+    UnsupportedVersionError,
+)
+
+
 def _is_transient(error: KafkaError) -> bool:
-    # aiokafka raises KafkaTimeoutError (not flagged retriable) when a batch expires or
-    # metadata does not arrive, which is what an unreachable broker looks like.
-    return bool(error.retriable) or isinstance(error, KafkaTimeoutError)
+    # Only errors about the message itself are permanent. Everything else is retried until
+    # the delivery deadline and then answered with 503, so the sender keeps the data:
+    # aiokafka's KafkaTimeoutError (an unreachable broker) is not flagged retriable, and a
+    # broker that just restarted answers UnknownError until its metadata settles.
+    return not isinstance(error, _PERMANENT_ERRORS)
 
 
 class KafkaProducer:

@@ -24,6 +24,7 @@ from relay.kafka.topics import KafkaTopic, resolve_topics, unused_topic_keys
 from relay.protocol.keys import Credentials
 from relay.protocol.project_config import ProjectState
 from relay.quotas.redis_limiter import RedisRateLimiter
+from relay.server.admission import Admission, admission_middleware
 from relay.server.cors import cors_middleware
 from relay.server.endpoints import fold_slashes_middleware, ingest_routes
 from relay.server.forwarder import Forwarder
@@ -96,6 +97,8 @@ class RelayApp:
         self._no_requests = asyncio.Event()
         self._no_requests.set()
         self.queue_gauges = QueueGauges()
+        #: In-memory byte budgets of envelopes being processed or forwarded (limits.*).
+        self.admission = Admission.from_config(config)
         self.statsd: StatsdSink | None = None
 
     def _cached_state(self, public_key: str) -> ProjectState | None:
@@ -180,6 +183,7 @@ class RelayApp:
         ingestor = Ingestor(
             config, projects, self.relays, sink, self.upstream, self.outcomes,
             rate_limits=self.rate_limits, killswitches=self.killswitches,
+            admission=self.admission,
         )  # fmt: skip
         await ingestor.start()
         await self.metrics.start()
@@ -221,6 +225,11 @@ class RelayApp:
     def _publish_queues(self) -> None:
         # relay_queue_bytes / relay_queue_oldest_seconds, read at scrape time.
         gauges = self.queue_gauges
+        admission = self.admission
+        gauges.add("admission", lambda: admission.bytes_in_use, admission.oldest_admitted_at)
+        gauges.add(
+            "admission_heavy", lambda: admission.heavy_bytes, admission.oldest_heavy_admitted_at
+        )
         if self.ingestor is not None:
             pending = self.ingestor.pending
             gauges.add("pending", lambda: pending.bytes_queued, pending.oldest_queued_at)
@@ -240,6 +249,8 @@ class RelayApp:
                 cors_middleware,
                 error_middleware,
                 fold_slashes_middleware,
+                # Innermost: refuses an upload that cannot be admitted before reading it.
+                admission_middleware(self.admission),
             ],
             client_max_size=2**40,
         )

@@ -17,10 +17,13 @@ from relay.errors import ServiceUnavailable
 from relay.protocol.envelope import Envelope
 from relay.protocol.items import ItemType
 from relay.protocol.project_config import ProjectState
+from relay.server.admission import is_heavy
 from relay.server.event_normalization import (
     NORMALIZED_ITEM_TYPES,
     EventRejected,
+    event_bound_items,
     normalize_event_payload,
+    scrub_attachments,
 )
 from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
@@ -98,6 +101,9 @@ class Forwarder:
         #: When each in-flight envelope was accepted (for ``relay_queue_oldest_seconds``).
         self._accepted_at: dict[asyncio.Task[None], float] = {}
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_requests)
+        #: Heavy envelopes (relay.server.admission.is_heavy) have slots of their own, so
+        #: slow uploads of big payloads never hold the slots of cheap envelopes.
+        self._heavy_slots = asyncio.Semaphore(config.limits.max_concurrent_heavy)
         #: The disk spool, when ``spool.envelopes.path`` is set (set by the app).
         self.spool: SpoolService | None = None
         #: Set on shutdown with a permanent spool: new envelopes get 503 (as in Relay).
@@ -105,8 +111,14 @@ class Forwarder:
         #: What each in-flight task sends (to spool it if shutdown cuts it short).
         self._inflight: dict[asyncio.Task[None], tuple[Envelope, RequestMeta, bytes]] = {}
 
-    async def accept(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
-        """Accept an envelope for forwarding, or raise ServiceUnavailable when over budget."""
+    async def accept(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState
+    ) -> asyncio.Task[None] | None:
+        """Accept an envelope for forwarding, or raise ServiceUnavailable when over budget.
+
+        Returns the background send, done once the envelope is upstream, spooled or an
+        outcome (None: nothing left to send).
+        """
         if self.closing:
             raise ServiceUnavailable("relay is shutting down", retry_after=1)
         if self.config.relay.mode != "proxy":
@@ -117,13 +129,15 @@ class Forwarder:
                 envelope.items = [i for i in envelope.items if i.type != ItemType.CLIENT_REPORT]
                 self.outcomes.client_reports(reports, meta, state)
                 if not envelope.items:
-                    return
+                    return None
         self._normalize(envelope, meta, state)
+        if self.config.relay.mode != "proxy":
+            scrub_attachments(envelope, state)
         if self.metrics is not None and self.config.relay.mode != "proxy":
             # Projects with sessionMetrics get their sessions aggregated here, at the edge.
             self.metrics.take_sessions(envelope, meta, state)
         if not envelope.items:
-            return
+            return None
         stamp_meta(envelope, meta, self.config.relay.upstream)
         body = envelope.serialize()
         if self.bytes_in_flight + len(body) > self.budget_bytes and self.bytes_in_flight > 0:
@@ -136,6 +150,7 @@ class Forwarder:
         task.add_done_callback(lambda done: self._accepted_at.pop(done, None))
         self._inflight[task] = (envelope, meta, body)
         task.add_done_callback(lambda done: self._inflight.pop(done, None))
+        return task
 
     def _normalize(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
         """Relay's POP-side (light) normalization of the event item, before forwarding."""
@@ -147,10 +162,12 @@ class Forwarder:
             try:
                 normalize_event_payload(item, envelope, meta, state, processing=False)
             except EventRejected as rejected:
-                envelope.items.remove(item)
-                self.outcomes.item_dropped(
-                    item, envelope, meta, state, rejected.reason, rejected.code
-                )
+                # The event's attachments, profile, ... go with it, with the same outcome.
+                for dropped in (item, *event_bound_items(envelope, item)):
+                    envelope.items.remove(dropped)
+                    self.outcomes.item_dropped(
+                        dropped, envelope, meta, state, rejected.reason, rejected.code
+                    )
             break
 
     async def _send(
@@ -163,8 +180,10 @@ class Forwarder:
                 # The replay loop probes the upstream; meanwhile new data goes to disk.
                 await self._to_spool(envelope, meta, headers, body)
                 return
-            budget = FORWARD_DEADLINE_SECS if spool is None else SPOOL_AFTER_SECS
-            async with self._slots:
+            spool_after = self.config.spool.envelopes.spool_after or SPOOL_AFTER_SECS
+            budget = FORWARD_DEADLINE_SECS if spool is None else spool_after
+            heavy = is_heavy(envelope, len(body), self.config.limits.heavy_envelope_size)
+            async with self._heavy_slots if heavy else self._slots:
                 await self.upstream.send_envelope(
                     meta.project_id, body, headers, time.monotonic() + budget
                 )

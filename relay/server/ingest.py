@@ -9,6 +9,7 @@ an outcome instead.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from datetime import timedelta
@@ -22,6 +23,7 @@ from relay.filters.origins import SchemeDomainPort, compile_origins, matches_any
 from relay.protocol.envelope import Envelope
 from relay.protocol.keys import KeyParseError, PublicKey
 from relay.protocol.project_config import ProjectState
+from relay.server.admission import Admission, Ticket, envelope_memory, is_heavy
 from relay.server.outcomes import OutcomeSink
 from relay.server.pending import PendingQueues
 
@@ -65,8 +67,14 @@ def _trusted_keys(keys: tuple[str, ...]) -> list[PublicKey]:
 class EnvelopeSink(Protocol):
     """Where accepted envelopes go: the upstream (POP) or Kafka (processing)."""
 
-    async def accept(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
-        """Take the envelope or raise a RelayError (503 when over budget)."""
+    async def accept(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState
+    ) -> asyncio.Future[None] | None:
+        """Take the envelope or raise a RelayError (503 when over budget).
+
+        Returns None when the sink is done with the envelope, or a future that completes
+        when it is (a background send): the envelope's admission ticket is held until then.
+        """
 
 
 def check_envelope(
@@ -125,8 +133,11 @@ class Ingestor:
         outcomes: OutcomeSink | None = None,
         rate_limits: RateLimiting | None = None,
         killswitches: KillSwitchService | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
+        #: In-memory byte budgets (relay.server.admission); None: unbounded here.
+        self.admission = admission
         self.rate_limits = rate_limits
         #: Applied to every envelope once its project is known, before anything else.
         self.killswitches = killswitches
@@ -173,10 +184,33 @@ class Ingestor:
             self.killswitches.apply(envelope, meta, state)
         limited = self._enforce_rate_limits(envelope, meta, state)
         if envelope.items:
-            await self.sink.accept(envelope, meta, state)
+            ticket = None
+            if self.admission is not None:
+                ticket = self.admission.acquire(
+                    envelope, meta.project_id or meta.public_key,
+                    from_relay=meta.from_relay or meta.relay_id is not None,
+                )  # fmt: skip
+            await self._to_sink(envelope, meta, state, ticket)
             ENVELOPES_ACCEPTED.inc()
         if limited is not None:
             raise limited
+
+    async def _to_sink(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState, ticket: Ticket | None
+    ) -> None:
+        """Hand the envelope to the sink; the ticket is released when the sink is done."""
+        try:
+            done = await self.sink.accept(envelope, meta, state)
+        except BaseException:
+            if ticket is not None:
+                ticket.release()
+            raise
+        if ticket is None:
+            return
+        if done is None or done.done():
+            ticket.release()
+        else:
+            done.add_done_callback(lambda _: ticket.release())
 
     def _enforce_rate_limits(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
@@ -195,7 +229,15 @@ class Ingestor:
                 self.killswitches.apply(envelope, meta, state)
             self._enforce_rate_limits(envelope, meta, state)
             if envelope.items:
-                await self.sink.accept(envelope, meta, state)
+                ticket = None
+                if self.admission is not None:
+                    # Already answered 200: counted, never refused (the pending queues
+                    # bounded it while it waited).
+                    size = envelope_memory(envelope)
+                    heavy = is_heavy(envelope, size, self.admission.heavy_threshold)
+                    project = meta.project_id or meta.public_key
+                    ticket = self.admission.force_acquire(size, project, heavy=heavy)
+                await self._to_sink(envelope, meta, state, ticket)
                 ENVELOPES_ACCEPTED.inc()
         except RelayError as exc:
             log.debug("queued envelope %s dropped: %s", envelope.event_id, exc.detail)

@@ -76,7 +76,11 @@ from relay.protocol.items import (
     ItemType,
 )
 from relay.protocol.project_config import ProjectState
-from relay.server.event_normalization import EventRejected, normalize_event_dict
+from relay.server.event_normalization import (
+    EventRejected,
+    normalize_event_dict,
+    scrub_attachments,
+)
 from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcome_aggregator import Scoping
 from relay.server.outcomes import OutcomeSink, scoping_for
@@ -208,6 +212,7 @@ class Processor:
             await self.rate_limits.enforce_redis(envelope, meta, state)
         if self.metrics is not None:
             self.metrics.take_sessions(envelope, meta, state)
+        scrub_attachments(envelope, state)
         plan = self.build(envelope, meta, state)
         if not plan.units:
             return
@@ -265,6 +270,7 @@ class Processor:
         user_reports: list[Item] = []
         replay_items: list[Item] = []
         client_reports: list[Item] = []
+        profiles: list[Item] = []
         for item in envelope.items:
             kind = item.type
             if kind in _EVENT_ITEMS:
@@ -285,7 +291,7 @@ class Processor:
             elif kind == ItemType.CHECK_IN:
                 self._check_in(ctx, item, plan)
             elif kind == ItemType.PROFILE:
-                self._profile(ctx, item, plan)
+                profiles.append(item)
             elif kind == ItemType.PROFILE_CHUNK:
                 self._profile_chunk(ctx, item, plan)
             elif kind == ItemType.SPAN:
@@ -308,7 +314,15 @@ class Processor:
             self.outcomes.client_reports(client_reports, meta, state)
         if replay_items:
             self._replay(ctx, replay_items, plan)
-        self._event(ctx, event_item, event_from_attachment, attachments, user_reports, plan)
+        rejected = self._event(
+            ctx, event_item, event_from_attachment, attachments, user_reports, plan
+        )
+        for item in profiles:
+            if rejected is None:
+                self._profile(ctx, item, plan)
+            else:
+                # A profile belongs to the envelope's event and is dropped with it.
+                ctx.drop(item, rejected.reason, rejected.code)
         return plan
 
     # --- events, attachments, user reports -------------------------------------------
@@ -321,7 +335,8 @@ class Processor:
         attachments: list[Item],
         user_reports: list[Item],
         plan: Plan,
-    ) -> None:
+    ) -> EventRejected | None:
+        """Route the event and what belongs to it; returns why the event was dropped, if."""
         payload: bytes | None = None
         event_type: str | None = None
         quantities: Quantities = []
@@ -331,16 +346,20 @@ class Processor:
                     ctx.drop(item, "invalid_event_id")
                 for item in (*attachments, *user_reports):
                     ctx.drop(item, "invalid_event_id")
-                return
+                return None
             result = self._event_payload(ctx, event_item)
             if isinstance(result, EventRejected):
                 assert event_item is not None
                 reason, code = result.reason, result.code
                 ctx.drop(event_item, reason, code, quantities=self._event_quantities(event_item))
-                # Attachments and reports of a dropped event go with it.
-                for item in (*attachments, *user_reports):
+                # Attachments (and an error's user reports) of a dropped event go with it;
+                # Relay processes a transaction's user reports on their own.
+                standalone = event_item.type == ItemType.TRANSACTION
+                for item in attachments if standalone else (*attachments, *user_reports):
                     ctx.drop(item, reason, code)
-                return
+                for item in user_reports if standalone else ():
+                    self._user_report(ctx, item, None, plan)
+                return result
             payload, event_type, quantities = result
 
         unit = Unit(then=[], quantities=list(quantities))
@@ -414,6 +433,7 @@ class Processor:
                     if c in (DataCategory.TRANSACTION, DataCategory.SPAN)
                 ]
             plan.units.append(unit)
+        return None
 
     def _event_quantities(self, item: Item) -> Quantities:
         if item.type != ItemType.TRANSACTION:
