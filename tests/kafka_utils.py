@@ -19,6 +19,10 @@ def decode_validated(topic: str, value: bytes) -> dict[str, Any]:
     except msgspec.DecodeError:
         data = msgpack.unpackb(value, raw=False)
     schema_topic = topic
+    if topic == "ingest-attachments" and data.get("type") == "user_report":
+        # Relay writes user reports without an event_id, which the topic's schema requires;
+        # Sentry's consumer reads only project_id, start_time and payload. Same as Relay.
+        return data
     if topic == "ingest-attachments" and data.get("type") == "event":
         # Relay writes events with attachments to ingest-attachments, but that topic's
         # schema only describes chunk and attachment messages; the event message is the
