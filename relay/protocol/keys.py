@@ -210,15 +210,24 @@ def _public_from_seed(seed: bytes) -> bytes:
     return nacl.signing.SigningKey(seed).verify_key.encode()
 
 
-def _seed_from_pkcs8_pem(text: str) -> bytes | None:
-    """The Ed25519 seed of a PKCS#8 (RFC 5958) PEM private key, or ``None``."""
-    der = _pem_der(text, "PRIVATE KEY")
+def _pem_sequence(text: str, label: str) -> bytes | None:
+    """The contents of the single outer DER SEQUENCE of a PEM block, or ``None``."""
+    der = _pem_der(text, label)
     if der is None:
         return None
     try:
         tag, body, end = _der_read(der, 0)
-        if tag != 0x30 or end != len(der):
-            return None
+    except ValueError:
+        return None
+    return body if tag == 0x30 and end == len(der) else None
+
+
+def _seed_from_pkcs8_pem(text: str) -> bytes | None:
+    """The Ed25519 seed of a PKCS#8 (RFC 5958) PEM private key, or ``None``."""
+    body = _pem_sequence(text, "PRIVATE KEY")
+    if body is None:
+        return None
+    try:
         tag, version, pos = _der_read(body, 0)
         if tag != 0x02 or version not in (b"\x00", b"\x01"):
             return None
@@ -252,13 +261,10 @@ def _seed_from_pkcs8_pem(text: str) -> bytes | None:
 
 def _public_from_spki_pem(text: str) -> bytes | None:
     """The 32 Ed25519 public key bytes of an SPKI PEM public key, or ``None``."""
-    der = _pem_der(text, "PUBLIC KEY")
-    if der is None:
+    body = _pem_sequence(text, "PUBLIC KEY")
+    if body is None:
         return None
     try:
-        tag, body, end = _der_read(der, 0)
-        if tag != 0x30 or end != len(der):
-            return None
         tag, algorithm, pos = _der_read(body, 0)
         if tag != 0x30 or algorithm != _ED25519_OID_TLV:
             return None
