@@ -9,7 +9,6 @@ from relay.kafka.attachments import (
     DEFAULT_RETENTION_DAYS,
     UNNAMED_ATTACHMENT,
     AttachmentRef,
-    AttachmentType,
     chunk_attachment,
     encode_attachment_chunk,
     encode_attachment_message,
@@ -44,6 +43,7 @@ from relay.kafka.topics import (
     unused_topic_keys,
 )
 from relay.kafka.user_reports import encode_user_report_message
+from relay.protocol.items import AttachmentType
 
 __all__ = [
     "DEFAULT_ATTACHMENT_CHUNK_SIZE",

@@ -8,7 +8,6 @@ message, or into an ``attachment`` message when it is not needed to process an e
 
 from __future__ import annotations
 
-import enum
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import msgpack
 
 from relay.kafka.keys import event_uuid
+from relay.protocol.items import AttachmentType
 
 #: Relay's default ``processing.attachment_chunk_size``: 1 MiB.
 DEFAULT_ATTACHMENT_CHUNK_SIZE = 1024 * 1024
@@ -25,23 +25,6 @@ DEFAULT_RETENTION_DAYS = 90
 
 #: File name Relay uses for attachment items without a ``filename`` header.
 UNNAMED_ATTACHMENT = "Unnamed Attachment"
-
-
-class AttachmentType(enum.StrEnum):
-    """Sentry's attachment types, as the ``attachment_type`` item header spells them."""
-
-    ATTACHMENT = "event.attachment"
-    MINIDUMP = "event.minidump"
-    APPLE_CRASH_REPORT = "event.applecrashreport"
-    EVENT_PAYLOAD = "event.payload"
-    PROSPERODUMP = "playstation.prosperodump"
-    BREADCRUMBS = "event.breadcrumbs"
-    NINTENDO_SWITCH_DYING_MESSAGE = "nswitch.dying_message"
-    UNREAL_CONTEXT = "unreal.context"
-    UNREAL_LOGS = "unreal.logs"
-    VIEW_HIERARCHY = "event.view_hierarchy"
-    NV_GPU_DUMP = "event.nv_gpudmp"
-    NV_SHADER_DEBUG = "event.nv_shader_debug"
 
 
 @dataclass(frozen=True, slots=True)
