@@ -21,6 +21,7 @@ from aiohttp import web
 from relay.config import Config
 from relay.errors import AuthError, BadRequest, Forbidden
 from relay.kafka.metrics import MetricBucket
+from relay.kafka.outcomes import Outcome
 from relay.protocol.encoding import decode_body
 from relay.protocol.project_config import ProjectState
 from relay.server.outcome_aggregator import Scoping
@@ -47,26 +48,11 @@ class MetricsBatch(msgspec.Struct):
     buckets: dict[str, list[MetricBucket]] = msgspec.field(default_factory=dict)
 
 
-class OutcomeEntry(msgspec.Struct, omit_defaults=True):
-    """One outcome of the legacy ``/api/0/relays/outcomes/`` batch."""
-
-    timestamp: str
-    project_id: int
-    outcome: int
-    org_id: int | None = None
-    key_id: int | None = None
-    reason: str | None = None
-    event_id: str | None = None
-    remote_addr: str | None = None
-    source: str | None = None
-    category: int | None = None
-    quantity: int | None = None
-
-
 class OutcomesBatch(msgspec.Struct):
     """Body of ``/api/0/relays/outcomes/``."""
 
-    outcomes: list[OutcomeEntry] = msgspec.field(default_factory=list)
+    #: The same fields as the outcomes written to Kafka.
+    outcomes: list[Outcome] = msgspec.field(default_factory=list)
 
 
 _metrics_decoder = msgspec.json.Decoder(MetricsBatch)
