@@ -146,11 +146,14 @@ def start_redis(port: int | None = None, workdir: Path | None = None) -> Service
     return service
 
 
-def start_kafka(port: int | None = None, workdir: Path | None = None) -> Service:
+def start_kafka(
+    port: int | None = None, workdir: Path | None = None, advertised_port: int | None = None
+) -> Service:
     """Start Tansu (memory storage) on 127.0.0.1.
 
     Tansu prints "listening" and exits 0 if its port is taken, so the port is checked
-    first and the process is checked to be alive after it listens.
+    first and the process is checked to be alive after it listens. ``advertised_port``
+    makes clients reconnect through another port (a TCP proxy that tests can cut).
     """
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
@@ -163,8 +166,9 @@ def start_kafka(port: int | None = None, workdir: Path | None = None) -> Service
     tmp.mkdir(parents=True, exist_ok=True)
     log = tmp / "kafka.log"
     url = f"tcp://127.0.0.1:{port}"
+    advertised = url if advertised_port is None else f"tcp://127.0.0.1:{advertised_port}"
     args = [
-        find_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        find_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
         "--storage-engine", "memory://tansu/",
     ]  # fmt: skip
     proc = _spawn(args, log, tmp)

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer
 from relay.dev.chain import DEMO_PROJECT_ID, DEMO_PUBLIC_KEY, LocalChain
 from relay.dev.services import Service, free_port, start_kafka
 from tests.kafka_utils import decode_validated
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -238,19 +239,20 @@ def own_chain(
 @pytest.mark.skipif(
     bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="needs a broker it may stop"
 )
-@pytest.mark.xfail(
-    reason="open bug (issue 10): after the outage the POP goes silent, even at debug level "
-    "(its last line is a scheduled 2 s retry) and the processing relay receives almost no "
-    "requests, so envelopes answered 200 during the outage do not reach Kafka (3,830 of "
-    "3,926 with a 25 s wait); the producer alone recovers after a broker restart",
-    strict=False,
-)
 async def test_broker_down(tmp_path: Path, redis_server: Service) -> None:
-    """The broker goes away for ~6 s: the processing relay answers 503 + Retry-After, the POP
-    keeps retrying, and everything answered 200 reaches Kafka once the broker is back."""
-    port = free_port()
-    kafka = start_kafka(port=port, workdir=tmp_path / "kafka")
-    bootstrap = f"127.0.0.1:{port}"
+    """The broker is unreachable for ~6 s: the processing relay answers 503 + Retry-After,
+    the POP keeps retrying, and everything answered 200 reaches Kafka once it is back
+    (at least once).
+
+    The outage is a cut TCP proxy in front of the broker (connections refused and reset):
+    killing the in-memory test broker would also lose its topics, which a real broker
+    restart does not.
+    """
+    proxy_port, broker_port = free_port(), free_port()
+    kafka = start_kafka(port=broker_port, workdir=tmp_path / "kafka", advertised_port=proxy_port)
+    proxy = TcpProxy(proxy_port, broker_port)
+    proxy.start()
+    bootstrap = f"127.0.0.1:{proxy_port}"
     processing_config = {"processing": {"kafka_config": [
         {"name": "bootstrap.servers", "value": bootstrap},
         # Answer 503 after 2 s instead of holding the request for 30 s.
@@ -258,28 +260,33 @@ async def test_broker_down(tmp_path: Path, redis_server: Service) -> None:
     ]}}  # fmt: skip
     try:
         with own_chain(
-            tmp_path / "chain", redis_server, kafka, processing_config=processing_config
+            tmp_path / "chain",
+            redis_server,
+            Service("kafka", proxy_port, None),
+            processing_config=processing_config,
         ) as chain:
             load = Load(chain.pop.url)
             load.start()
             await asyncio.sleep(2)
-            assert kafka.proc is not None
-            kafka.proc.kill()
-            kafka.proc.wait()
+            proxy.cut()
             down_since = time.monotonic()
-            # While the broker is down, the processing relay refuses with 503 + Retry-After.
+            # While the broker is away, the processing relay refuses with 503 + Retry-After.
             status, retry_after = await post_direct(chain.processing.url)
             assert status == 503 and retry_after is not None, (status, retry_after)
             await asyncio.sleep(max(0.0, down_since + 6 - time.monotonic()))
-            kafka = start_kafka(port=port, workdir=tmp_path / "kafka2")
+            proxy.start()
             await asyncio.sleep(3)
             await load.stop()
             wanted = load.since(down_since)
             assert len(wanted) > 20, load.statuses
             assert load.missing_retry_after == 0
             counts = await delivered(bootstrap, wanted)
-            assert_all_delivered(wanted, counts, exactly_once=True)
+            # At least once, as with Relay: a message whose acknowledgement the outage cut
+            # off is answered 503, yet the producer may still deliver it, and the POP's
+            # retry then adds a copy (Sentry's consumers deduplicate on the event id).
+            assert_all_delivered(wanted, counts, exactly_once=False)
     finally:
+        proxy.close()
         kafka.stop()
 
 
