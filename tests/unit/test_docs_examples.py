@@ -3,8 +3,10 @@
 Every YAML block that starts with ``# DIR/config.yml`` is written to ``DIR`` and must pass
 ``relay config validate``; every ``relay ...`` command of the shell blocks runs, except
 those that start long-running processes (``run``, ``dev``, ``configserver``, ``tail``) or
-need services (``healthcheck``), which the process tests (tests/e2e, test_docker_entry)
-cover.
+need services (``healthcheck``): tests/e2e/test_doc_commands.py runs the README's quick
+start (``relay dev``, its curl commands, ``relay tail``, the SDK snippet) and the single
+relay topology (``run`` and the ``/metrics`` scrape); LocalChain runs ``run`` and
+``configserver`` for every other e2e test, and test_docker_entry the image's commands.
 """
 
 from __future__ import annotations
