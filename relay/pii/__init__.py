@@ -18,12 +18,14 @@ from relay.pii.attachments import AttachmentScrubber, has_simple_attachment_sele
 from relay.pii.compiled import compile_applications, compiled_patterns
 from relay.pii.config import PiiConfig, PiiConfigError, parse_pii_config, parse_rule
 from relay.pii.convert import convert_datascrubbing_config, datascrubbing_applications
+from relay.pii.json_scrub import JsonScrubError, scrub_json
 from relay.pii.processor import PiiProcessor
 from relay.pii.selector import InvalidSelectorError
 
 __all__ = [
     "AttachmentScrubber",
     "InvalidSelectorError",
+    "JsonScrubError",
     "PiiConfigError",
     "PiiProcessor",
     "ScrubbingPipeline",
@@ -61,14 +63,20 @@ class ScrubbingPipeline:
     """Everything Relay runs on one project's events: piiConfig first, then datascrubbing.
 
     Plain attachments get the piiConfig alone, and only when it has an application whose
-    selector starts with `$attachments.<name>` (as Relay's server decides).
+    selector starts with `$attachments.<name>` (as Relay's server decides). JSON
+    attachments (view hierarchies) get the piiConfig alone too, whenever there is one.
     """
 
     def __init__(
-        self, processors: list[PiiProcessor], attachments: AttachmentScrubber | None = None
+        self,
+        processors: list[PiiProcessor],
+        attachments: AttachmentScrubber | None = None,
+        documents: PiiProcessor | None = None,
     ) -> None:
         self.processors = [p for p in processors if not p.is_empty]
         self.attachments = attachments
+        #: The piiConfig for JSON attachments; None when the project has no piiConfig.
+        self.documents = documents
 
     @property
     def is_empty(self) -> bool:
@@ -83,13 +91,29 @@ class ScrubbingPipeline:
     def process_attachment(self, filename: str, payload: bytes) -> bytes:
         """Scrub a plain attachment's bytes; returns `payload` itself when nothing changed.
 
-        The length never changes. Not for minidumps, view hierarchies (JSON) or
-        attachment placeholders, which Relay treats differently.
+        The length never changes. Not for minidumps or attachment placeholders, nor for
+        view hierarchies when they are scrubbed as JSON (`process_json_attachment`).
         """
         if self.attachments is None:
             return payload
         scrubbed, changed = self.attachments.scrub(filename, payload)
         return scrubbed if changed else payload
+
+    def process_json_attachment(self, payload: bytes) -> bytes:
+        """Scrub a JSON attachment (a view hierarchy) as Relay does with the piiConfig.
+
+        The result is the compact re-serialization of the document, so it may differ
+        from `payload` (and in length) even when no rule matched. Returns `payload`
+        itself when the project has no piiConfig or the payload is not JSON that Relay
+        reads (Relay keeps such attachments unchanged).
+        """
+        if self.documents is None:
+            return payload
+        try:
+            scrubbed = scrub_json(self.documents, payload)
+        except JsonScrubError:
+            return payload
+        return payload if scrubbed == payload else scrubbed
 
     def clear_value_cache(self) -> None:
         """Drop the cross-event string cache (to measure or bound the cold path)."""
@@ -103,16 +127,20 @@ def compile_project_configs(
     """Build the per-revision scrubber from a project config's two PII sections."""
     processors: list[PiiProcessor] = []
     attachments: AttachmentScrubber | None = None
-    if pii_config:
+    documents: PiiProcessor | None = None
+    if pii_config or isinstance(pii_config, dict | list):
+        # Even an empty piiConfig counts for JSON attachments: Relay then still rewrites
+        # them compactly.
         parsed = parse_pii_config(pii_config)
-        processors.append(compile_config(parsed))
+        documents = compile_config(parsed)
+        processors.append(documents)
         if has_simple_attachment_selector(parsed):
-            attachments = AttachmentScrubber(processors[0].applications)
+            attachments = AttachmentScrubber(documents.applications)
     if datascrubbing_settings:
         compiled = compile_datascrubbing(datascrubbing_settings)
         if compiled is not None:
             processors.append(compiled)
-    return ScrubbingPipeline(processors, attachments)
+    return ScrubbingPipeline(processors, attachments, documents)
 
 
 def pii_strip_event(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:

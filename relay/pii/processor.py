@@ -24,6 +24,8 @@ from relay.pii.value_types import ARRAY, NUMBER, OBJECT, STRING, Pii
 _SKIP_STRINGS = frozenset(("", "true", "false", "null", "undefined"))
 _OTHER_KEY = "\x00"  # placeholder for keys no selector mentions
 _MAX_SIGNATURES = 200_000
+#: Signature of the root state (no key, no value type, not PII-able).
+ROOT_SIGNATURE = 0
 # Cross-event cache of string results per (rule plan, key class, value): values repeat
 # across events (module names, paths, SDK strings, variables). Bounded in entries and in
 # the length of the strings it keeps.
@@ -155,6 +157,45 @@ class PiiProcessor:
     def is_empty(self) -> bool:
         """True when no application has any rule (scrubbing would change nothing)."""
         return not any(app.rules for app in self.applications)
+
+    # -- free-form documents (JSON attachments) -------------------------------------------------
+
+    def bound_caches(self) -> None:
+        """Forget the path signatures once there are too many (call before a document)."""
+        if len(self._states) > _MAX_SIGNATURES:
+            self._reset_caches()
+
+    def string_field(self, parent: int, key: str) -> int:
+        """Signature of the field `key` under `parent` (ROOT_SIGNATURE at the top), typed
+        as a string: scrubbed JSON documents pretend every value is one."""
+        return self._sig(parent, key, None, STRING)
+
+    def scrub_text(self, sig: int, key: str | None, text: str) -> str | None:
+        """Run the rules of PII-able field `sig` (named `key`) on a string.
+
+        Returns the new text (`text` itself when nothing changed) or None when a rule
+        removes the value. Like Relay, "", "true", "false", "null" and "undefined" are
+        never scrubbed.
+        """
+        if text in _SKIP_STRINGS:
+            return text
+        plan = self._plan_for(sig, Pii.TRUE)
+        if plan is None:
+            return text
+        key_class = plan.key_class(key)
+        if len(text) > VALUE_CACHE_MAX_LEN:
+            if plan.cannot_change(text, key_class):
+                return text
+            fresh = Scrubbed(text, [])
+            removed_by = scrub_string(plan.steps, key, fresh)
+            scrubbed: Scrubbed | None = fresh
+        else:
+            scrubbed, removed_by = self.cached_scrub(plan, text, key, key_class, (), None)
+        if removed_by is not None:
+            return None
+        if scrubbed is None or not scrubbed.changed or scrubbed.value is None:
+            return text
+        return scrubbed.value
 
     # -- signatures ------------------------------------------------------------------------
 
