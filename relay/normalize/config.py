@@ -37,6 +37,16 @@ class NormalizationConfig:
     client_sample_rate: float | None = None
     replay_id: str | None = None
     force_trace_context: bool = True
+    #: Span normalization (exclusive times, legacy app start ops) of transactions.
+    normalize_spans: bool = False
+    #: Project and global ``measurements`` sections; ``None`` for both keeps every measurement.
+    measurements: tuple[Any, Any] | None = None
+    #: Limit on a measurement's name plus unit length (metric name limits).
+    max_name_and_unit_len: int | None = None
+    #: The project's ``breakdownsV2``; when set, replaces the SDK's breakdowns.
+    breakdowns: dict[str, Any] | None = None
+    #: Unix seconds ``[start, end)`` a transaction and its spans must lie in.
+    transaction_timestamp_range: tuple[int, int] | None = None
 
     def received_ns(self) -> int:
         """Receipt time in integer nanoseconds (clock-drift arithmetic is done in ns)."""

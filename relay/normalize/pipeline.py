@@ -7,15 +7,21 @@ fields and emits no ``errors`` entries, so the processing relay can still valida
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from relay.normalize.config import NormalizationConfig
 from relay.normalize.event import normalize_event
+from relay.normalize.measurements import MEASUREMENT_MRI_OVERHEAD
 
 #: Relay's default ``max_secs_in_future`` (``limits``-independent, 1 minute).
 DEFAULT_MAX_SECS_IN_FUTURE = 60
 #: Event retention assumed when the project config says nothing (Relay's default, days).
 DEFAULT_RETENTION_DAYS = 90
+#: The metrics aggregator's defaults, which bound transaction and span timestamps.
+DEFAULT_METRICS_SECS_IN_PAST = 5 * 24 * 3600
+DEFAULT_METRICS_SECS_IN_FUTURE = 60
+DEFAULT_METRIC_NAME_LENGTH = 200
 
 
 def normalize_for_relay(
@@ -36,6 +42,12 @@ def normalize_for_relay(
     client_sample_rate: float | None = None,
     replay_id: str | None = None,
     user_agent: str | None = None,
+    measurements_config: Any = None,
+    global_measurements_config: Any = None,
+    breakdowns_config: Any = None,
+    metrics_secs_in_past: int = DEFAULT_METRICS_SECS_IN_PAST,
+    metrics_secs_in_future: int = DEFAULT_METRICS_SECS_IN_FUTURE,
+    max_metric_name_length: int = DEFAULT_METRIC_NAME_LENGTH,
 ) -> dict[str, Any]:
     """Normalize one event or transaction payload the way a relay in this mode does.
 
@@ -44,9 +56,16 @@ def normalize_for_relay(
     ``processing=True`` is the full pass whose output goes to Kafka. The envelope's event
     id, when given, replaces the payload's. Raises ``InvalidTransaction`` for transactions
     Relay rejects (the caller drops the item with outcome ``invalid``/``invalid_transaction``).
+
+    ``measurements_config``/``global_measurements_config`` are the project's and the global
+    ``measurements`` sections, ``breakdowns_config`` the project's ``breakdownsV2``. The
+    ``metrics_*`` limits are the metrics aggregator's: transactions must lie in its time
+    window (span timestamps outside it are replaced) and measurement names fit its limit.
     """
     if event_id is not None:
         event["event_id"] = event_id
+    # Relay takes the window from the clock, not from the receive time.
+    now = int(time.time())
     config = NormalizationConfig(
         project_id=project_id,
         client_ip=client_ip,
@@ -65,5 +84,10 @@ def normalize_for_relay(
         normalize_user_agent=True,
         client_sample_rate=client_sample_rate,
         replay_id=replay_id,
+        normalize_spans=True,
+        measurements=(measurements_config, global_measurements_config),
+        max_name_and_unit_len=max(0, max_metric_name_length - MEASUREMENT_MRI_OVERHEAD),
+        breakdowns=breakdowns_config if isinstance(breakdowns_config, dict) else None,
+        transaction_timestamp_range=(now - metrics_secs_in_past, now + metrics_secs_in_future),
     )
     return normalize_event(event, config)

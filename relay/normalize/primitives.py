@@ -86,11 +86,67 @@ def to_f64(value: Any, meta: Meta, key: str) -> Any:
 
 
 def to_finite_f64(value: Any, meta: Meta, key: str) -> Any:
-    number = to_f64(value, meta, key)
-    if number is not None and not math.isfinite(number):
-        _fail(meta, key, "a finite floating point number", value)
+    """Relay's ``FiniteF64``: any JSON number that is finite (one error for every miss)."""
+    cls = value.__class__
+    if cls is float:
+        if math.isfinite(value):
+            return value
+    elif cls is int:
+        return float(value)
+    elif value is None:
         return None
-    return number
+    _fail(meta, key, "a finite floating point number", value)
+    return None
+
+
+#: ``MetricUnit`` spellings and the canonical name each one is written back as.
+_METRIC_UNITS = {
+    "nanosecond": "nanosecond",
+    "ns": "nanosecond",
+    "microsecond": "microsecond",
+    "millisecond": "millisecond",
+    "ms": "millisecond",
+    "second": "second",
+    "s": "second",
+    "minute": "minute",
+    "hour": "hour",
+    "day": "day",
+    "week": "week",
+    **{
+        unit: unit
+        for unit in (
+            *("bit", "byte", "kilobyte", "kibibyte", "megabyte", "mebibyte", "gigabyte"),
+            *("gibibyte", "terabyte", "tebibyte", "petabyte", "pebibyte", "exabyte"),
+            *("exbibyte", "ratio", "percent", "none"),
+        )
+    },
+    "": "none",
+}
+#: A custom unit: 1 to 15 ASCII word characters (kept lowercased).
+_CUSTOM_UNIT = re.compile(r"[0-9A-Za-z_]{1,15}")
+
+
+def canonical_unit(unit: str) -> str | None:
+    """A metric unit's canonical spelling (``ms`` -> ``millisecond``); ``None`` if invalid."""
+    known = _METRIC_UNITS.get(unit)
+    if known is not None:
+        return known
+    if _CUSTOM_UNIT.fullmatch(unit):
+        return unit.lower()
+    return None
+
+
+def to_metric_unit(value: Any, meta: Meta, key: str) -> Any:
+    """Relay's ``MetricUnit``: a string naming a known or a custom unit."""
+    if value is None:
+        return None
+    if value.__class__ is not str:
+        _fail(meta, key, "a string", value)
+        return None
+    unit = canonical_unit(value)
+    if unit is None:
+        set_error(meta, key, "invalid_data", value)
+    return unit
 
 
 def lenient_str(value: Any, meta: Meta, key: str) -> Any:

@@ -16,6 +16,7 @@ from relay.normalize.containers import (
     ContextsKind,
     ValuesKind,
 )
+from relay.normalize.measurements import named_map_converter
 from relay.normalize.meta import expected, set_error
 from relay.normalize.types import (
     OTHER_ERROR,
@@ -300,8 +301,12 @@ TRANSACTION_INFO = Struct(
 
 MEASUREMENT = Struct(
     "Measurement",
-    [F("value", "ff64", required=True, skip=SKIP_NEVER), F("unit", "str")],
+    [F("value", "ff64", required=True, skip=SKIP_NEVER), F("unit", p.to_metric_unit)],
 )
+#: ``Measurements``: an object of measurements whose names are validated and lowercased.
+MEASUREMENTS = MapKind(MEASUREMENT)
+MEASUREMENTS.conv = named_map_converter(MEASUREMENTS.conv, "measurement", lowercase=True)
+MEASUREMENTS.name = "measurements"
 
 SPAN = Struct(
     "Span",
@@ -325,12 +330,17 @@ SPAN = Struct(
         F("links", ArrayKind(OBJ)),
         F("sentry_tags", OBJ),
         F("received", "ts"),
-        F("measurements", MapKind(MEASUREMENT), skip=E),
+        F("measurements", MEASUREMENTS, skip=E),
         F("platform", "str", skip=E),
         F("was_transaction", "bool", skip=E),
         F("kind", "str", skip=E),
     ],
 )
+
+#: ``Breakdowns``: measurements by breakdown name (names validated, not lowercased).
+BREAKDOWNS = MapKind(MEASUREMENTS)
+BREAKDOWNS.conv = named_map_converter(BREAKDOWNS.conv, "breakdown", lowercase=False)
+BREAKDOWNS.name = "breakdowns"
 
 _R = OTHER_RETAIN
 
@@ -556,8 +566,8 @@ EVENT = Struct(
         F("checksum", "str", max_chars=128),
         F("csp", OBJ),
         F("spans", ArrayKind(SPAN)),
-        F("measurements", MapKind(MEASUREMENT), skip=E),
-        F("breakdowns", MapKind(MapKind(MEASUREMENT)), skip=E),
+        F("measurements", MEASUREMENTS, skip=E),
+        F("breakdowns", BREAKDOWNS, skip=E),
         F("scraping_attempts", "value"),
         F("_metrics", OBJ),
         F("_dsc", "value"),

@@ -92,7 +92,7 @@ class Finisher:
     def finish(self, kind: Kind, value: Any, meta: Meta | None, path: str) -> Any:
         """Finish ``value`` of type ``kind`` whose meta subtree is ``meta``."""
         self.emit(meta, path)
-        if kind.name in _NEWTYPES and meta:
+        if kind.name in _NEWTYPES and meta and value is not None:
             # Relay visits these newtype wrappers and their inner value with the same meta.
             self.emit(meta, path)
         if value is None:
@@ -278,7 +278,7 @@ class Finisher:
 
 
 _NONE: Any = object()
-_NEWTYPES = frozenset({"contexts", "tags"})
+_NEWTYPES = frozenset({"contexts", "tags", "measurements", "breakdowns"})
 
 
 def _empty_for(kind: Kind, value: Any) -> bool:

@@ -58,6 +58,7 @@ class StoreNormalizer:
             normalize_user_agent=config.get("normalize_user_agent"),
             client_sample_rate=config.get("client_sample_rate"),
             replay_id=config.get("replay_id"),
+            normalize_spans=bool(config.get("normalize_spans")),
         )
 
     def normalize_event(

@@ -112,18 +112,25 @@ def check_stale(event: dict[str, Any], meta: Meta) -> None:
 
 
 def _display(ts: float) -> str:
-    """chrono's ``Display`` of a UTC datetime (``2020-01-01 00:00:00 UTC``)."""
-    secs = int(ts // 1)
-    micros = _us(ts) - secs * 1_000_000
-    base = datetime.fromtimestamp(0, UTC).__class__.fromtimestamp(secs, UTC)
-    text = base.strftime("%Y-%m-%d %H:%M:%S")
-    if micros:
-        text += f".{micros:06d}".rstrip("0").ljust(4, "0")
+    """chrono's ``Display`` of a UTC datetime (``2020-01-01 00:00:00.500 UTC``)."""
+    secs, micros = divmod(_us(ts), 1_000_000)
+    text = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if micros % 1000 == 0 and micros:
+        text += f".{micros // 1000:03d}"
+    elif micros:
+        text += f".{micros:06d}"
     return f"{text} UTC"
 
 
-def validate_transaction(event: dict[str, Any], meta: Meta) -> None:
-    """The hard requirements Relay enforces on transactions, and ending open spans."""
+def validate_transaction(
+    event: dict[str, Any], meta: Meta, timestamp_range: tuple[int, int] | None = None
+) -> None:
+    """The hard requirements Relay enforces on transactions, and ending open spans.
+
+    ``timestamp_range`` (Unix seconds, end exclusive) is the window metrics are accepted
+    in: a transaction outside it is invalid, span timestamps outside it are replaced by
+    the transaction's own (with an ``invalid_data`` error keeping the original).
+    """
     start = event.get("start_timestamp")
     end = event.get("timestamp")
     if end is None:
@@ -132,6 +139,11 @@ def validate_transaction(event: dict[str, Any], meta: Meta) -> None:
         raise InvalidTransaction("start_timestamp hard-required for transaction events")
     if end < start:
         raise InvalidTransaction("end timestamp is smaller than start timestamp")
+    if timestamp_range is not None:
+        if _unix_secs(start) < timestamp_range[0]:
+            raise InvalidTransaction("start timestamp is out of the valid range for metrics")
+        if timestamp_range[1] <= _unix_secs(end):
+            raise InvalidTransaction("end timestamp is out of the valid range for metrics")
     contexts = event.get("contexts")
     trace = contexts.get("trace") if contexts.__class__ is dict else None
     if trace.__class__ is not dict:
@@ -156,9 +168,38 @@ def validate_transaction(event: dict[str, Any], meta: Meta) -> None:
             span["status"] = "deadline_exceeded"
         if span.get("start_timestamp") is None:
             raise InvalidTransaction("span is missing timestamp")
+        if timestamp_range is not None:
+            _enforce_range(span, meta, index, "start_timestamp", start, timestamp_range)
+            _enforce_range(span, meta, index, "timestamp", end, timestamp_range)
         if span["timestamp"] < span["start_timestamp"]:
             raise InvalidTransaction("end timestamp is smaller than start timestamp")
         if span.get("span_id") is None:
             raise InvalidTransaction("span is missing span_id")
         if span.get("trace_id") is None:
             raise InvalidTransaction("span is missing trace_id")
+
+
+def _unix_secs(ts: float) -> int:
+    """Whole Unix seconds; timestamps before 1970 are not valid Unix timestamps."""
+    secs = _us(ts) // 1_000_000
+    if secs < 0:
+        raise InvalidTransaction("invalid unix timestamp")
+    return secs
+
+
+def _enforce_range(
+    span: dict[str, Any],
+    meta: Meta,
+    index: int,
+    key: str,
+    fallback: float,
+    timestamp_range: tuple[int, int],
+) -> None:
+    """Replace a span timestamp outside the valid range with the transaction's."""
+    value = span[key]
+    secs = _unix_secs(value)
+    if timestamp_range[0] <= secs < timestamp_range[1]:
+        return
+    span_meta = child(child(child(meta, "spans"), str(index)), key)
+    add_error(span_meta, "invalid_data", _display(value))
+    span[key] = fallback
