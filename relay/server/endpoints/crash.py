@@ -21,6 +21,7 @@ from relay.errors import BadRequest, InvalidJson
 from relay.protocol.envelope import Envelope, Item, normalize_event_id
 from relay.protocol.items import ItemType
 from relay.server.body import read_body
+from relay.server.crash_expansion import UNREAL_USER_HEADER
 from relay.server.endpoints.common import (
     EmptyBody,
     EndpointContext,
@@ -29,7 +30,6 @@ from relay.server.endpoints.common import (
     text_event_id,
 )
 
-UNREAL_USER_HEADER = "unreal_user_id"
 #: The client Relay records for check-ins sent without an SDK.
 CHECK_IN_CLIENT = "relay-http"
 _CHECK_IN_STATUSES = frozenset({"ok", "error", "in_progress", "missed", "unknown"})

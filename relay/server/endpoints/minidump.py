@@ -9,13 +9,16 @@ UUID in plain text, which Breakpad/Crashpad clients expect; rate limits are neve
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from typing import Any
 
 from aiohttp import web
 
-from relay.errors import PayloadTooLarge
+from relay.errors import PayloadTooLarge, RateLimited, RelayError, ServiceUnavailable
+from relay.kafka.outcomes import OutcomeCode
 from relay.protocol.envelope import Envelope, Item
-from relay.protocol.items import AttachmentType, ItemType
+from relay.protocol.items import AttachmentType, DataCategory, ItemType
 from relay.protocol.minidump import (
     MINIDUMP_CONTENT_TYPE,
     MINIDUMP_FIELD_NAME,
@@ -25,6 +28,7 @@ from relay.protocol.minidump import (
     validate_minidump,
 )
 from relay.protocol.multipart import Part, embedded_boundary, parse_multipart
+from relay.protocol.project_config import ProjectState
 from relay.server.body import read_body
 from relay.server.endpoints.common import (
     EndpointContext,
@@ -34,6 +38,10 @@ from relay.server.endpoints.common import (
     text_event_id,
 )
 from relay.server.endpoints.multipart import event_id_from_items, multipart_items, request_parts
+from relay.server.ingest import Rejected
+from relay.server.outcomes import scoping_for
+from relay.server.project_cache import DUMMY
+from relay.server.request_meta import RequestMeta
 
 _RAW_CONTENT_TYPES = frozenset({"application/octet-stream", "application/x-dmp"})
 _MINIDUMP_FILENAME = "Minidump"
@@ -80,48 +88,141 @@ def _unwrap_minidump(item: Item, limit: int) -> None:
         item.headers["filename"] = remove_container_extension(filename)
 
 
+class ProjectUnavailable(ServiceUnavailable):
+    """The project config did not arrive within ``limits.query_timeout`` (503)."""
+
+    reason = "project_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("project config is not available", retry_after=1)
+
+
+#: The global option that lets upload endpoints wait for the project config.
+FETCH_CONFIG_OPTION = "relay.endpoint-fetch-config.enabled"
+
+
+def _fetch_config_enabled(global_config: dict[str, Any] | None) -> bool:
+    options = (global_config or {}).get("options")
+    return isinstance(options, dict) and options.get(FETCH_CONFIG_OPTION) is True
+
+
+async def _endpoint_project(ctx: EndpointContext, meta: RequestMeta) -> ProjectState | None:
+    """The project config, when the global config lets the endpoint wait for it.
+
+    As Relay, a config that does not arrive in time is a 503, a disabled project or key a 403;
+    neither is an outcome (the data is not known to belong to an organization).
+    """
+    config = ctx.config
+    projects = ctx.ingestor.projects
+    if config.relay.mode == "proxy" or not _fetch_config_enabled(projects.global_config):
+        return None
+    try:
+        state = await projects.get(meta.public_key, config.limits.query_timeout)
+    except TimeoutError:
+        raise ProjectUnavailable() from None
+    if state is DUMMY:
+        return None
+    if not state.allows_key(meta.public_key):
+        raise Rejected("project_id", "ProjectId")
+    return state
+
+
+async def _emit_rejected(
+    ctx: EndpointContext,
+    meta: RequestMeta,
+    state: ProjectState | None,
+    rejected: list[tuple[Item, str]],
+    error_reason: str | None,
+) -> None:
+    """Outcomes for what the upload lost: its error (if it failed) and dropped items."""
+    outcomes = ctx.outcomes
+    if outcomes is None or (not rejected and error_reason is None):
+        return
+    if state is None:
+        # Only for the scoping (organization, key id); a missing config is not an error here.
+        try:
+            state = await ctx.ingestor.projects.get(meta.public_key, ctx.config.http.timeout)
+        except Exception:
+            state = None
+    scoping = scoping_for(meta, state)
+    invalid = int(OutcomeCode.INVALID)
+    if error_reason is not None:
+        # The crash the upload would have become.
+        outcomes.track(scoping, invalid, error_reason, int(DataCategory.ERROR), 1)
+    for item, reason in rejected:
+        for category, quantity in item.quantities():
+            outcomes.track(scoping, invalid, reason, int(category), quantity)
+
+
 def minidump_routes(ctx: EndpointContext) -> list[web.RouteDef]:
     """Routes for ``/api/{project_id}/minidump`` with and without the trailing slash."""
     config = ctx.config
     limits = config.limits
     max_attachment = int(limits.max_attachment_size)
 
-    async def minidump(request: web.Request) -> web.Response:
-        meta = request_meta(request)
-        content_type = request.headers.get("Content-Type", "")
-        items: list[Item]
-        if content_type in _RAW_CONTENT_TYPES:
-            try:
-                body = await read_body(request, max_attachment)
-            except PayloadTooLarge:
-                raise ItemTooLarge("attachment:minidump") from None
-            item = Item.new(
-                ItemType.ATTACHMENT,
-                _decode(body, max_attachment),
-                attachment_type=AttachmentType.MINIDUMP,
-                filename=_MINIDUMP_FILENAME,
-                content_type=MINIDUMP_CONTENT_TYPE,
-            )
-            items = [item]
-        else:
-            body = await read_body(
-                request, int(limits.max_upload_size) + int(limits.max_attachments_size)
-            )
-            parts = request_parts(request, body)
-            items = multipart_items(
-                parts,
-                config,
-                infer_minidump_field_type,
-                # Oversized ordinary attachments are dropped; an oversized dump is an error.
-                lambda attachment_type: attachment_type != AttachmentType.MINIDUMP,
-            )
+    async def raw_items(request: web.Request, rejected: list[tuple[Item, str]]) -> list[Item]:
+        try:
+            body = await read_body(request, max_attachment)
+        except PayloadTooLarge:
+            raise ItemTooLarge("attachment:minidump") from None
+        item = Item.new(
+            ItemType.ATTACHMENT,
+            body,
+            attachment_type=AttachmentType.MINIDUMP,
+            filename=_MINIDUMP_FILENAME,
+            content_type=MINIDUMP_CONTENT_TYPE,
+        )
+        try:
+            item.set_payload(_decode(body, max_attachment))
+        except RelayError as exc:
+            rejected.append((item, exc.reason))
+            raise
+        return [item]
+
+    async def multipart_upload(
+        request: web.Request, rejected: list[tuple[Item, str]]
+    ) -> list[Item]:
+        body = await read_body(
+            request, int(limits.max_upload_size) + int(limits.max_attachments_size)
+        )
+        parts = request_parts(request, body)
+        items = multipart_items(
+            parts,
+            config,
+            infer_minidump_field_type,
+            # Oversized ordinary attachments are dropped; an oversized dump is an error.
+            lambda attachment_type: attachment_type != AttachmentType.MINIDUMP,
+            rejected,
+        )
+        try:
             dump = next((i for i in items if i.attachment_type == AttachmentType.MINIDUMP), None)
             if dump is None:
                 raise MissingMinidump()
             _unwrap_minidump(dump, max_attachment)
+        except RelayError as exc:
+            rejected.extend((item, exc.reason) for item in items)
+            raise
+        return items
+
+    async def minidump(request: web.Request) -> web.Response:
+        meta = request_meta(request)
+        state = await _endpoint_project(ctx, meta)
+        rejected: list[tuple[Item, str]] = []
+        try:
+            if request.headers.get("Content-Type", "") in _RAW_CONTENT_TYPES:
+                items = await raw_items(request, rejected)
+            else:
+                items = await multipart_upload(request, rejected)
+        except RelayError as exc:
+            await _emit_rejected(ctx, meta, state, rejected, exc.reason)
+            raise
+        await _emit_rejected(ctx, meta, state, rejected, None)
         event_id = event_id_from_items(items) or uuid.uuid4().hex
         envelope = Envelope({"event_id": event_id}, items)
-        await handle_envelope(ctx, envelope, meta)
+        # Crash reporters retry on 429 and would send the dump again: the limits are applied
+        # (the dropped items are outcomes) but the answer is a success.
+        with contextlib.suppress(RateLimited):
+            await handle_envelope(ctx, envelope, meta)
         return text_event_id(event_id)
 
     return [

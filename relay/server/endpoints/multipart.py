@@ -21,6 +21,7 @@ from relay.config import Config
 from relay.errors import PayloadTooLarge
 from relay.protocol.envelope import Item, normalize_event_id
 from relay.protocol.items import AttachmentType, ItemType
+from relay.protocol.limits import discard_item_type
 from relay.protocol.multipart import (
     FormDataWriter,
     InvalidMultipart,
@@ -45,14 +46,20 @@ def request_parts(request: web.Request, body: bytes) -> list[Part]:
     return parse_multipart(body, boundary)
 
 
-def attachment_item(part: Part, attachment_type: str) -> Item:
-    """An ``attachment`` item for a file field."""
+def attachment_item(part: Part, attachment_type: str, data: bytes | None = None) -> Item:
+    """An ``attachment`` item for a file field (with ``data`` instead of the field's, if given)."""
     headers: dict[str, object] = {"attachment_type": attachment_type}
     if part.filename is not None:
         headers["filename"] = part.filename
     if part.content_type:
         headers["content_type"] = part.content_type
-    return Item.new(ItemType.ATTACHMENT, part.data, **headers)
+    return Item.new(ItemType.ATTACHMENT, part.data if data is None else data, **headers)
+
+
+def _reject_all(items: list[Item], reason: str, rejected: list[tuple[Item, str]] | None) -> None:
+    # What was read before the request failed is dropped with the request's reason.
+    if rejected is not None:
+        rejected.extend((item, reason) for item in items)
 
 
 def multipart_items(
@@ -60,8 +67,14 @@ def multipart_items(
     config: Config,
     infer_type: InferType,
     skip_oversized: SkipOversized,
+    rejected: list[tuple[Item, str]] | None = None,
 ) -> list[Item]:
-    """The envelope items of a multipart upload; raises when a limit is exceeded."""
+    """The envelope items of a multipart upload; raises when a limit is exceeded.
+
+    Items dropped on the way (a skipped oversized file, or everything read before the
+    request fails) are appended to ``rejected`` with their outcome reason, as Relay emits
+    outcomes for them.
+    """
     limits = config.limits
     max_attachment = int(limits.max_attachment_size)
     max_attachments = int(limits.max_attachments_size)
@@ -73,20 +86,28 @@ def multipart_items(
         if part.filename is not None:
             attachment_type = infer_type(part)
             if len(part.data) > max_attachment:
+                # Relay reads one byte past the limit to know it is exceeded, and counts it.
+                item = attachment_item(part, attachment_type, part.data[: max_attachment + 1])
+                reason = "too_large:" + discard_item_type(item)
+                if rejected is not None:
+                    rejected.append((item, reason))
                 if skip_oversized(attachment_type):
                     continue
+                _reject_all(items, reason, rejected)
                 raise InvalidMultipart(
                     f"field {part.name!r} exceeded the size limit of {max_attachment} bytes"
                 )
             items.append(attachment_item(part, attachment_type))
             attachments_size += len(part.data)
             if attachments_size > max_attachments:
+                _reject_all(items, "too_large:attachment:attachment", rejected)
                 raise PayloadTooLarge("request content exceeded size limits")
         elif part.name is not None:
             # Decoded leniently, as Django decodes POST data.
             value = part.data[: max_form + 1].decode("utf-8", "replace")
             form_data.append(part.name, value)
             if len(form_data) > max_form:
+                _reject_all(items, "too_large:form_data", rejected)
                 raise ItemTooLarge("form_data")
     if len(form_data):
         items.append(Item.new(ItemType.FORM_DATA, form_data.getvalue(), content_type="text/plain"))
