@@ -144,14 +144,17 @@ def chunk_attachment(
     retention_days: int = DEFAULT_RETENTION_DAYS,
     inline: bool = False,
     attachment_id: str | None = None,
+    stored_id: str | None = None,
 ) -> tuple[AttachmentRef, list[bytes]]:
     """Split an attachment into its reference and its ``attachment_chunk`` messages.
 
     With ``inline`` (the attachment goes out as a standalone ``attachment`` message) a
     payload smaller than one chunk is carried in the reference's ``data`` and no chunk
     is produced, which saves Sentry a trip through its attachment cache. An empty
-    payload has ``chunks=0`` and no chunk messages. The chunk messages must be produced
-    before the message carrying the reference, with the same partition key.
+    payload has ``chunks=0`` and no chunk messages. A payload already in the objectstore
+    (``stored_id``, its key there) is referenced by that key instead of chunked. The
+    chunk messages must be produced before the message carrying the reference, with the
+    same partition key.
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
@@ -169,6 +172,8 @@ def chunk_attachment(
     }
     if size == 0:
         return AttachmentRef(**common, chunks=0), []
+    if stored_id is not None:
+        return AttachmentRef(**common, stored_id=stored_id), []
     if inline and size < chunk_size:
         return AttachmentRef(**common, data=bytes(payload)), []
     view = memoryview(payload)
