@@ -20,6 +20,7 @@ from relay.errors import BadRequest, InvalidEnvelope, PayloadTooLarge
 from relay.protocol.envelope import Envelope, parse_envelope
 from relay.protocol.limits import SizeLimits, check_envelope_size_limits
 from relay.protocol.project_config import ProjectState
+from relay.protocol.unknown_items import remove_unknown_items
 from relay.server.ingest import Ingestor
 from relay.server.outcomes import OutcomeSink
 from relay.server.request_meta import RequestMeta, build_meta, parse_project_id, request_auth
@@ -136,7 +137,12 @@ async def handle_envelope(ctx: EndpointContext, envelope: Envelope, meta: Reques
 
     Empty envelopes are accepted and dropped. An item over its size limit rejects the whole
     envelope with :class:`ItemTooLarge` (413); its items become ``invalid`` outcomes.
+    Unknown items are removed first, without outcomes, unless ``routing.accept_unknown_items``.
     """
+    config = ctx.config
+    if not config.routing.accepts_unknown_items(config.processing.enabled):
+        for item in remove_unknown_items(envelope):
+            log.debug("dropping unknown item of type %r", item.type)
     if not envelope.items:
         return
     if meta.project_id == 0:

@@ -9,7 +9,8 @@ report as the browser wrote it. Relay only checks the media type here and wraps 
   ``sentry_release``/``sentry_environment`` query parameters as item headers; it is parsed into
   an event further down the chain.
 * NEL: ``application/json`` or ``application/reports+json``; the body becomes an
-  ``integration`` item (browser NEL logs), answered 200 even when rate limited.
+  ``integration`` item (browser NEL logs, expanded into logs by
+  relay.server.log_integrations), answered 200 even when rate limited.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import msgspec
 from aiohttp import web
 
 from relay import __version__
-from relay.errors import BadRequest
+from relay.errors import BadRequest, RateLimited
 from relay.protocol.envelope import Envelope, Item
 from relay.protocol.items import ItemType
 from relay.server.body import read_body
@@ -111,7 +112,14 @@ def security_routes(ctx: EndpointContext) -> list[web.RouteDef]:
             raise EmptyBody()
         item = Item.new(ItemType.INTEGRATION, body, content_type=NEL_CONTENT_TYPE)
         meta.client = RELAY_CLIENT
-        await handle_envelope(ctx, Envelope({}, [item]), meta)
+        try:
+            await handle_envelope(ctx, Envelope({}, [item]), meta)
+        except RateLimited as exc:
+            # Browsers do not back off on 429, so Relay never answers it here. Quota limits
+            # (they carry X-Sentry-Rate-Limits) already dropped the items with outcomes; a
+            # memory-pressure refusal (none) means the data was not taken and is passed on.
+            if exc.rate_limits is None:
+                raise
         return web.Response(status=200)
 
     return [
