@@ -219,6 +219,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "relay has no credentials, which are required in managed mode. "
             "Generate some with 'relay credentials generate' first."
         )
+    from relay.config_check import spool_batch_size_error
+    from relay.server.health_check import read_memory
+
+    batch_error = spool_batch_size_error(config, read_memory().total)
+    if batch_error is not None:
+        raise ConfigError(batch_error)
     from relay.server.runner import run
 
     return run(config, credentials, _workers(args.workers))

@@ -59,3 +59,24 @@ def check_config(config: Config) -> tuple[list[str], list[str]]:
     if config.limits.max_concurrent_requests <= 0:
         errors.append("`limits.max_concurrent_requests`: must be positive")
     return errors, warnings
+
+
+def spool_batch_size_error(config: Config, total_memory: int) -> str | None:
+    """Relay's start-up check of ``spool.envelopes.batch_size_bytes``, or None if it holds.
+
+    A spool batch may take at most a tenth of the memory below the backpressure watermark
+    (``total_memory * max_backpressure_memory_percent``): with bigger batches a buffer that
+    stopped unspooling under memory pressure could never fill a batch to spool, and would
+    deadlock. ``total_memory`` is the system's (or the limiting cgroup's) memory in bytes;
+    0 (unknown) passes.
+    """
+    if total_memory <= 0:
+        return None  # memory unknown: no basis to refuse a start on
+    spool = config.spool.envelopes
+    maximum = total_memory * spool.max_backpressure_memory_percent * 0.1
+    if spool.batch_size_bytes > maximum:
+        return (
+            f"the configured `spool.envelopes.batch_size_bytes` is {int(spool.batch_size_bytes)}"
+            f" bytes but it must be <= than {int(maximum)} bytes"
+        )
+    return None

@@ -277,7 +277,9 @@ def render() -> str:
         "## Accepted for compatibility",
         "",
         "These keys and sections of Sentry Relay are accepted and ignored (with a debug log),",
-        "so that an unchanged Relay `config.yml` loads. Any other key is an error that names it.",
+        "so that an unchanged Relay `config.yml` loads. A key of a section written at the top",
+        "level (`kafka_config` for `processing.kafka_config`) is ignored with a warning, as Relay",
+        "ignores it. Any other key is an error that names it.",
         "",
         "- Sections: " + ", ".join(f"`{s}`" for s in sorted(_RELAY_ONLY_SECTIONS)),
     ]

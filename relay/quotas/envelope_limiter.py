@@ -246,10 +246,17 @@ class LimitPlan:
 
 
 def plan_envelope(
-    envelope: Envelope | Iterable[Item], event_category: DataCategory | None = None
+    envelope: Envelope | Iterable[Item],
+    event_category: DataCategory | None = None,
+    *,
+    indexed: bool = False,
 ) -> LimitPlan:
     """The checks for an envelope. ``event_category`` overrides the item-type guess once the
     event payload is parsed (a ``default`` event is still ``ERROR``; a CSP report ``SECURITY``).
+
+    ``indexed``: also check the event's indexed category (``transaction_indexed``), as
+    processing relays do (Relay's ``CheckLimits::All``). The fast path leaves it out: whether
+    the event is stored is not known there yet, and it is needed downstream either way.
     """
     items = envelope.items if isinstance(envelope, Envelope) else envelope
     summary = EnvelopeSummary.compute(items)
@@ -265,6 +272,10 @@ def plan_envelope(
     event = "event" if summary.event_category is not None else None
     if summary.event_category is not None:
         add("event", summary.event_category, 1)
+        index_category = _INDEX_CATEGORY.get(summary.event_category)
+        if indexed and index_category is not None:
+            # Only counted while the event itself is within its quota.
+            add("event_indexed", index_category, 1, "event")
 
     span_att = (summary.attachment_bytes[_PARENT_SPAN], summary.attachment_count[_PARENT_SPAN])
     if summary.span_quantity > 0 or any(span_att):
@@ -563,6 +574,8 @@ def enforce(plan: LimitPlan, results: list[StepResult]) -> Enforcement:
         e.event = CategoryLimit.new(s.event_category, 1, event_limits.longest())
         indexed = _INDEX_CATEGORY.get(s.event_category)
         if indexed is not None:
+            if not event_limits:
+                event_limits.merge(_longest(results, plan, "event_indexed"))
             e.event_indexed = CategoryLimit.new(indexed, 1, event_limits.longest())
         limits.merge(event_limits)
     active_event = e.active_event

@@ -250,7 +250,8 @@ class RedisRateLimiter:
         failure is logged and nothing is limited by Redis (Relay's behaviour: an outage must
         not drop data).
         """
-        plan = plan_envelope(envelope, event_category)
+        # Processing relays decide what is stored: indexed categories count here.
+        plan = plan_envelope(envelope, event_category, indexed=True)
         results = await self.check_plan(plan, scoping, quotas, cache, fail_open=fail_open)
         return enforce(plan, results)
 

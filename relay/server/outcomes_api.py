@@ -24,8 +24,11 @@ from relay.kafka.metrics import MetricBucket
 from relay.kafka.outcomes import Outcome
 from relay.protocol.encoding import decode_body
 from relay.protocol.project_config import ProjectState
+from relay.quotas import Scoping as QuotaScoping
+from relay.server.bucket_limits import limit_buckets
 from relay.server.outcome_aggregator import Scoping
 from relay.server.outcomes import OutcomeSink
+from relay.server.rate_limiting import RateLimiting, project_quotas
 from relay.server.relay_api import SignedRequests
 from relay.server.relays import RelayCache
 
@@ -67,9 +70,17 @@ def _timestamp(value: str) -> float | None:
 
 
 def outcomes_api_routes(
-    config: Config, relays: RelayCache, sink: OutcomeSink, projects: ProjectStates
+    config: Config,
+    relays: RelayCache,
+    sink: OutcomeSink,
+    projects: ProjectStates,
+    rate_limits: RateLimiting | None = None,
 ) -> list[web.RouteDef]:
-    """The routes, for any relay that has downstream relays (processing or POP)."""
+    """The routes, for any relay that has downstream relays (processing or POP).
+
+    ``rate_limits``: on processing relays, the other buckets of a batch are checked against
+    the project's quotas (relay.server.bucket_limits), with ``metric_bucket`` outcomes.
+    """
     signed = SignedRequests(config, relays)
 
     async def read_verified(request: web.Request) -> bytes:
@@ -108,6 +119,15 @@ def outcomes_api_routes(
                 key.numeric_id if key else None,
             )
             sink.outcome_buckets(scoping, buckets)
+            if rate_limits is not None and config.processing.enabled:
+                # What stays within the quotas goes no further: processing relays write no
+                # generic metrics to Kafka.
+                await limit_buckets(
+                    rate_limits, sink,
+                    QuotaScoping(state.organization_id or 0, state.project_id, public_key,
+                                 scoping.key_id),
+                    project_quotas(state), buckets,
+                )  # fmt: skip
         return web.json_response({}, status=202)
 
     async def outcomes(request: web.Request) -> web.Response:

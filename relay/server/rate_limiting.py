@@ -16,6 +16,7 @@ import msgspec
 from relay.errors import RateLimited
 from relay.kafka.outcomes import OutcomeCode
 from relay.protocol.envelope import Envelope
+from relay.protocol.items import ItemType
 from relay.protocol.project_config import ProjectState
 from relay.quotas import (
     CachedRateLimits,
@@ -100,6 +101,10 @@ class RateLimiting:
             envelope, quota_scoping(meta, state), quotas, self.cache_for(meta.public_key)
         )
         self._apply(enforcement, envelope, meta, state)
+        if enforcement.event_indexed.active and not enforcement.event.active:
+            # Within its quota but over the indexed one: the transaction counts, but it is
+            # not stored (its `transaction_indexed` outcome was tracked above).
+            envelope.items = [i for i in envelope.items if i.type != ItemType.TRANSACTION]
 
     def learn_from_upstream(
         self,

@@ -23,11 +23,19 @@ from relay import __version__
 from relay.config import Config
 from relay.protocol.encoding import zstd_compress
 from relay.protocol.keys import Credentials, SecretKey
+from relay.server.backoff import RetryBackoff
+from relay.server.connection_monitor import ConnectionMonitor
 from relay.telemetry.metrics import UPSTREAM_DURATION, upstream_route
 
 log = logging.getLogger(__name__)
 
 ENVELOPE_CONTENT_TYPE = "application/x-sentry-envelope"
+
+#: Answers that mean the upstream was not reached (a proxy or load balancer answered).
+NETWORK_ERROR_STATUSES = frozenset({502, 503, 504})
+#: Retries of an envelope never follow each other faster than this, whatever
+#: ``http.retry_delay`` says: a zero delay must not turn into a busy loop.
+MIN_RETRY_DELAY_SECS = 0.05
 
 
 class UpstreamError(Exception):
@@ -39,12 +47,29 @@ class UpstreamError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         rate_limits: str | None = None,
+        relay_action: str | None = None,
+        denied: bool = False,
     ):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
         #: ``X-Sentry-Rate-Limits`` of a 429 answer (all values joined by ", ").
         self.rate_limits = rate_limits
+        #: The ``relay`` field of an error answer: what the upstream asks this relay to do
+        #: (``"stop"``: it is rejected for good).
+        self.relay_action = relay_action
+        #: Not sent: the upstream has permanently rejected this relay (no use retrying).
+        self.denied = denied
+
+    @property
+    def is_network_error(self) -> bool:
+        """The upstream was not reached: no answer, or 502/503/504 from something in between."""
+        return not self.denied and (self.status is None or self.status in NETWORK_ERROR_STATUSES)
+
+    @property
+    def is_permanent_rejection(self) -> bool:
+        """The upstream rejects this relay for good (403 with ``"relay": "stop"``)."""
+        return self.status == 403 and self.relay_action == "stop"
 
     @property
     def is_received(self) -> bool:
@@ -68,7 +93,12 @@ class UpstreamClient:
         self._empty_signature: tuple[str, float] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.authenticated = asyncio.Event()
+        #: The upstream rejected this relay permanently: no more requests, as in Relay.
+        self.denied = False
         self._auth_task: asyncio.Task[None] | None = None
+        self.connection = ConnectionMonitor(
+            config.http.outage_grace_period, config.http.max_retry_interval, self._check_live
+        )
 
     async def start(self) -> None:
         """Open the connection pool and, for managed relays, start registration."""
@@ -97,6 +127,7 @@ class UpstreamClient:
             self._auth_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._auth_task
+        await self.connection.stop()
         if self._session is not None:
             await self._session.close()
 
@@ -131,12 +162,46 @@ class UpstreamClient:
         signed: bool = True,
         sign_data: bytes | None = None,
         timeout: float | None = None,
+        direct: bool = False,
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         """One HTTP request to the upstream; returns status, headers and body.
 
         Signed requests sign ``sign_data`` (default: the body). Envelopes sign an empty
         payload, as Relay does: the signature proves which relay sent them, cheaply.
+
+        During a network outage (relay.server.connection_monitor) the request waits for the
+        upstream to come back, up to its timeout. ``direct`` requests (registration, the
+        liveness probe) neither wait nor count towards outage detection, as in Relay.
         """
+        if self.denied and not direct:
+            raise UpstreamError("the upstream has permanently rejected this relay", denied=True)
+        if not direct and self.connection.is_outage:
+            wait = self.config.http.timeout if timeout is None else timeout
+            if not await self.connection.wait_connected(wait):
+                raise UpstreamError(f"{method} {path}: network outage, the upstream is unreachable")
+        try:
+            result = await self._send(method, path, body, headers, signed, sign_data, timeout)
+        except UpstreamError:
+            if not direct:
+                self.connection.notify_error()
+            raise
+        if not direct:
+            if result[0] in NETWORK_ERROR_STATUSES:
+                self.connection.notify_error()
+            else:
+                self.connection.reset_error()
+        return result
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        signed: bool,
+        sign_data: bytes | None,
+        timeout: float | None,
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         all_headers = dict(headers or {})
         if signed:
             all_headers.update(self._sign_headers(body if sign_data is None else sign_data))
@@ -158,15 +223,33 @@ class UpstreamClient:
             UPSTREAM_DURATION.observe(time.monotonic() - started, upstream_route(path), "error")
             raise UpstreamError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
 
-    async def request_json(self, path: str, payload: Any, *, signed: bool = True) -> Any:
+    async def request_json(
+        self, path: str, payload: Any, *, signed: bool = True, direct: bool = False
+    ) -> Any:
         """POST JSON, expect a 2xx JSON answer; raise UpstreamError otherwise."""
         body = msgspec.json.encode(payload)
         status, headers, data = await self.request(
-            "POST", path, body=body, headers={"Content-Type": "application/json"}, signed=signed
-        )
+            "POST", path, body=body, headers={"Content-Type": "application/json"},
+            signed=signed, direct=direct,
+        )  # fmt: skip
         if status >= 300:
-            raise UpstreamError(response_error(status, data), status, _retry_after(headers))
+            raise UpstreamError(
+                response_error(status, data), status, _retry_after(headers),
+                relay_action=_relay_action(data),
+            )  # fmt: skip
         return msgspec.json.decode(data) if data else None
+
+    async def _check_live(self) -> bool:
+        """The outage probe: whether ``/api/0/relays/live/`` gets through (any answer but
+        a network error counts, as in Relay)."""
+        headers = {"X-Sentry-Relay-Id": self.credentials.id} if self.credentials else {}
+        try:
+            status, _, _ = await self.request(
+                "GET", "/api/0/relays/live/", headers=headers, signed=False, direct=True
+            )
+        except UpstreamError:
+            return False
+        return status not in NETWORK_ERROR_STATUSES
 
     async def register(self) -> None:
         """Relay's two-step registration: challenge, then the signed token back."""
@@ -178,6 +261,7 @@ class UpstreamClient:
                 "public_key": self.credentials.public_key,
                 "version": self.config.relay.protocol_version,
             },
+            direct=True,
         )
         await self.request_json(
             "/api/0/relays/register/response/",
@@ -186,24 +270,36 @@ class UpstreamClient:
                 "token": challenge["token"],
                 "version": self.config.relay.protocol_version,
             },
+            direct=True,
         )
 
     async def _auth_loop(self) -> None:
-        backoff = self.config.http.retry_delay
+        # As Relay's AuthMonitor: register, then renew every `http.auth_interval`, except on
+        # processing relays, which register once. Failures are retried with backoff; a
+        # permanent rejection (403 "stop") ends all communication with the upstream.
+        backoff = RetryBackoff(self.config.http.max_retry_interval)
         while True:
             try:
                 await self.register()
             except (UpstreamError, KeyError, TypeError, msgspec.DecodeError) as exc:
+                if isinstance(exc, UpstreamError) and exc.is_permanent_rejection:
+                    log.error("the upstream %s permanently rejected this relay: %s",
+                              self.base_url, exc)  # fmt: skip
+                    self.denied = True
+                    self.authenticated.clear()
+                    return
                 log.warning("registration with %s failed: %s", self.base_url, exc)
-                self.authenticated.clear()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.config.http.max_retry_interval)
+                # A renewal cut short by the network keeps the relay authenticated; any
+                # other failure means the upstream no longer knows it.
+                if not (isinstance(exc, UpstreamError) and exc.is_network_error):
+                    self.authenticated.clear()
+                await asyncio.sleep(backoff.next_backoff())
                 continue
             log.info("registered with upstream %s", self.base_url)
             self.authenticated.set()
-            backoff = self.config.http.retry_delay
+            backoff.reset()
             interval = self.config.http.auth_interval
-            if not interval:
+            if self.config.processing.enabled or not interval:
                 return
             await asyncio.sleep(interval)
 
@@ -232,6 +328,8 @@ class UpstreamClient:
                     "POST", path, body=body, headers=all_headers, sign_data=b""
                 )
             except UpstreamError as exc:
+                if exc.denied:
+                    raise
                 error = exc
             else:
                 if status < 300:
@@ -244,7 +342,7 @@ class UpstreamClient:
                 )
                 if error.is_received:
                     raise error
-            wait = error.retry_after or delay * (0.5 + random.random())
+            wait = error.retry_after or max(delay * (0.5 + random.random()), MIN_RETRY_DELAY_SECS)
             if time.monotonic() + wait > deadline:
                 raise error
             log.debug("retrying envelope for project %s in %.2fs: %s", project_id, wait, error)
@@ -267,6 +365,17 @@ def response_error(status: int, body: bytes) -> str:
     if isinstance(decoded, dict) and isinstance(decoded.get("detail"), str):
         detail = decoded["detail"]
     return f"upstream request returned error {status} {phrase}".rstrip() + f": {detail}"
+
+
+def _relay_action(body: bytes) -> str | None:
+    """The ``relay`` field of a JSON error answer (``"stop"``), if any."""
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(decoded, dict) and isinstance(decoded.get("relay"), str):
+        return str(decoded["relay"])
+    return None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
