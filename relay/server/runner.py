@@ -14,6 +14,7 @@ import signal
 from relay.config import Config
 from relay.protocol.keys import Credentials
 from relay.server.app import RelayApp
+from relay.telemetry.shared import PUBLISH_SECS, WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,30 @@ async def _serve(
     credentials: Credentials | None,
     reuse_port: bool = False,
     parent_pid: int | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> None:
     app = RelayApp(config, credentials)
     app.reuse_port = reuse_port
+    app.worker_metrics = metrics
+    publisher = None
+    if metrics is not None:
+        publisher = asyncio.create_task(_publish_metrics(metrics), name="metrics-publish")
     try:
         await app.start()
         await wait_for_signal(parent_pid)
         log.info("shutting down")
     finally:
         await app.stop()
+        if metrics is not None and publisher is not None:
+            publisher.cancel()
+            # What the drain counted stays in the sums after this worker is gone.
+            metrics.publish()
+
+
+async def _publish_metrics(metrics: WorkerMetrics) -> None:
+    while True:
+        metrics.publish()
+        await asyncio.sleep(PUBLISH_SECS)
 
 
 def run_relay(
@@ -79,14 +95,16 @@ def run_relay(
     *,
     reuse_port: bool = False,
     parent_pid: int | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> int:
     """Run a relay in this process until it is told to stop.
 
-    ``reuse_port`` and ``parent_pid`` are for worker processes (relay.server.supervisor).
+    ``reuse_port``, ``parent_pid`` and ``metrics`` are for worker processes
+    (relay.server.supervisor).
     """
     install_event_loop()
     try:
-        asyncio.run(_serve(config, credentials, reuse_port, parent_pid))
+        asyncio.run(_serve(config, credentials, reuse_port, parent_pid, metrics))
     except OSError as exc:
         log.error("relay failed: %s", exc)
         return 1

@@ -28,10 +28,12 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from relay.config import Config
@@ -235,14 +237,20 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
-def worker_main(config: Config, credentials: Credentials | None, index: int) -> None:
+def worker_main(
+    config: Config, credentials: Credentials | None, metrics_dir: str, index: int
+) -> None:
     """Entry point of one worker process (spawned: nothing is inherited but the arguments)."""
     from relay.logs import setup_logging
     from relay.server.runner import run_relay
+    from relay.telemetry.shared import WorkerMetrics
 
     setup_logging(config.logging.level, config.logging.format)
     logging.getLogger(__name__).debug("worker %d running in pid %d", index, os.getpid())
-    raise SystemExit(run_relay(config, credentials, reuse_port=True, parent_pid=os.getppid()))
+    metrics = WorkerMetrics(Path(metrics_dir), index)
+    raise SystemExit(
+        run_relay(config, credentials, reuse_port=True, parent_pid=os.getppid(), metrics=metrics)
+    )
 
 
 def run_supervised(config: Config, credentials: Credentials | None, workers: int) -> int:
@@ -254,8 +262,10 @@ def run_supervised(config: Config, credentials: Credentials | None, workers: int
         log.error("--workers needs a fixed relay.port: with port 0 each worker gets its own")
         return 1
     log.info("starting %d relay workers on %s:%s", workers, config.relay.host, config.relay.port)
-    supervisor = Supervisor(
-        workers, worker_main, (config, credentials),
-        shutdown_timeout=config.limits.shutdown_timeout,
-    )  # fmt: skip
-    return supervisor.run()
+    # Where the workers publish their metrics, so that any of them answers /metrics for all.
+    with tempfile.TemporaryDirectory(prefix="relay-metrics-") as metrics_dir:
+        supervisor = Supervisor(
+            workers, worker_main, (config, credentials, metrics_dir),
+            shutdown_timeout=config.limits.shutdown_timeout,
+        )  # fmt: skip
+        return supervisor.run()

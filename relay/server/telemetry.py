@@ -17,6 +17,7 @@ from relay.kafka.outcomes import OutcomeCode
 from relay.protocol.items import DataCategory
 from relay.telemetry.metrics import ITEMS_DROPPED, QUEUE_BYTES, QUEUE_OLDEST, REGISTRY, REQUESTS
 from relay.telemetry.registry import CONTENT_TYPE, Registry
+from relay.telemetry.shared import WorkerMetrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,11 +51,14 @@ async def request_metrics_middleware(request: web.Request, handler: Handler) -> 
     return response
 
 
-def metrics_routes(registry: Registry = REGISTRY) -> list[web.RouteDef]:
-    """``GET /metrics`` in Prometheus' text format."""
+def metrics_routes(
+    shared: WorkerMetrics | None = None, registry: Registry = REGISTRY
+) -> list[web.RouteDef]:
+    """``GET /metrics`` in Prometheus' text format; under ``--workers``, all workers' sums."""
 
     async def metrics(_: web.Request) -> web.Response:
-        body = registry.render().encode()
+        text = registry.render() if shared is None else shared.render()
+        body = text.encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     return [web.get("/metrics", metrics)]

@@ -1,11 +1,13 @@
 """Tier 3: ``relay run --workers 2`` in front of the chain's processing relay.
 
-Traffic spread over both workers reaches Kafka; a killed worker is replaced; SIGTERM drains
-and the supervisor exits 0 with no worker left behind.
+Traffic spread over both workers reaches Kafka; ``/metrics`` counts both workers whichever
+answers; a killed worker is replaced; SIGTERM drains and the supervisor exits 0 with no
+worker left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -23,6 +25,7 @@ import yaml
 from relay.dev.chain import DEMO_PROJECT_ID, DEMO_PUBLIC_KEY, LocalChain
 from relay.dev.services import free_port
 from relay.protocol.keys import save_credentials
+from relay.telemetry.shared import PUBLISH_SECS
 from tests.kafka_utils import collect
 
 AUTH = f"Sentry sentry_key={DEMO_PUBLIC_KEY}, sentry_version=7, sentry_client=workers/1.0"
@@ -102,6 +105,9 @@ async def test_workers_serve_restart_and_drain(chain: LocalChain, tmp_path: Path
         # Accepted envelopes are forwarded in the background: wait for them to land before
         # killing a worker, since SIGKILL loses what a worker still holds.
         await expect_in_kafka(chain, [send_event(port) for _ in range(20)])
+        # Whichever worker a scrape lands on, /metrics counts the requests of both.
+        await asyncio.sleep(PUBLISH_SECS * 1.5)
+        assert scraped_envelopes(port) == [20] * 6
 
         # A crashed worker is replaced, and the port keeps answering meanwhile.
         victim = min(first)
@@ -110,6 +116,9 @@ async def test_workers_serve_restart_and_drain(chain: LocalChain, tmp_path: Path
         assert victim not in children(proc.pid)
         wait_until(lambda: ready(port))
         await expect_in_kafka(chain, [send_event(port) for _ in range(10)])
+        # The replacement carries on from its predecessor's counts: counters never go down.
+        await asyncio.sleep(PUBLISH_SECS * 1.5)
+        assert scraped_envelopes(port) == [30] * 6
 
         # SIGTERM drains: what was accepted right before it still reaches Kafka.
         workers = children(proc.pid)
@@ -136,6 +145,21 @@ async def expect_in_kafka(chain: LocalChain, sent: list[str]) -> None:
         timeout=30,
     )
     assert wanted <= {m.get("event_id") for m in events}
+
+
+def scraped_envelopes(port: int, scrapes: int = 6) -> list[int]:
+    """``relay_requests_total`` of 200-answered envelopes, per scrape (a new connection each)."""
+    found = []
+    for _ in range(scrapes):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        total = 0
+        for line in text.splitlines():
+            ours = line.startswith("relay_requests_total{") and "/envelope/" in line
+            if ours and 'status="200"' in line:
+                total += int(float(line.rsplit(" ", 1)[1]))
+        found.append(total)
+    return found
 
 
 def start_workers(config_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
