@@ -230,6 +230,39 @@ class KafkaParam(msgspec.Struct, forbid_unknown_fields=True):
     value: str | int | float | bool
 
 
+class ObjectstoreAuth(_Section):
+    """Credentials for objectstore's token auth (Relay's ``processing.objectstore.auth``)."""
+
+    #: Identifier of the signing key; objectstore looks up the public key by it.
+    key_id: str
+    #: Ed25519 private key (PEM, PKCS#8) that signs the per-request tokens.
+    signing_key: str
+
+
+class ObjectstoreSection(_Section):
+    """Where processing relays store attachments instead of chunking them into Kafka."""
+
+    #: Base URL of the objectstore service; unset: attachments always go through Kafka.
+    objectstore_url: str | None = None
+    #: Uploads running at the same time.
+    max_concurrent_requests: Annotated[int, msgspec.Meta(ge=1)] = 10
+    #: Relay's queue of uploads waiting for a slot (accepted; ours wait on the slots).
+    max_backlog: NonNegativeInt = 20
+    #: Seconds an upload of an attachment may take, retries included.
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 60
+    #: Seconds a streamed upload may take.
+    stream_timeout: Annotated[float, msgspec.Meta(gt=0)] = 300
+    #: Seconds between upload attempts.
+    retry_delay: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    #: Attempts per upload (connection errors, 429 and 5xx are retried).
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
+    #: Send an attachment through Kafka when its upload fails; off: drop it with an
+    #: ``upload_failed`` outcome.
+    fallback_to_kafka: bool = True
+    #: Token auth; unset: requests carry no credentials.
+    auth: ObjectstoreAuth | None = None
+
+
 class ProcessingSection(_Section):
     enabled: bool = False
     kafka_config: list[KafkaParam] = msgspec.field(default_factory=list)
@@ -240,6 +273,7 @@ class ProcessingSection(_Section):
     projectconfig_cache_prefix: str = "relayconfig"
     max_secs_in_future: int = 60
     max_session_secs_in_past: int = 5 * 24 * 3600
+    objectstore: ObjectstoreSection = msgspec.field(default_factory=ObjectstoreSection)
 
     @property
     def redis_url(self) -> str | None:
@@ -309,10 +343,29 @@ class EnvelopeSpool(_Section):
     max_unspool_envelopes_per_second: int | None = None
     #: Ours: seconds a POP retries an envelope in memory before spooling it (unset: 10).
     spool_after: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    #: Relay's spooling batch size. Our spool writes envelope by envelope, so it is only
+    #: validated, as Relay does at start: at most a tenth of the memory below the
+    #: backpressure watermark (relay.config_check.spool_batch_size_error).
+    batch_size_bytes: ByteSize = ByteSize(10 * 1024)
+    #: Relay's memory fraction above which the buffer stops unspooling (validation only).
+    max_backpressure_memory_percent: Annotated[float, msgspec.Meta(ge=0.0)] = 0.8
 
 
 class SpoolSection(_Section):
     envelopes: EnvelopeSpool = msgspec.field(default_factory=EnvelopeSpool)
+
+
+class RoutingSection(_Section):
+    """Traffic steering (Relay's ``routing``)."""
+
+    #: Forward envelope items of unknown types (and attachments of unknown
+    #: ``attachment_type``) upstream; when off they are removed without an outcome. Unset:
+    #: on, except on processing relays, which cannot store them.
+    accept_unknown_items: bool | None = None
+
+    def accepts_unknown_items(self, processing: bool) -> bool:
+        """Whether unknown items are kept (``accept_unknown_items``, resolved)."""
+        return not processing if self.accept_unknown_items is None else self.accept_unknown_items
 
 
 class KillswitchSection(_Section):
@@ -342,6 +395,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     aggregator: AggregatorSection = msgspec.field(default_factory=AggregatorSection)
     spool: SpoolSection = msgspec.field(default_factory=SpoolSection)
     killswitches: KillswitchSection = msgspec.field(default_factory=KillswitchSection)
+    routing: RoutingSection = msgspec.field(default_factory=RoutingSection)
 
     @property
     def processing_enabled(self) -> bool:
@@ -359,8 +413,10 @@ _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
     "relay": frozenset({"config_reload_interval", "tls_port",
                         "tls_identity_path", "tls_identity_password"}),
     "http": frozenset({"dns_cache"}),
+    # event_*: names of older Relay versions, which Relay 26.9 still ignores silently.
     "cache": frozenset({"project_refresh_interval", "file_interval", "envelope_buffer_size",
-                        "eviction_interval"}),
+                        "eviction_interval", "event_buffer_expiry", "event_expiry",
+                        "event_buffer_size"}),
     "limits": frozenset({"max_expanded_log_operations", "max_expanded_span_operations",
                          "max_expanded_trace_metric_operations",
                          "max_replay_uncompressed_size", "max_replay_message_size",
@@ -370,13 +426,13 @@ _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
     "logging": frozenset({"enable_backtraces", "traces_sample_rate"}),
     "sentry": frozenset({"_crash_db"}),
     "processing": frozenset({"geoip_path", "secondary_kafka_configs", "max_rate_limit",
-                             "quota_cache_ratio", "quota_cache_max", "objectstore"}),
+                             "quota_cache_ratio", "quota_cache_max"}),
     "outcomes": frozenset({"emit_client_outcomes", "aggregator"}),
     "aggregator": frozenset({"aggregator_size"}),
     "spool": frozenset(),
-    "spool.envelopes": frozenset({"batch_size_bytes", "flush_timeout_secs",
+    "spool.envelopes": frozenset({"flush_timeout_secs",
                                   "max_envelope_delay_secs", "disk_usage_refresh_frequency_ms",
-                                  "max_backpressure_memory_percent", "partitions",
+                                  "partitions",
                                   "partitioning", "max_memory_size", "min_connections",
                                   "max_connections", "unspool_interval"}),
     "auth": frozenset(),
@@ -384,8 +440,7 @@ _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
 
 # Whole sections Relay has that we do not model (yet): accepted as they are.
 _RELAY_ONLY_SECTIONS = frozenset(
-    {"routing", "secondary_aggregators", "geoip", "normalization", "cogs",
-     "upload"}
+    {"secondary_aggregators", "geoip", "normalization", "cogs", "upload"}
 )  # fmt: skip
 
 
@@ -398,11 +453,33 @@ def _strip_relay_only(data: dict[str, Any]) -> dict[str, Any]:
             log.debug("config: ignoring Relay section %r", section)
             continue
         if section not in known_sections:
-            raise ConfigError(f"invalid config: unknown key `{section}`")
+            home = _section_of_key(section)
+            if home is None:
+                raise ConfigError(f"invalid config: unknown key `{section}`")
+            # Relay ignores keys it does not expect; a key of one of its sections put at the
+            # top level is a slip worth a warning, not a relay that refuses to start.
+            log.warning("config: ignoring `%s`, which belongs under `%s`", section, home)
+            continue
         if isinstance(value, dict):
             value = _strip_section(section, value)
         out[section] = value
     return out
+
+
+def _section_of_key(key: str) -> str | None:
+    """The section that has a key named ``key`` (``processing`` for ``kafka_config``)."""
+    for field in msgspec.structs.fields(Config):
+        section_type = field.type
+        if (
+            isinstance(section_type, type)
+            and issubclass(section_type, msgspec.Struct)
+            and key in {f.name for f in msgspec.structs.fields(section_type)}
+        ):
+            return field.name
+    for path, keys in _RELAY_ONLY_KEYS.items():
+        if key in keys:
+            return path
+    return None
 
 
 def _strip_section(path: str, value: dict[str, Any]) -> dict[str, Any]:

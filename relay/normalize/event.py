@@ -6,17 +6,21 @@ import copy
 from typing import Any
 
 from relay.normalize import (
+    breakdowns,
     contexts,
     defaults,
     logentry,
     measurements,
     request,
+    security_report,
+    spans,
     stacktrace,
     tags,
     user,
     useragent,
 )
 from relay.normalize.config import NormalizationConfig
+from relay.normalize.durations import positive_millis
 from relay.normalize.meta import Meta, add_error, child, merge
 from relay.normalize.release import is_valid_environment, is_valid_release
 from relay.normalize.schema import EVENT
@@ -50,11 +54,30 @@ def _validate_attribute(event: dict[str, Any], meta: Meta, key: str, valid: Any)
         event[key] = None
 
 
+def _normalize_measurements(
+    event: dict[str, Any], meta: Meta, config: NormalizationConfig, is_transaction: bool
+) -> None:
+    """Measurements, with the configured limits compiled only when there are some."""
+    if not is_transaction or event.get("measurements") is None:
+        measurements.normalize_measurements(event, meta, None, None)
+        return
+    limits = None
+    if config.measurements is not None:
+        project, global_ = config.measurements
+        limits = measurements.compile_config(project, global_, config.max_name_and_unit_len)
+    start, end = event.get("start_timestamp"), event.get("timestamp")
+    duration = positive_millis(start, end) if start is not None and end is not None else None
+    measurements.normalize_measurements(event, meta, limits, duration)
+    measurements.backfill_app_vitals_start(event)
+
+
 def _apply(event: dict[str, Any], meta: Meta, config: NormalizationConfig) -> None:
     is_transaction = event.get("type") == "transaction"
     if is_transaction:
         defaults.normalize_transaction(event)
     client_ip = config.client_ip if config.infer_ip_address else None
+    # Security reports first: their user IP and User-Agent header feed what follows.
+    security_report.normalize_security_report(event, client_ip, config.user_agent)
     user.normalize_ip_addresses(event, meta, client_ip)
     _validate_attribute(event, meta, "release", is_valid_release)
     _validate_attribute(event, meta, "environment", is_valid_environment)
@@ -68,7 +91,9 @@ def _apply(event: dict[str, Any], meta: Meta, config: NormalizationConfig) -> No
     stacktrace.normalize_exceptions(event, meta)
     if config.normalize_user_agent:
         useragent.normalize_user_agent(event)
-    measurements.normalize_measurements(event)
+    _normalize_measurements(event, meta, config, is_transaction)
+    if config.breakdowns is not None:
+        breakdowns.normalize_breakdowns(event, meta, config.breakdowns)
     defaults.normalize_default_attributes(event, meta, config)
     if config.replay_id is not None:
         ctxs = event.get("contexts")
@@ -80,6 +105,9 @@ def _apply(event: dict[str, Any], meta: Meta, config: NormalizationConfig) -> No
         defaults.force_trace_context(event)
     contexts.normalize_contexts(event)
     trace = defaults.trace_context(event)
+    if config.normalize_spans and event.get("type") == "transaction":
+        spans.normalize_app_start_spans(event)
+        spans.compute_exclusive_times(event, trace)
     if trace is not None:
         trace["client_sample_rate"] = config.client_sample_rate
 
@@ -100,7 +128,7 @@ def normalize_event(payload: dict[str, Any], config: NormalizationConfig) -> dic
         )
         check_stale(event, meta)
         if event.get("type") == "transaction":
-            validate_transaction(event, meta)
+            validate_transaction(event, meta, config.transaction_timestamp_range)
         _apply(event, meta, config)
     if config.enable_trimming:
         trim_event(EVENT, event, meta)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from relay.filters import useragent as _filters_ua
 
-__all__ = ["normalize_user_agent"]
+__all__ = ["browser_from_user_agent", "normalize_user_agent"]
 
 _CACHE_SIZE = 2048
 _MAX_CACHED_LEN = 512
@@ -90,6 +90,15 @@ def _parse(user_agent: str) -> _Parsed:
         if len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return parsed
+
+
+def browser_from_user_agent(user_agent: str) -> tuple[str, str | None] | None:
+    """The browser ``(name, version)`` a user-agent string names, if it names one."""
+    browser = _parse(user_agent).browser
+    if browser is None:
+        return None
+    version = browser.get("version")
+    return browser["name"], version if isinstance(version, str) else None
 
 
 def _browser_from_hints(sec_ch_ua: str) -> tuple[str, str] | None:

@@ -40,6 +40,7 @@ from relay.server.http_errors import error_middleware
 from relay.server.ingest import EnvelopeSink, Ingestor
 from relay.server.killswitch_service import KillSwitchService
 from relay.server.metrics_pipeline import MetricsPipeline
+from relay.server.objectstore import AttachmentUploader
 from relay.server.outcomes import OutcomeSink
 from relay.server.outcomes_api import outcomes_api_routes
 from relay.server.processor import Processor
@@ -52,6 +53,7 @@ from relay.server.spool import Spool, SpoolService
 from relay.server.statsd import StatsdSink
 from relay.server.telemetry import QueueGauges, metrics_routes, request_metrics_middleware
 from relay.server.upstream import UpstreamClient
+from relay.telemetry.shared import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ class RelayApp:
     #: Bind with SO_REUSEPORT, so that several worker processes share the port
     #: (relay.server.supervisor). Set before :meth:`start`.
     reuse_port: bool = False
+    #: Under ``--workers``: this worker's share of the merged ``/metrics`` (set by the runner).
+    worker_metrics: WorkerMetrics | None = None
 
     def __init__(self, config: Config, credentials: Credentials | None) -> None:
         self.config = config
@@ -100,6 +104,7 @@ class RelayApp:
         #: In-memory byte budgets of envelopes being processed or forwarded (limits.*).
         self.admission = Admission.from_config(config)
         self.statsd: StatsdSink | None = None
+        self.objectstore: AttachmentUploader | None = None
 
     def _cached_state(self, public_key: str) -> ProjectState | None:
         return self.projects.get_state(public_key) if self.projects is not None else None
@@ -152,9 +157,16 @@ class RelayApp:
                 config, self._cached_state, producer=producer,
                 metrics_topic=topics[KafkaTopic.METRICS_SESSIONS],
             )  # fmt: skip
+            # The sample rate is a global-config option, read per envelope once it is known.
+            self.objectstore = AttachmentUploader.from_config(
+                config.processing.objectstore, self.outcomes,
+                lambda: self.projects.global_config if self.projects is not None else None,
+            )  # fmt: skip
+            if self.objectstore is not None:
+                await self.objectstore.start()
             sink = Processor(
                 config, producer, topics, self.outcomes,
-                rate_limits=self.rate_limits, metrics=self.metrics,
+                rate_limits=self.rate_limits, metrics=self.metrics, objectstore=self.objectstore,
             )  # fmt: skip
         else:
             self.rate_limits = RateLimiting(self.outcomes)
@@ -183,7 +195,7 @@ class RelayApp:
         ingestor = Ingestor(
             config, projects, self.relays, sink, self.upstream, self.outcomes,
             rate_limits=self.rate_limits, killswitches=self.killswitches,
-            admission=self.admission,
+            admission=self.admission, memory=self.memory,
         )  # fmt: skip
         await ingestor.start()
         await self.metrics.start()
@@ -194,18 +206,20 @@ class RelayApp:
         app.add_routes(ingest_routes(config, ingestor))
         app.add_routes(
             relay_api_routes(
-                config, self.relays, projects.get_state, lambda: projects.global_config,
+                config, self.relays, projects.get_state, lambda: projects.served_global_config,
                 self.upstream,
             )
         )  # fmt: skip
-        app.add_routes(outcomes_api_routes(config, self.relays, self.outcomes, projects))
+        app.add_routes(
+            outcomes_api_routes(config, self.relays, self.outcomes, projects, self.rate_limits)
+        )
         internal = config.relay.internal_port is not None and (
             config.relay.internal_port != config.relay.port
             or (config.relay.internal_host or config.relay.host) != config.relay.host
         )
         if not internal:
             app.add_routes(health_routes(self.is_ready))
-            app.add_routes(metrics_routes())
+            app.add_routes(metrics_routes(self.worker_metrics))
         self._publish_queues()
         if config.metrics.statsd:
             self.statsd = StatsdSink(config.metrics)
@@ -214,7 +228,7 @@ class RelayApp:
         if internal:
             internal_app = self._web_app()
             internal_app.add_routes(health_routes(self.is_ready))
-            internal_app.add_routes(metrics_routes())
+            internal_app.add_routes(metrics_routes(self.worker_metrics))
             assert config.relay.internal_port is not None
             await self._listen(
                 internal_app, config.relay.internal_host or config.relay.host,
@@ -327,6 +341,9 @@ class RelayApp:
             await self.ingestor.stop(min(2.0, left()))
         if self.killswitches is not None:
             await self.killswitches.stop()
+        if self.objectstore is not None:
+            # After the ingestor: no envelope is being processed any more.
+            await self.objectstore.stop()
         if self.metrics is not None:
             # The final flush still needs the forwarder/upstream or Kafka: before them.
             await self.metrics.stop(left())

@@ -15,16 +15,25 @@ import msgspec
 from relay.filters import CompiledFilters, compile_filters
 from relay.kafka.outcomes import OutcomeCode
 from relay.normalize import InvalidTransaction, normalize_for_relay
+from relay.normalize.security_report import (
+    SecurityReportError,
+    check_security_event,
+    event_from_security_report,
+)
 from relay.pii import ScrubbingPipeline, compile_project_configs
 from relay.protocol.envelope import Envelope, Item
-from relay.protocol.items import ItemType
+from relay.protocol.items import ATTACHMENT_REF_CONTENT_TYPES, AttachmentType, ItemType
 from relay.protocol.project_config import ProjectState
 from relay.server.request_meta import RequestMeta
 
 _encoder = msgspec.json.Encoder()
 
 #: Item types whose payload is an event JSON that normalization applies to.
-NORMALIZED_ITEM_TYPES = frozenset({ItemType.EVENT, ItemType.TRANSACTION})
+NORMALIZED_ITEM_TYPES = frozenset(
+    {ItemType.EVENT, ItemType.TRANSACTION, ItemType.SECURITY, ItemType.RAW_SECURITY}
+)
+#: Items carrying a browser security report: as sent (raw) or already an event (classified).
+SECURITY_ITEM_TYPES = frozenset({ItemType.RAW_SECURITY, ItemType.SECURITY})
 #: Items Relay processes together with a transaction, and drops with it.
 _TRANSACTION_BOUND = frozenset({ItemType.ATTACHMENT, ItemType.PROFILE})
 #: Items Relay processes together with an error event (``requires_event``), and drops with
@@ -78,14 +87,12 @@ def normalize_event_payload(
     """Decode, normalize, filter, scrub and re-encode ``item``'s event; returns it.
 
     Raises EventRejected (``invalid_json`` or ``invalid_transaction``) when the event
-    cannot be kept.
+    cannot be kept. A raw security report becomes a classified ``security`` item.
     """
-    try:
-        event = msgspec.json.decode(item.payload)
-    except msgspec.DecodeError:
-        raise EventRejected("invalid_json") from None
-    if not isinstance(event, dict):
-        raise EventRejected("invalid_json")
+    if item.type in SECURITY_ITEM_TYPES:
+        event = security_event(item, meta)
+    else:
+        event = _decode_event(item.payload)
     if item.type == ItemType.TRANSACTION:
         event["type"] = "transaction"
         spans = event.get("spans")
@@ -93,6 +100,10 @@ def normalize_event_payload(
             # Relay's ``span_count`` header: outcomes for a dropped transaction, here or on
             # a later hop, count its spans too.
             item.headers["span_count"] = len(spans)
+    elif item.type == ItemType.EVENT:
+        # An event item is never a transaction: like Relay, drop the declared type and let
+        # normalization infer it (some SDKs send errors with ``type: transaction``).
+        event["type"] = None
     normalized = normalize_event_dict(
         event,
         envelope,
@@ -103,7 +114,46 @@ def normalize_event_payload(
         global_config=global_config,
     )
     item.set_payload(_encoder.encode(normalized))
+    if item.type == ItemType.RAW_SECURITY:
+        # The report is an event now; the next hop gets it as a classified security item.
+        item.headers["type"] = ItemType.SECURITY
+        item.headers.pop("sentry_release", None)
+        item.headers.pop("sentry_environment", None)
     return normalized
+
+
+def _decode_event(payload: bytes) -> dict[str, Any]:
+    try:
+        event = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        raise EventRejected("invalid_json") from None
+    if not isinstance(event, dict):
+        raise EventRejected("invalid_json")
+    return event
+
+
+def security_event(item: Item, meta: RequestMeta) -> dict[str, Any]:
+    """The event of a ``raw_security`` or ``security`` item, before normalization.
+
+    A raw report is converted (release and environment from its ``sentry_release`` and
+    ``sentry_environment`` headers, the request's ``Origin`` as a header); a classified one
+    must still be a supported (CSP) report. Raises EventRejected with the report's outcome:
+    ``invalid_json``, ``security_report_type``, ``security_report`` or filtered ``invalid-csp``.
+    """
+    try:
+        if item.type == ItemType.RAW_SECURITY:
+            return event_from_security_report(
+                item.payload,
+                release=_str(item.headers.get("sentry_release")),
+                environment=_str(item.headers.get("sentry_environment")),
+                origin=meta.origin,
+            )
+        event = _decode_event(item.payload)
+        check_security_event(event)
+    except SecurityReportError as exc:
+        code = OutcomeCode.FILTERED if exc.filtered else OutcomeCode.INVALID
+        raise EventRejected(exc.reason, code) from None
+    return event
 
 
 def normalize_event_dict(
@@ -146,6 +196,9 @@ def normalize_event_dict(
             client_sample_rate=_float(sample_rate),
             replay_id=_str(trace.get("replay_id")),
             user_agent=meta.user_agent,
+            measurements_config=config.get("measurements"),
+            global_measurements_config=(global_config or {}).get("measurements"),
+            breakdowns_config=config.get("breakdownsV2"),
         )
     except InvalidTransaction:
         raise EventRejected("invalid_transaction") from None
@@ -196,22 +249,37 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-#: Attachment types Relay scrubs with special logic (or not at all); plain rules skip them.
-_SPECIAL_ATTACHMENTS = frozenset({"event.minidump", "event.view_hierarchy"})
+#: With this feature, view hierarchies are scrubbed as JSON, not as binary blobs.
+_VIEW_HIERARCHY_SCRUBBING = "organizations:view-hierarchy-scrubbing"
 
 
 def scrub_attachments(envelope: Envelope, state: ProjectState) -> None:
-    """Apply the project's ``$attachments.*`` piiConfig rules to plain attachments.
+    """Apply the project's piiConfig to attachments, as Relay does.
 
-    Sizes never change (masks keep the length), so quantities and outcomes stay the same.
-    Minidumps and view hierarchies are left alone: Relay scrubs them with their own logic.
+    View hierarchies of projects with the view-hierarchy-scrubbing feature are scrubbed
+    as JSON (re-serialized, so their size may change: quantities are taken later, from
+    the new payload). Other attachments get the ``$attachments.*`` rules as bytes, sizes
+    unchanged. Minidumps (own logic) and attachment placeholders are left alone.
     """
     scrubber = pii_pipeline(state)
-    if scrubber.attachments is None:
-        return
+    features = state.config.get("features")
+    json_view_hierarchies = (
+        scrubber.documents is not None
+        and isinstance(features, list)
+        and _VIEW_HIERARCHY_SCRUBBING in features
+    )
     for item in envelope.items:
-        if item.type != ItemType.ATTACHMENT or item.attachment_type in _SPECIAL_ATTACHMENTS:
+        if item.type != ItemType.ATTACHMENT:
             continue
-        scrubbed = scrubber.process_attachment(item.filename or "", item.payload)
-        if scrubbed is not item.payload:
-            item.set_payload(scrubbed)
+        if (item.content_type or "").lower() in ATTACHMENT_REF_CONTENT_TYPES:
+            continue
+        attachment_type = item.attachment_type
+        if json_view_hierarchies and attachment_type == AttachmentType.VIEW_HIERARCHY:
+            scrubbed = scrubber.process_json_attachment(item.payload)
+            if scrubbed is not item.payload:
+                default_type = None if item.content_type else "application/json"
+                item.set_payload(scrubbed, default_type)
+        elif attachment_type != AttachmentType.MINIDUMP and scrubber.attachments is not None:
+            scrubbed = scrubber.process_attachment(item.filename or "", item.payload)
+            if scrubbed is not item.payload:
+                item.set_payload(scrubbed)

@@ -18,6 +18,7 @@ from relay.protocol.envelope import Envelope
 from relay.protocol.items import ItemType
 from relay.protocol.project_config import ProjectState
 from relay.server.admission import is_heavy
+from relay.server.crash_expansion import expand_crash_envelope
 from relay.server.event_normalization import (
     NORMALIZED_ITEM_TYPES,
     EventRejected,
@@ -25,6 +26,7 @@ from relay.server.event_normalization import (
     normalize_event_payload,
     scrub_attachments,
 )
+from relay.server.log_integrations import expand_log_integrations
 from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
 from relay.server.rate_limiting import RateLimiting
@@ -130,6 +132,11 @@ class Forwarder:
                 self.outcomes.client_reports(reports, meta, state)
                 if not envelope.items:
                     return None
+        if self.config.relay.mode != "proxy":
+            # NEL reports become logs at the first managed relay (relay.server.log_integrations).
+            expand_log_integrations(envelope, meta, state, self.outcomes, self.config)
+            # Crash uploads: form data and msgpack event parts become the event item.
+            expand_crash_envelope(envelope, meta, state, self.outcomes, self.config)
         self._normalize(envelope, meta, state)
         if self.config.relay.mode != "proxy":
             scrub_attachments(envelope, state)

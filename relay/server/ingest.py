@@ -18,21 +18,24 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import web
 
 from relay.config import Config
-from relay.errors import Forbidden, RateLimited, RelayError
+from relay.errors import Forbidden, RateLimited, RelayError, ServiceUnavailable
 from relay.filters.origins import SchemeDomainPort, compile_origins, matches_any_origin
 from relay.protocol.envelope import Envelope
 from relay.protocol.keys import KeyParseError, PublicKey
 from relay.protocol.project_config import ProjectState
+from relay.protocol.unknown_items import split_unknown_items
 from relay.server.admission import Admission, Ticket, envelope_memory, is_heavy
 from relay.server.outcomes import OutcomeSink
 from relay.server.pending import PendingQueues
 
 if TYPE_CHECKING:
+    from relay.server.health_check import MemoryChecker
     from relay.server.killswitch_service import KillSwitchService
 from relay.server.project_cache import DUMMY, ProjectCache
 from relay.server.rate_limiting import RateLimiting
 from relay.server.relays import RelayCache
 from relay.server.request_meta import RequestMeta
+from relay.server.sampling_context import sampling_key, validate_dsc
 from relay.server.upstream import UpstreamClient
 from relay.telemetry.metrics import ENVELOPES_ACCEPTED
 
@@ -134,8 +137,11 @@ class Ingestor:
         rate_limits: RateLimiting | None = None,
         killswitches: KillSwitchService | None = None,
         admission: Admission | None = None,
+        memory: MemoryChecker | None = None,
     ) -> None:
         self.config = config
+        #: The ``health`` memory watermarks; over them every envelope is refused (503).
+        self.memory = memory
         #: In-memory byte budgets (relay.server.admission); None: unbounded here.
         self.admission = admission
         self.rate_limits = rate_limits
@@ -148,7 +154,8 @@ class Ingestor:
         self.sink = sink
         self.outcomes = outcomes or OutcomeSink(config)
         self.pending = PendingQueues(config, self._release, self._expired)
-        projects.subscribe(self.pending.on_project_ready)
+        projects.subscribe(self._on_project_ready)
+        projects.subscribe_global(self._on_global_ready)
 
     async def start(self) -> None:
         """Start the pending queues' expiry."""
@@ -169,6 +176,7 @@ class Ingestor:
 
     async def submit(self, envelope: Envelope, meta: RequestMeta) -> None:
         """Accept the envelope or raise the error that tells the client why not."""
+        self._check_memory(envelope, meta)
         state = self.projects.get_state(meta.public_key)
         if state is None:
             self.pending.push(envelope, meta)
@@ -178,6 +186,13 @@ class Ingestor:
         except Rejected as exc:
             self.outcomes.envelope_dropped(envelope, meta, state, exc.reason)
             raise
+        if not self.projects.global_ready:
+            # As Relay's envelope buffer: nothing is processed before the global config is
+            # in; the envelope waits in its project's queue (bounded, with expiry).
+            self.pending.push(envelope, meta)
+            return
+        if self._wait_for_sampling_project(envelope, meta, state):
+            return
         if state.project_id is not None:
             meta.project_id = state.project_id
         if self.killswitches is not None:
@@ -198,19 +213,47 @@ class Ingestor:
     async def _to_sink(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState, ticket: Ticket | None
     ) -> None:
-        """Hand the envelope to the sink; the ticket is released when the sink is done."""
+        """Hand the envelope to the sink; the ticket is released when the sink is done.
+
+        Items of unknown types go in an envelope of their own, as Relay forwards them.
+        """
+        if state is not DUMMY:
+            trace = envelope.trace
+            root = trace.get("public_key") if trace is not None else None
+            sampling = self.projects.cached(root) if isinstance(root, str) else None
+            validate_dsc(envelope, meta.public_key, state, sampling)
+        parts = [envelope]
+        if self.config.relay.mode != "proxy":
+            unknown = split_unknown_items(envelope)
+            if unknown is not None:
+                parts.append(unknown)
+        running: list[asyncio.Future[None]] = []
         try:
-            done = await self.sink.accept(envelope, meta, state)
+            for part in parts:
+                done = await self.sink.accept(part, meta, state)
+                if done is not None and not done.done():
+                    running.append(done)
         except BaseException:
             if ticket is not None:
                 ticket.release()
             raise
         if ticket is None:
             return
-        if done is None or done.done():
+        if not running:
             ticket.release()
+        elif len(running) == 1:
+            running[0].add_done_callback(lambda _: ticket.release())
         else:
-            done.add_done_callback(lambda _: ticket.release())
+            together = asyncio.gather(*running, return_exceptions=True)
+            together.add_done_callback(lambda _: ticket.release())
+
+    def _check_memory(self, envelope: Envelope, meta: RequestMeta) -> None:
+        # As Relay, before anything else: a relay over its memory watermarks takes nothing
+        # more (503, the client may retry later); the data is dropped as `internal`.
+        if self.memory is None or self.memory.check().ok:
+            return
+        self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+        raise ServiceUnavailable("failed to queue envelope: relay is running out of memory")
 
     def _enforce_rate_limits(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
@@ -220,9 +263,21 @@ class Ingestor:
             return None
         return self.rate_limits.enforce_cached(envelope, meta, state)
 
-    async def _release(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
+    async def _release(self, envelope: Envelope, meta: RequestMeta, released: ProjectState) -> None:
+        # The queue may have been the one of the trace's root project (see
+        # _wait_for_sampling_project): the envelope's own project is looked up again.
+        del released
+        state = self.projects.get_state(meta.public_key)
+        if state is None:
+            try:
+                self.pending.push(envelope, meta)
+            except RelayError as exc:
+                self.outcomes.envelope_dropped(envelope, meta, None, exc.reason)
+            return
         try:
             check_envelope(self.config, state, envelope, meta, self._trusted(meta))
+            if self._wait_for_sampling_project(envelope, meta, state):
+                return
             if state.project_id is not None:
                 meta.project_id = state.project_id
             if self.killswitches is not None:
@@ -242,6 +297,31 @@ class Ingestor:
         except RelayError as exc:
             log.debug("queued envelope %s dropped: %s", envelope.event_id, exc.detail)
             self.outcomes.envelope_dropped(envelope, meta, state, exc.reason)
+
+    def _wait_for_sampling_project(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState
+    ) -> bool:
+        """Park a transaction until its trace root's config is known; True when parked."""
+        if state is DUMMY:
+            return False
+        key = sampling_key(envelope, meta.public_key)
+        if key is None or self.projects.get_state(key) is not None:
+            return False
+        self.pending.push(envelope, meta, key)
+        return True
+
+    def _on_project_ready(self, public_key: str, state: ProjectState) -> None:
+        # Without the global config, queued envelopes keep waiting (see _on_global_ready).
+        if self.projects.global_ready:
+            self.pending.on_project_ready(public_key, state)
+
+    def _on_global_ready(self) -> None:
+        # Release every queue whose project config is known; the others are fetched (again)
+        # and released by _on_project_ready.
+        for public_key in self.pending.waiting_keys():
+            state = self.projects.get_state(public_key)
+            if state is not None:
+                self.pending.on_project_ready(public_key, state)
 
     def _trusted(self, meta: RequestMeta) -> bool:
         return self.registry.is_internal(meta.relay_id)

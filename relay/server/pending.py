@@ -75,9 +75,16 @@ class PendingQueues:
         self._project_bytes: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry_task: asyncio.Task[None] | None = None
+        #: Set while no envelope waits (shutdown waits for it).
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+    def waiting_keys(self) -> list[str]:
+        """The public keys that have envelopes waiting."""
+        return list(self._queues)
 
     def oldest_queued_at(self) -> float | None:
         """Monotonic time the oldest waiting envelope was queued (None: nothing waits)."""
@@ -87,9 +94,12 @@ class PendingQueues:
         """Start dropping envelopes that waited too long."""
         self._expiry_task = asyncio.create_task(self._expiry_loop(), name="pending-expiry")
 
-    def push(self, envelope: Envelope, meta: RequestMeta) -> None:
-        """Queue an envelope for its project; raise ServiceUnavailable when over budget."""
-        key = meta.public_key
+    def push(self, envelope: Envelope, meta: RequestMeta, key: str | None = None) -> None:
+        """Queue an envelope for its project; raise ServiceUnavailable when over budget.
+
+        ``key``: the project to wait for, when not the envelope's own (a trace's root project).
+        """
+        key = key or meta.public_key
         size = envelope_size(envelope)
         project_bytes = self._project_bytes.get(key, 0)
         if self.bytes_queued + size > self.budget_bytes or (
@@ -97,12 +107,15 @@ class PendingQueues:
         ):
             raise ServiceUnavailable("the service is overloaded", retry_after=5)
         self._queues.setdefault(key, deque()).append(_Waiting(envelope, meta, size))
+        self._empty.clear()
         self._project_bytes[key] = project_bytes + size
         self.bytes_queued += size
 
     def on_project_ready(self, public_key: str, state: ProjectState) -> None:
         """Project cache listener: release the key's queue (in the background, in order)."""
         queue = self._queues.pop(public_key, None)
+        if not self._queues:
+            self._empty.set()
         if not queue:
             return
         self.bytes_queued -= self._project_bytes.pop(public_key, 0)
@@ -137,16 +150,24 @@ class PendingQueues:
             if not queue:
                 del self._queues[key]
                 self._project_bytes.pop(key, None)
+        if not self._queues:
+            self._empty.set()
         return dropped
 
     async def stop(self, timeout: float) -> None:
-        """Stop expiring; let releases in progress finish within ``timeout``."""
+        """Stop expiring; within ``timeout``, let waiting envelopes get their project config
+        and releases in progress finish. What is still waiting then is dropped (``timeout``)."""
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry_task
+        deadline = time.monotonic() + timeout
+        # As Relay's envelope buffer on shutdown: envelopes still waiting for their project
+        # config get the shutdown budget for it (the project cache keeps fetching meanwhile).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._empty.wait(), timeout)
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
         left = len(self)
         if left:
             log.warning("shutdown: %d envelopes still waited for their project config", left)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,12 +76,22 @@ from relay.protocol.items import (
     ItemType,
 )
 from relay.protocol.project_config import ProjectState
+from relay.server.crash_expansion import (
+    apply_crash_placeholder,
+    expand_crash_envelope,
+    expand_unreal_envelope,
+    strip_context_types,
+)
 from relay.server.event_normalization import (
+    SECURITY_ITEM_TYPES,
     EventRejected,
     normalize_event_dict,
     scrub_attachments,
+    security_event,
 )
+from relay.server.log_integrations import expand_log_integrations
 from relay.server.metrics_pipeline import MetricsPipeline
+from relay.server.objectstore import AttachmentUploader
 from relay.server.outcome_aggregator import Scoping
 from relay.server.outcomes import OutcomeSink, scoping_for
 from relay.server.rate_limiting import RateLimiting
@@ -94,7 +104,7 @@ Quantities = list[tuple[DataCategory, int]]
 
 #: Item types whose payload is the envelope's event (Relay's event-creating items).
 _EVENT_ITEMS = frozenset(
-    {ItemType.EVENT, ItemType.TRANSACTION, ItemType.SECURITY, ItemType.FEEDBACK}
+    {ItemType.EVENT, ItemType.TRANSACTION, ItemType.FEEDBACK, *SECURITY_ITEM_TYPES}
 )
 _REPLAY_ITEMS = frozenset({ItemType.REPLAY_EVENT, ItemType.REPLAY_RECORDING, ItemType.REPLAY_VIDEO})
 _SPAN_CONTAINER = "application/vnd.sentry.items.span.v2+json"
@@ -166,6 +176,8 @@ class _Context:
             except ValueError:
                 self.event_id = None
         self.event_key = partition_key_for(self.event_id, self.org_id) if self.event_id else None
+        #: Objectstore keys of attachments already uploaded, by ``id(item)``.
+        self.stored: Mapping[int, str] = {}
 
     def drop(
         self,
@@ -195,6 +207,7 @@ class Processor:
         *,
         rate_limits: RateLimiting | None = None,
         metrics: MetricsPipeline | None = None,
+        objectstore: AttachmentUploader | None = None,
     ) -> None:
         self.config = config
         self.producer = producer
@@ -202,6 +215,7 @@ class Processor:
         self.outcomes = outcomes
         self.rate_limits = rate_limits
         self.metrics = metrics
+        self.objectstore = objectstore
         #: Items lost because Kafka refused their messages for good (``internal`` outcomes).
         self.failed_items = 0
 
@@ -213,7 +227,17 @@ class Processor:
         if self.metrics is not None:
             self.metrics.take_sessions(envelope, meta, state)
         scrub_attachments(envelope, state)
-        plan = self.build(envelope, meta, state)
+        # NEL items not expanded by a POP relay become logs here.
+        expand_log_integrations(envelope, meta, state, self.outcomes, self.config)
+        # Crash uploads: form data and msgpack event parts become the event item; Unreal
+        # crash reports become their event, attachments and user report.
+        expand_unreal_envelope(envelope, meta, state, self.outcomes, self.config)
+        expand_crash_envelope(envelope, meta, state, self.outcomes, self.config)
+        # Attachment payloads stored in objectstore are referenced by key, not chunked.
+        stored = None
+        if self.objectstore is not None:
+            stored = await self.objectstore.upload(envelope, meta, state, _retention(state))
+        plan = self.build(envelope, meta, state, stored=stored)
         if not plan.units:
             return
         scoping = scoping_for(meta, state)
@@ -260,9 +284,17 @@ class Processor:
         then = [m for unit in plan.units for m in unit.then]
         return first, then
 
-    def build(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> Plan:
+    def build(
+        self,
+        envelope: Envelope,
+        meta: RequestMeta,
+        state: ProjectState,
+        *,
+        stored: Mapping[int, str] | None = None,
+    ) -> Plan:
         """Route every item of the envelope: Kafka messages, or outcomes for dropped items."""
         ctx = _Context(envelope, meta, state, self.outcomes)
+        ctx.stored = stored or {}
         plan = Plan()
         event_item: Item | None = None
         event_from_attachment: Item | None = None
@@ -347,7 +379,7 @@ class Processor:
                 for item in (*attachments, *user_reports):
                     ctx.drop(item, "invalid_event_id")
                 return None
-            result = self._event_payload(ctx, event_item)
+            result = self._event_payload(ctx, event_item, attachments)
             if isinstance(result, EventRejected):
                 assert event_item is not None
                 reason, code = result.reason, result.code
@@ -380,6 +412,7 @@ class Processor:
                 rate_limited=bool(item.headers.get("rate_limited")),
                 retention_days=ctx.retention,
                 inline=individual,
+                stored_id=ctx.stored.get(id(item)),
             )
             chunk_messages = [Message(KafkaTopic.ATTACHMENTS, c, ctx.event_key) for c in chunks]
             if individual:
@@ -448,13 +481,18 @@ class Processor:
         return _transaction_quantities(spans)
 
     def _event_payload(
-        self, ctx: _Context, item: Item | None
+        self, ctx: _Context, item: Item | None, attachments: list[Item] | None = None
     ) -> tuple[bytes, str | None, Quantities] | EventRejected:
         """The normalized event, its type and what it counts for; or why it is dropped."""
         assert ctx.event_id is not None
         if item is None:
             # A crash report without an event payload: the event is built from it later.
             event: Any = {}
+        elif item.type in SECURITY_ITEM_TYPES:
+            try:
+                event = security_event(item, ctx.meta)
+            except EventRejected as rejected:
+                return rejected
         else:
             try:
                 event = msgspec.json.decode(item.payload)
@@ -462,12 +500,19 @@ class Processor:
                 return EventRejected("invalid_json")
             if not isinstance(event, dict):
                 return EventRejected("invalid_json")
+        untyped_contexts: list[str] = []
         if item is not None and item.type == ItemType.TRANSACTION:
             event["type"] = "transaction"
             if not _valid_transaction(event):
                 return EventRejected("invalid_transaction")
         elif item is not None and item.type == ItemType.FEEDBACK:
             event["type"] = "feedback"
+        else:
+            if item is not None and item.type == ItemType.EVENT:
+                # Never a transaction: drop the declared type, normalization infers it.
+                event["type"] = None
+            # A minidump or Apple crash report makes this a native crash (placeholder).
+            untyped_contexts = apply_crash_placeholder(event, attachments or [])
         try:
             event = normalize_event_dict(
                 event,
@@ -479,6 +524,7 @@ class Processor:
             )
         except EventRejected as rejected:
             return rejected
+        strip_context_types(event, untyped_contexts)
         raw_type = event.get("type")
         event_type = raw_type if isinstance(raw_type, str) else None
         if event_type == "transaction":

@@ -49,6 +49,8 @@ DUMMY = ProjectState()
 
 #: Called with the key and its new state when a fetch completes.
 Listener = Callable[[str, ProjectState], None]
+#: Called once the global config is first ready.
+GlobalListener = Callable[[], None]
 
 _SWEEP_INTERVAL = 5.0
 
@@ -84,6 +86,7 @@ class ProjectCache:
         self.proxy = not managed
         self._projects: dict[str, _Project] = {}
         self._listeners: list[Listener] = []
+        self._global_listeners: list[GlobalListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._global_task: asyncio.Task[None] | None = None
@@ -110,6 +113,43 @@ class ProjectCache:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(key, state)`` whenever a fetch for a key completes."""
         self._listeners.append(listener)
+
+    def subscribe_global(self, listener: GlobalListener) -> None:
+        """Call ``listener()`` when the global config becomes ready (once)."""
+        self._global_listeners.append(listener)
+
+    @property
+    def global_ready(self) -> bool:
+        """Whether envelopes may be processed: the upstream's global config has arrived.
+
+        Only relays that fetch configs from an upstream wait for it (as Relay's envelope
+        buffer does); proxy and static relays use the defaults.
+        """
+        return self.upstream_source is None or self.global_config is not None
+
+    @property
+    def served_global_config(self) -> dict[str, Any] | None:
+        """The global config to hand to downstream relays (None: not fetched yet).
+
+        A relay that fetches none (proxy, static, or configs from Redis only) is
+        authoritative for its downstreams: it serves the defaults as ready, so they do
+        not wait for a global config that will never come.
+        """
+        if self.global_config is None and self.upstream_source is None:
+            return {}
+        return self.global_config
+
+    def _set_global(self, data: dict[str, Any]) -> None:
+        first = self.global_config is None
+        self.global_config = data
+        if not first:
+            return
+        log.info("received global config from upstream")
+        for listener in list(self._global_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("global config listener failed")
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -254,8 +294,15 @@ class ProjectCache:
                     {"publicKeys": [], "revisions": [], "global": True},
                 )
                 data = answer.get("global") if isinstance(answer, dict) else None
-                if isinstance(data, dict):
-                    self.global_config = data
+                # An upstream without a global status is an older one: its config is ready.
+                status = answer.get("globalStatus") if isinstance(answer, dict) else None
+                if not isinstance(data, dict):
+                    # Reported (sentry.dsn): an upstream that ignores the request is broken.
+                    log.error("global config missing in upstream response")
+                elif status not in (None, "ready"):
+                    log.info("global config from upstream is not yet ready")
+                else:
+                    self._set_global(data)
                 backoff.reset()
                 await asyncio.sleep(self.config.cache.global_config_fetch_interval)
             except (UpstreamError, msgspec.DecodeError) as exc:

@@ -48,16 +48,24 @@ class Upstream:
 
     def app(self) -> web.Application:
         async def configs(request: web.Request) -> web.Response:
-            keys = (await request.json())["publicKeys"]
+            query = await request.json()
+            keys = query["publicKeys"]
             state = {
                 "projectId": PROJECT, "organizationId": 1,
                 "publicKeys": [{"publicKey": KEY, "isEnabled": True, "numericId": 7}],
-                "config": {"allowedDomains": ["*.allowed.com"]},
+                "config": {
+                    "allowedDomains": ["*.allowed.com"],
+                    "features": ["organizations:ourlogs-ingestion"],
+                },
             }  # fmt: skip
             disabled = {"disabled": True}
-            return web.json_response(
-                {"configs": {k: state if k == KEY else disabled for k in keys}}
-            )
+            answer: dict[str, Any] = {
+                "configs": {k: state if k == KEY else disabled for k in keys}
+            }
+            if query.get("global"):
+                # As Sentry does: a relay waits for the global config before it forwards.
+                answer["global"] = {}
+            return web.json_response(answer)
 
         async def envelope(request: web.Request) -> web.Response:
             body = zstd_decompress(await request.read(), 2**30)
@@ -297,7 +305,10 @@ def test_gzip_bomb_is_refused_after_reading_the_limit(stack: Stack) -> None:
 
 
 def test_security_report_media_types(stack: Stack) -> None:
-    report = b'{"csp-report": {"document-uri": "https://x.allowed.com/"}}'
+    report = (
+        b'{"csp-report": {"document-uri": "https://x.allowed.com/", '
+        b'"violated-directive": "script-src", "blocked-uri": "https://evil.com/x.js"}}'
+    )
     for content_type in ("application/csp-report", "application/json"):
         status, _, _ = stack.request(
             "POST", f"/api/{PROJECT}/security/{QUERY}&sentry_release=1.0", report,
@@ -305,8 +316,11 @@ def test_security_report_media_types(stack: Stack) -> None:
         )  # fmt: skip
         assert status == 200
         [env] = stack.wait_envelopes(1)
-        assert env.items[0].type == "raw_security"
-        assert env.items[0].headers["sentry_release"] == "1.0"
+        # The POP turns the raw report into a CSP event, as Relay does.
+        assert env.items[0].type == "security"
+        event = json.loads(env.items[0].payload)
+        assert event["type"] == "csp" and event["release"] == "1.0"
+        assert event["csp"]["effective_directive"] == "script-src"
     batch = b"[" + report + b"," + report + b"]"
     status, _, _ = stack.request(
         "POST", f"/api/{PROJECT}/csp-report/{QUERY}", batch,
@@ -330,13 +344,23 @@ def test_origin_must_be_allowed(stack: Stack) -> None:
 
 
 def test_nel(stack: Stack) -> None:
+    report = {
+        "age": 1000, "type": "network-error", "url": "https://example.com/index.html",
+        "user_agent": "Mozilla/5.0",
+        "body": {
+            "elapsed_time": 37, "method": "GET", "phase": "application", "protocol": "http/1.1",
+            "referrer": "https://example.com/", "sampling_fraction": 1.0,
+            "server_ip": "123.123.123.123", "status_code": 500, "type": "http.error",
+        },
+    }  # fmt: skip
     status, _, _ = stack.request(
-        "POST", f"/api/{PROJECT}/nel/{QUERY}", b'[{"type": "network-error"}]',
+        "POST", f"/api/{PROJECT}/nel/{QUERY}", json.dumps([report]).encode(),
         {"Content-Type": "application/reports+json"},
     )  # fmt: skip
     assert status == 200
     [env] = stack.wait_envelopes(1)
-    assert env.items[0].type == "integration"
+    # The POP turns NEL reports into logs (projects with log ingestion), as Relay does.
+    assert [item.type for item in env.items] == ["log"]
     status, _, _ = stack.request(
         "POST", f"/api/{PROJECT}/nel/{QUERY}", b"[]", {"Content-Type": "x/y"}
     )
@@ -369,7 +393,8 @@ def test_minidump_multipart_raw_and_compressed(stack: Stack) -> None:
     [env] = stack.wait_envelopes(1)
     dump = next(i for i in env.items if i.attachment_type == "event.minidump")
     assert (dump.payload, dump.filename) == (b"MDMP dump", "minidump.dmp")
-    assert {i.type for i in env.items} == {"attachment", "form_data"}
+    # Form fields become the event that goes with the minidump.
+    assert {i.type for i in env.items} == {"attachment", "event"}
 
     status, _, answer = stack.request(
         "POST",

@@ -149,10 +149,15 @@ def test_from_config_defaults_and_overrides() -> None:
 
 
 class _Projects:
+    global_ready = True
+
     def get_state(self, public_key: str) -> ProjectState:
         return DUMMY
 
     def subscribe(self, listener: Any) -> None:
+        pass
+
+    def subscribe_global(self, listener: Any) -> None:
         pass
 
 
