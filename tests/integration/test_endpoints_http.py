@@ -59,9 +59,7 @@ class Upstream:
                 },
             }  # fmt: skip
             disabled = {"disabled": True}
-            answer: dict[str, Any] = {
-                "configs": {k: state if k == KEY else disabled for k in keys}
-            }
+            answer: dict[str, Any] = {"configs": {k: state if k == KEY else disabled for k in keys}}
             if query.get("global"):
                 # As Sentry does: a relay waits for the global config before it forwards.
                 answer["global"] = {}
