@@ -11,6 +11,25 @@ from relay.normalize.primitives import lenient_str, to_str
 from relay.normalize.types import Kind, Struct, TypeLike, _rust_char, as_kind
 
 
+def values_list(event: dict[str, Any], key: str) -> list[Any]:
+    """The list inside ``event[key]``, a ``{"values": [...]}`` container, for editing in place.
+
+    The container is made whole first: a bare list (which SDKs may send) is wrapped, and
+    anything that is neither a list nor an object becomes an empty container.
+    """
+    container = event.get(key)
+    if isinstance(container, list):
+        container = {"values": container}
+    if not isinstance(container, dict):
+        container = {}
+    values = container.get("values")
+    if not isinstance(values, list):
+        values = []
+    container["values"] = values
+    event[key] = container
+    return values
+
+
 class ValuesKind(Kind):
     """``Values<T>``: ``[T, ...]``, ``{"values": [T, ...]}`` or a single bare ``T``."""
 

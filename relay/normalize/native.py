@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
+from relay.normalize.containers import values_list
 from relay.protocol.minidump_reader import MinidumpError, MinidumpInfo, read_minidump
 
 __all__ = [
@@ -30,21 +31,6 @@ _PLACEHOLDERS: Final = {
 }
 
 
-def _exception_values(event: dict[str, Any]) -> list[Any]:
-    container = event.get("exception")
-    # SDKs may send the list itself instead of {"values": [...]}.
-    if isinstance(container, list):
-        container = {"values": container}
-    if not isinstance(container, dict):
-        container = {}
-    values = container.get("values")
-    if not isinstance(values, list):
-        values = []
-    container["values"] = values
-    event["exception"] = container
-    return values
-
-
 def write_native_placeholder(
     event: dict[str, Any],
     mechanism: Literal["minidump", "applecrashreport"],
@@ -59,7 +45,7 @@ def write_native_placeholder(
     if event.get("level") is None:
         # Without an explicit level, a crash file means the application crashed.
         event["level"] = "fatal"
-    values = _exception_values(event)
+    values = values_list(event, "exception")
     source = values[-1] if mechanism == "minidump" and values else None
     if not isinstance(source, dict):
         source = {}

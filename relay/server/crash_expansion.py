@@ -16,6 +16,7 @@ import msgspec
 
 from relay.config import Config
 from relay.kafka.outcomes import OutcomeCode
+from relay.normalize.containers import values_list
 from relay.normalize.crash_event import (
     CrashEventError,
     crash_attachment,
@@ -247,7 +248,7 @@ def expand_unreal_envelope(
             merge_user_info(event, user_info)
         crumbs = [c for log_item in logs for c in breadcrumbs_from_logs(log_item.payload)]
         if crumbs:
-            container = _get_breadcrumbs(event)
+            container = values_list(event, "breadcrumbs")
             container.extend(crumbs[:MAX_LOG_BREADCRUMBS])
         if context is not None:
             report_json = user_report(envelope.event_id or "", context)
@@ -277,17 +278,3 @@ def expand_unreal_envelope(
     consumed = (ItemType.UNREAL_REPORT, ItemType.EVENT, ItemType.ATTACHMENT, ItemType.USER_REPORT)
     rest = [i for i in envelope.items if i.type not in consumed]
     envelope.items = [event_item, *attachments, *user_reports, *rest]
-
-
-def _get_breadcrumbs(event: dict[str, Any]) -> list[Any]:
-    container = event.get("breadcrumbs")
-    if isinstance(container, list):
-        container = {"values": container}
-    if not isinstance(container, dict):
-        container = {}
-    values = container.get("values")
-    if not isinstance(values, list):
-        values = []
-    container["values"] = values
-    event["breadcrumbs"] = container
-    return values
