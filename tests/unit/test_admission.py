@@ -13,8 +13,8 @@ from relay.protocol.envelope import Envelope, Item
 from relay.protocol.project_config import ProjectState
 from relay.server.admission import OVERHEAD_BYTES, Admission, envelope_memory, is_heavy
 from relay.server.ingest import Ingestor
-from relay.server.project_cache import DUMMY
 from relay.server.request_meta import RequestMeta
+from tests.unit.ingest_fakes import NoInternalRelays, StaticProjects
 
 KEY = "a" * 32
 
@@ -148,24 +148,6 @@ def test_from_config_defaults_and_overrides() -> None:
 # --- the ingestor holds the ticket until the sink is done -----------------------------
 
 
-class _Projects:
-    global_ready = True
-
-    def get_state(self, public_key: str) -> ProjectState:
-        return DUMMY
-
-    def subscribe(self, listener: Any) -> None:
-        pass
-
-    def subscribe_global(self, listener: Any) -> None:
-        pass
-
-
-class _Registry:
-    def is_internal(self, relay_id: str | None) -> bool:
-        return False
-
-
 class _Sink:
     def __init__(self) -> None:
         self.pending: asyncio.Future[None] | None = None
@@ -184,7 +166,7 @@ async def test_ingestor_releases_when_the_sink_is_done() -> None:
     sink = _Sink()
     admission = Admission(1 << 20, 1 << 20)
     ingestor = Ingestor(
-        config, _Projects(), _Registry(), sink, None, admission=admission,  # type: ignore[arg-type]
+        config, StaticProjects(), NoInternalRelays(), sink, None, admission=admission,  # type: ignore[arg-type]
     )  # fmt: skip
     meta = RequestMeta(public_key=KEY, project_id=42)
     # Synchronous sink (processing): released when accept returns.

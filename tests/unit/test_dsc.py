@@ -19,6 +19,7 @@ from relay.server.ingest import Ingestor
 from relay.server.project_cache import ProjectCache
 from relay.server.request_meta import RequestMeta
 from relay.server.sampling_context import sampling_key, validate_dsc
+from tests.unit.ingest_fakes import NoInternalRelays
 
 OWN = "a" * 32
 ROOT = "b" * 32
@@ -143,11 +144,6 @@ def test_invalid_transaction_payload_drops_dsc() -> None:
 # --- the ingest path waits for configs -------------------------------------------------
 
 
-class _Registry:
-    def is_internal(self, relay_id: str | None) -> bool:
-        return False
-
-
 class _Sink:
     def __init__(self) -> None:
         self.accepted: list[Envelope] = []
@@ -166,7 +162,7 @@ async def settle() -> None:
 
 def make_ingestor(projects: ProjectCache, sink: _Sink) -> Ingestor:
     config = config_from_dict({})
-    return Ingestor(config, projects, _Registry(), sink, None)  # type: ignore[arg-type]
+    return Ingestor(config, projects, NoInternalRelays(), sink, None)  # type: ignore[arg-type]
 
 
 async def test_transaction_waits_for_root_project() -> None:

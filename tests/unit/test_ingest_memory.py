@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -17,29 +16,11 @@ from relay.protocol.project_config import ProjectState
 from relay.server.health_check import Memory, MemoryChecker, MemoryStat
 from relay.server.ingest import Ingestor
 from relay.server.outcomes import OutcomeSink
-from relay.server.project_cache import DUMMY
 from relay.server.request_meta import RequestMeta
+from tests.unit.ingest_fakes import NoInternalRelays, StaticProjects
 
 KEY = "a" * 32
 META = RequestMeta(public_key=KEY, project_id=42)
-
-
-class _Projects:
-    global_ready = True
-
-    def get_state(self, public_key: str) -> ProjectState:
-        return DUMMY
-
-    def subscribe(self, listener: Any) -> None:
-        pass
-
-    def subscribe_global(self, listener: Any) -> None:
-        pass
-
-
-class _Registry:
-    def is_internal(self, relay_id: str | None) -> bool:
-        return False
 
 
 class _Sink:
@@ -61,7 +42,7 @@ def checker(used: int, total: int = 1000, max_bytes: int | None = None) -> Memor
 def ingestor(memory: MemoryChecker, sink: _Sink, outcomes: OutcomeSink) -> Ingestor:
     config = config_from_dict({"relay": {"mode": "proxy"}})
     return Ingestor(
-        config, _Projects(), _Registry(), sink, None, outcomes,  # type: ignore[arg-type]
+        config, StaticProjects(), NoInternalRelays(), sink, None, outcomes,  # type: ignore[arg-type]
         memory=memory,
     )  # fmt: skip
 
