@@ -92,7 +92,7 @@ def normalize_event_payload(
     if item.type in SECURITY_ITEM_TYPES:
         event = security_event(item, meta)
     else:
-        event = _decode_event(item.payload)
+        event = decode_event(item.payload)
     if item.type == ItemType.TRANSACTION:
         event["type"] = "transaction"
         spans = event.get("spans")
@@ -122,7 +122,8 @@ def normalize_event_payload(
     return normalized
 
 
-def _decode_event(payload: bytes) -> dict[str, Any]:
+def decode_event(payload: bytes) -> dict[str, Any]:
+    """An event item's JSON object; raises EventRejected (``invalid_json``) otherwise."""
     try:
         event = msgspec.json.decode(payload)
     except msgspec.DecodeError:
@@ -148,7 +149,7 @@ def security_event(item: Item, meta: RequestMeta) -> dict[str, Any]:
                 environment=_str(item.headers.get("sentry_environment")),
                 origin=meta.origin,
             )
-        event = _decode_event(item.payload)
+        event = decode_event(item.payload)
         check_security_event(event)
     except SecurityReportError as exc:
         code = OutcomeCode.FILTERED if exc.filtered else OutcomeCode.INVALID

@@ -85,6 +85,7 @@ from relay.server.crash_expansion import (
 from relay.server.event_normalization import (
     SECURITY_ITEM_TYPES,
     EventRejected,
+    decode_event,
     normalize_event_dict,
     scrub_attachments,
     security_event,
@@ -488,18 +489,14 @@ class Processor:
         if item is None:
             # A crash report without an event payload: the event is built from it later.
             event: Any = {}
-        elif item.type in SECURITY_ITEM_TYPES:
-            try:
-                event = security_event(item, ctx.meta)
-            except EventRejected as rejected:
-                return rejected
         else:
             try:
-                event = msgspec.json.decode(item.payload)
-            except msgspec.DecodeError:
-                return EventRejected("invalid_json")
-            if not isinstance(event, dict):
-                return EventRejected("invalid_json")
+                if item.type in SECURITY_ITEM_TYPES:
+                    event = security_event(item, ctx.meta)
+                else:
+                    event = decode_event(item.payload)
+            except EventRejected as rejected:
+                return rejected
         untyped_contexts: list[str] = []
         if item is not None and item.type == ItemType.TRANSACTION:
             event["type"] = "transaction"
