@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from relay.kafka.keys import partition_key_for
+from relay.protocol.attributes import typed_attribute
 
 
 class InvalidSpan(ValueError):
@@ -24,14 +25,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def _attribute(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, bool):
-        return {"type": "boolean", "value": value}
-    if isinstance(value, int):
-        return {"type": "integer", "value": value}
-    if isinstance(value, float):
-        return {"type": "double", "value": value}
-    if isinstance(value, str):
-        return {"type": "string", "value": value}
+    # Plain values keep their type; objects and lists travel as their JSON text.
+    if isinstance(value, str | int | float | bool):
+        return typed_attribute(value)
     if value is None:
         return None
     return {"type": "string", "value": _encoder.encode(value).decode()}

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from relay.normalize.ourlogs import Attributes, attribute
+from relay.normalize.ourlogs import Attributes
+from relay.protocol.attributes import typed_attribute
 
 __all__ = [
     "NEL_ORIGIN",
@@ -201,12 +202,12 @@ def nel_report_to_log(
     def add(name: str, value: str | int | float | None) -> None:
         # Fields as sent, empty strings included.
         if value is not None:
-            attributes[name] = attribute(value)
+            attributes[name] = typed_attribute(value)
 
     def add_nonempty(name: str, value: str) -> None:
         # Derived values: only when there is something to say.
         if value:
-            attributes[name] = attribute(value)
+            attributes[name] = typed_attribute(value)
 
     add_nonempty("sentry.origin", NEL_ORIGIN)
     add_nonempty("browser.report.type", "network-error")

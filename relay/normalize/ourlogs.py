@@ -15,12 +15,12 @@ from typing import Any, Final
 import msgspec
 
 from relay.normalize.useragent import browser_from_user_agent
+from relay.protocol.attributes import typed_attribute
 
 __all__ = [
     "LOG_CONTAINER_CONTENT_TYPE",
     "Attributes",
     "LogTimestampOutOfRange",
-    "attribute",
     "check_log_timestamp",
     "encode_log_container",
     "log_byte_size",
@@ -48,17 +48,6 @@ class LogTimestampOutOfRange(ValueError):
     """A log's timestamp is older than the project keeps data (outcome ``timestamp``)."""
 
     reason = "timestamp"
-
-
-def attribute(value: str | int | float | bool) -> dict[str, Any]:
-    """A typed attribute for a plain value."""
-    if isinstance(value, bool):
-        return {"type": "boolean", "value": value}
-    if isinstance(value, int):
-        return {"type": "integer", "value": value}
-    if isinstance(value, float):
-        return {"type": "double", "value": value}
-    return {"type": "string", "value": value}
 
 
 def _value_size(value: Any) -> int:
@@ -117,7 +106,7 @@ def check_log_timestamp(
 
 def _insert_if_missing(attributes: Attributes, name: str, value: str) -> None:
     if name not in attributes:
-        attributes[name] = attribute(value)
+        attributes[name] = typed_attribute(value)
 
 
 def normalize_log(

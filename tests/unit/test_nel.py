@@ -20,12 +20,12 @@ from relay.normalize.nel import (
 from relay.normalize.ourlogs import (
     LOG_CONTAINER_CONTENT_TYPE,
     LogTimestampOutOfRange,
-    attribute,
     check_log_timestamp,
     encode_log_container,
     log_byte_size,
     normalize_log,
 )
+from relay.protocol.attributes import typed_attribute
 from relay.protocol.envelope import Envelope, Item
 from relay.protocol.items import DataCategory, ItemType
 from relay.protocol.project_config import ProjectState, PublicKeyConfig
@@ -223,10 +223,10 @@ def test_payload_must_be_array() -> None:
 
 
 def test_attribute_types() -> None:
-    assert attribute(True) == {"type": "boolean", "value": True}
-    assert attribute(3) == {"type": "integer", "value": 3}
-    assert attribute(0.5) == {"type": "double", "value": 0.5}
-    assert attribute("x") == s("x")
+    assert typed_attribute(True) == {"type": "boolean", "value": True}
+    assert typed_attribute(3) == {"type": "integer", "value": 3}
+    assert typed_attribute(0.5) == {"type": "double", "value": 0.5}
+    assert typed_attribute("x") == s("x")
 
 
 def test_byte_size() -> None:
