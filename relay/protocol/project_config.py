@@ -24,6 +24,10 @@ class PublicKeyConfig(msgspec.Struct, rename="camel", omit_defaults=True):
     is_enabled: bool = True
 
 
+#: Days data is kept when the project config names no ``eventRetention`` (Relay's default).
+DEFAULT_EVENT_RETENTION_DAYS = 90
+
+
 class ProjectState(msgspec.Struct, rename="camel", omit_defaults=True):
     """A project's state: either ``disabled`` or the project's info and config.
 
@@ -54,6 +58,14 @@ class ProjectState(msgspec.Struct, rename="camel", omit_defaults=True):
             return False
         key = self.key_config(public_key)
         return key is not None and key.is_enabled
+
+    @property
+    def event_retention(self) -> int:
+        """``config.eventRetention`` in days; Relay's default of 90 when absent or invalid."""
+        value = self.config.get("eventRetention")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        return DEFAULT_EVENT_RETENTION_DAYS
 
     @property
     def allowed_domains(self) -> list[str]:

@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 NEL_CONTENT_TYPE: Final = "application/vnd.sentry.integration.browser.nel+json"
 LOGS_FEATURE: Final = "organizations:ourlogs-ingestion"
-#: Relay's default retention (days) when the project config names none.
-DEFAULT_RETENTION_DAYS: Final = 90
 _DAY: Final = 24 * 3600
 
 
@@ -73,10 +71,7 @@ def log_retention_days(state: ProjectState) -> int:
             standard = entry.get("standard")
             if isinstance(standard, int) and not isinstance(standard, bool) and standard > 0:
                 return standard
-    value = state.config.get("eventRetention")
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return DEFAULT_RETENTION_DAYS
+    return state.event_retention
 
 
 def expand_log_integrations(

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 StateLookup = Callable[[str], ProjectState | None]
 
 _SESSION_ITEMS = frozenset({ItemType.SESSION, ItemType.SESSIONS})
-_DEFAULT_RETENTION = 90
 #: How long a POP relay keeps retrying a flushed batch towards its upstream.
 _UPSTREAM_DEADLINE = 60.0
 
@@ -113,8 +112,7 @@ class MetricsPipeline:
         if state is None or state.disabled or state.project_id is None:
             log.debug("dropping %d metric buckets of unknown key %s", len(buckets), public_key)
             return
-        retention = state.config.get("eventRetention")
-        retention_days = retention if isinstance(retention, int) else _DEFAULT_RETENTION
+        retention_days = state.event_retention
         headers = metric_headers("sessions")
         for bucket in buckets:
             message = encode_metric_message(

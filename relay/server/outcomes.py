@@ -44,7 +44,7 @@ from relay.kafka.topics import KafkaTopic
 from relay.protocol.encoding import zstd_compress
 from relay.protocol.envelope import Envelope, Item
 from relay.protocol.items import DataCategory, ItemType
-from relay.protocol.project_config import ProjectState
+from relay.protocol.project_config import DEFAULT_EVENT_RETENTION_DAYS, ProjectState
 from relay.server.outcome_aggregator import AggregatedOutcome, OutcomeAggregator, Scoping
 from relay.server.request_meta import RequestMeta
 from relay.server.telemetry import count_drop
@@ -58,8 +58,6 @@ EmitMode = Literal["kafka", "metrics", "client_reports", "none"]
 
 #: Relay's limit on a client report outcome's reason.
 MAX_REASON_LENGTH = 200
-#: Default event retention, which also bounds how old client report outcomes may be.
-DEFAULT_RETENTION_DAYS = 90
 #: How long outcome batches for the upstream are retried.
 UPSTREAM_DEADLINE_SECS = 60.0
 
@@ -253,11 +251,7 @@ class OutcomeSink:
         ``processing.max_secs_in_future`` ahead are refused, as in Relay.
         """
         scoping = scoping_for(meta, state)
-        retention = DEFAULT_RETENTION_DAYS
-        if state is not None:
-            value = state.config.get("eventRetention")
-            if isinstance(value, int) and value > 0:
-                retention = value
+        retention = DEFAULT_EVENT_RETENTION_DAYS if state is None else state.event_retention
         received = meta.received_at
         max_age = retention * 86400
         max_future = self.config.processing.max_secs_in_future

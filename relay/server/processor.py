@@ -168,7 +168,7 @@ class _Context:
         self.org_id = state.organization_id or 0
         self.project_id = meta.project_id
         self.start_time = safe_timestamp(meta.received_at)
-        self.retention = _retention(state)
+        self.retention = state.event_retention
         raw_id = envelope.event_id
         self.event_id: str | None = None
         if raw_id is not None:
@@ -237,7 +237,7 @@ class Processor:
         # Attachment payloads stored in objectstore are referenced by key, not chunked.
         stored = None
         if self.objectstore is not None:
-            stored = await self.objectstore.upload(envelope, meta, state, _retention(state))
+            stored = await self.objectstore.upload(envelope, meta, state, state.event_retention)
         plan = self.build(envelope, meta, state, stored=stored)
         if not plan.units:
             return
@@ -895,11 +895,6 @@ def _unpack_video(payload: bytes) -> dict[str, bytes] | None:
     if not isinstance(data, dict):
         return None
     return {k: bytes(v) for k, v in data.items() if isinstance(v, bytes | bytearray)}
-
-
-def _retention(state: ProjectState) -> int:
-    value = state.config.get("eventRetention")
-    return value if isinstance(value, int) and value > 0 else 90
 
 
 __all__ = ["KafkaProduceError", "Message", "Plan", "Processor", "Unit"]
