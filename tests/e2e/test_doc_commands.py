@@ -21,19 +21,20 @@ from pathlib import Path
 import pytest
 
 from relay.dev.services import free_port
+from tests.unit.test_docs_examples import code_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+README = ROOT / "README.md"
+DEPLOYMENT = ROOT / "docs" / "deployment.md"
 BIN = Path(sys.executable).parent
-_BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
-def readme_block(lang: str, containing: str) -> str:
-    """The README's ``lang`` code block that contains ``containing``."""
-    for match in _BLOCK.finditer(README):
-        if match.group(1) == lang and containing in match.group(2):
-            return match.group(2)
-    raise AssertionError(f"no {lang} block with {containing!r} in README.md")
+def doc_block(path: Path, lang: str, containing: str) -> str:
+    """The ``lang`` code block of ``path`` that contains ``containing``."""
+    for block in code_blocks(path, lang):
+        if containing in block:
+            return block
+    raise AssertionError(f"no {lang} block with {containing!r} in {path.name}")
 
 
 def wait_for_banner(log: Path, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> str:
@@ -70,7 +71,7 @@ def test_readme_quick_start(tmp_path: Path) -> None:
         )  # fmt: skip
     try:
         bootstrap = wait_for_banner(log, dev)
-        curl_block = localize(readme_block("sh", "curl -s"), port, bootstrap)
+        curl_block = localize(doc_block(README, "sh", "curl -s"), port, bootstrap)
         lines = curl_block.splitlines()
         tail_at = next(i for i, line in enumerate(lines) if "relay tail" in line)
         sends = "\n".join(lines[:tail_at])
@@ -81,7 +82,7 @@ def test_readme_quick_start(tmp_path: Path) -> None:
         # Both curl calls answer with the event id, as Relay does.
         assert len(re.findall(r'\{"id":"[0-9a-f]{32}"\}', sent.stdout)) == 2, sent.stdout
 
-        sdk = readme_block("python", "sentry_sdk.init")
+        sdk = doc_block(README, "python", "sentry_sdk.init")
         sdk = sdk.replace("127.0.0.1:3000", f"127.0.0.1:{port}") + "\nsentry_sdk.flush(10)\n"
         ran = subprocess.run([sys.executable, "-c", sdk], capture_output=True, text=True)
         assert ran.returncode == 0, ran.stderr
@@ -110,22 +111,12 @@ def test_readme_quick_start(tmp_path: Path) -> None:
         assert dev.wait(60) == 0, log.read_text(errors="replace")
 
 
-def deployment_block(lang: str, containing: str) -> str:
-    """docs/deployment.md's ``lang`` code block that contains ``containing`` (unindented)."""
-    text = (ROOT / "docs" / "deployment.md").read_text()
-    for match in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.S | re.M):
-        if match.group(2) == lang and containing in match.group(3):
-            indent = len(match.group(1))
-            return "\n".join(line[indent:] for line in match.group(3).splitlines())
-    raise AssertionError(f"no {lang} block with {containing!r} in docs/deployment.md")
-
-
 @pytest.mark.e2e
 def test_deployment_single_relay_commands(tmp_path: Path) -> None:
     """Topology 1 (one relay in front of sentry.io): its config and commands, run as written
     but on free ports, a temporary spool and a local upstream (no internet in tests)."""
     port, internal = free_port(), free_port()
-    config = deployment_block("yaml", "# edge/config.yml")
+    config = doc_block(DEPLOYMENT, "yaml", "# edge/config.yml")
     config = (
         config.replace("port: 3000", f"port: {port}")
         .replace("internal_port: 3001", f"internal_port: {internal}")
@@ -134,7 +125,7 @@ def test_deployment_single_relay_commands(tmp_path: Path) -> None:
     )
     (tmp_path / "edge").mkdir()
     (tmp_path / "edge" / "config.yml").write_text(config)
-    commands = deployment_block("sh", "relay -c edge run").splitlines()
+    commands = doc_block(DEPLOYMENT, "sh", "relay -c edge run").splitlines()
     assert commands[:3] == [
         "relay -c edge credentials generate",
         "relay -c edge config validate",

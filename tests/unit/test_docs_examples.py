@@ -26,7 +26,8 @@ _BLOCK = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.S | re.M)
 _LONG_RUNNING = {"run", "dev", "configserver", "tail", "healthcheck"}
 
 
-def _blocks(path: Path, lang: str) -> list[str]:
+def code_blocks(path: Path, lang: str) -> list[str]:
+    """The ``lang`` code blocks of a Markdown file, unindented."""
     out = []
     for match in _BLOCK.finditer(path.read_text()):
         if match.group(2) == lang:
@@ -37,7 +38,7 @@ def _blocks(path: Path, lang: str) -> list[str]:
 
 def _configs(path: Path) -> dict[str, str]:
     configs = {}
-    for block in _blocks(path, "yaml"):
+    for block in code_blocks(path, "yaml"):
         first = block.splitlines()[0]
         match = re.fullmatch(r"# ([\w.-]+)/config\.yml", first.strip())
         if match:
@@ -60,7 +61,7 @@ def _subcommand(args: list[str]) -> str | None:
 
 def _commands(path: Path) -> list[list[str]]:
     commands = []
-    for block in _blocks(path, "sh"):
+    for block in code_blocks(path, "sh"):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #", 1)[0].strip()
             for part in line.split("&&"):
