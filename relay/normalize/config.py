@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay.normalize.geoip import GeoIpLookup
+
 
 @dataclass(slots=True)
 class NormalizationConfig:
@@ -27,6 +29,8 @@ class NormalizationConfig:
     client_hints: dict[str, Any] = field(default_factory=dict)
     received_at: float | None = None
     received_at_ns: int | None = None
+    #: The envelope's ``sent_at`` (sender's clock), Unix nanoseconds; enables drift correction.
+    sent_at_ns: int | None = None
     max_secs_in_future: int | None = None
     max_secs_in_past: int | None = None
     enable_trimming: bool = False
@@ -45,6 +49,8 @@ class NormalizationConfig:
     max_name_and_unit_len: int | None = None
     #: The project's ``breakdownsV2``; when set, replaces the SDK's breakdowns.
     breakdowns: dict[str, Any] | None = None
+    #: The GeoIP database for ``user.geo``; None: no geo lookups.
+    geoip: GeoIpLookup | None = None
     #: Unix seconds ``[start, end)`` a transaction and its spans must lie in.
     transaction_timestamp_range: tuple[int, int] | None = None
 

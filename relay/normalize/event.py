@@ -19,6 +19,7 @@ from relay.normalize import (
     user,
     useragent,
 )
+from relay.normalize.clock_drift import correct_clock_drift
 from relay.normalize.config import NormalizationConfig
 from relay.normalize.durations import positive_millis
 from relay.normalize.meta import Meta, add_error, child, merge
@@ -79,6 +80,8 @@ def _apply(event: dict[str, Any], meta: Meta, config: NormalizationConfig) -> No
     # Security reports first: their user IP and User-Agent header feed what follows.
     security_report.normalize_security_report(event, client_ip, config.user_agent)
     user.normalize_ip_addresses(event, meta, client_ip)
+    if config.geoip is not None:
+        user.normalize_user_geo(event, config.geoip, config.client_ip)
     _validate_attribute(event, meta, "release", is_valid_release)
     _validate_attribute(event, meta, "environment", is_valid_environment)
     user.normalize_user(event)
@@ -119,10 +122,14 @@ def normalize_event(payload: dict[str, Any], config: NormalizationConfig) -> dic
     """
     event, meta = parse_event(payload)
     if not config.is_renormalize:
+        received_ns = config.received_ns()
+        if config.sent_at_ns is not None:
+            # Before the range checks: a corrected timestamp is no longer out of range.
+            correct_clock_drift(event, meta, config.sent_at_ns, received_ns)
         validate_timestamps(
             event,
             meta,
-            config.received_ns(),
+            received_ns,
             config.max_secs_in_past,
             config.max_secs_in_future,
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from relay.normalize.config import NormalizationConfig
 from relay.normalize.event import normalize_event
+from relay.normalize.geoip import GeoIpLookup
 from relay.normalize.measurements import MEASUREMENT_MRI_OVERHEAD
 
 #: Relay's default ``max_secs_in_future`` (``limits``-independent, 1 minute).
@@ -30,6 +31,7 @@ def normalize_for_relay(
     processing: bool,
     event_id: str | None,
     received_at: float,
+    sent_at: float | None = None,
     project_id: int | None = None,
     key_id: str | None = None,
     client: str | None = None,
@@ -48,6 +50,7 @@ def normalize_for_relay(
     metrics_secs_in_past: int = DEFAULT_METRICS_SECS_IN_PAST,
     metrics_secs_in_future: int = DEFAULT_METRICS_SECS_IN_FUTURE,
     max_metric_name_length: int = DEFAULT_METRIC_NAME_LENGTH,
+    geoip: GeoIpLookup | None = None,
 ) -> dict[str, Any]:
     """Normalize one event or transaction payload the way a relay in this mode does.
 
@@ -57,10 +60,12 @@ def normalize_for_relay(
     id, when given, replaces the payload's. Raises ``InvalidTransaction`` for transactions
     Relay rejects (the caller drops the item with outcome ``invalid``/``invalid_transaction``).
 
+    ``sent_at`` (Unix seconds, the envelope header) enables clock drift correction.
     ``measurements_config``/``global_measurements_config`` are the project's and the global
     ``measurements`` sections, ``breakdowns_config`` the project's ``breakdownsV2``. The
     ``metrics_*`` limits are the metrics aggregator's: transactions must lie in its time
     window (span timestamps outside it are replaced) and measurement names fit its limit.
+    ``geoip`` fills ``user.geo`` from the user's or the client's IP address.
     """
     if event_id is not None:
         event["event_id"] = event_id
@@ -76,6 +81,7 @@ def normalize_for_relay(
         grouping_config=grouping_config,
         user_agent=user_agent,
         received_at=received_at,
+        sent_at_ns=None if sent_at is None else round(sent_at * 1_000_000) * 1000,
         max_secs_in_future=max_secs_in_future,
         max_secs_in_past=(retention_days or DEFAULT_RETENTION_DAYS) * 24 * 3600,
         enable_trimming=True,
@@ -89,5 +95,6 @@ def normalize_for_relay(
         max_name_and_unit_len=max(0, max_metric_name_length - MEASUREMENT_MRI_OVERHEAD),
         breakdowns=breakdowns_config if isinstance(breakdowns_config, dict) else None,
         transaction_timestamp_range=(now - metrics_secs_in_past, now + metrics_secs_in_future),
+        geoip=geoip,
     )
     return normalize_event(event, config)

@@ -43,8 +43,8 @@ def rfc3339_ns(total_ns: int) -> str:
     return f"{base}{frac}+00:00"
 
 
-def _shift_all(event: dict[str, Any], drift_ns: int) -> None:
-    """Apply the clock correction to every timestamp of the event."""
+def shift_event_timestamps(event: dict[str, Any], drift_ns: int) -> None:
+    """Add ``drift_ns`` to every timestamp of the event (clock drift correction)."""
     for key in ("timestamp", "start_timestamp", "received"):
         value = event.get(key)
         if value.__class__ is float:
@@ -81,7 +81,7 @@ def validate_timestamps(
         elif max_secs_in_past is not None and ts_ns < received_ns - max_secs_in_past * 10**9:
             kind = "past_timestamp"
         if kind is not None:
-            _shift_all(event, received_ns - ts_ns)
+            shift_event_timestamps(event, received_ns - ts_ns)
             add_error(
                 child(meta, "timestamp"),
                 [kind, {"sdk_time": rfc3339_ns(ts_ns), "server_time": rfc3339_ns(received_ns)}],

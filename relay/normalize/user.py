@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from relay.normalize.meta import Meta
+from relay.normalize.geoip import GeoIpLookup, lookup_geo
+from relay.normalize.meta import Meta, add_error, child, has_errors
 
 
 def _valid_ip(value: Any) -> str | None:
@@ -18,20 +19,35 @@ def _valid_ip(value: Any) -> str | None:
     return value
 
 
-def _infer_ip_setting(event: dict[str, Any]) -> str:
-    """The SDK's ``settings.infer_ip``: ``auto``, ``never`` or (absent) ``legacy``."""
+#: The values of the SDK's ``settings.infer_ip`` (Relay's ``AutoInferSetting``).
+_INFER_IP_SETTINGS = frozenset({"auto", "never", "legacy"})
+
+
+def _infer_ip_setting(event: dict[str, Any], meta: Meta) -> str:
+    """The SDK's ``settings.infer_ip``: ``auto``, ``never`` or ``legacy`` (when absent).
+
+    A value this relay does not know means ``never``, not ``legacy``: an SDK asking for a
+    newer mode must not get the old, more permissive inference. Like Relay's schema, the
+    unknown value is removed (kept in ``_meta`` with an ``invalid_data`` error).
+    """
     sdk = event.get("sdk")
     settings = sdk.get("settings") if sdk.__class__ is dict else None
-    if settings.__class__ is dict:
-        value = settings.get("infer_ip")
-        if value in ("auto", "never"):
-            return str(value)
-    return "legacy"
+    if settings.__class__ is not dict:
+        return "legacy"
+    setting_meta = child(child(child(meta, "sdk"), "settings"), "infer_ip")
+    value = settings.get("infer_ip")
+    if value is None:
+        return "never" if has_errors(setting_meta) else "legacy"
+    if value in _INFER_IP_SETTINGS:
+        return str(value)
+    add_error(setting_meta, "invalid_data", value)
+    settings["infer_ip"] = None
+    return "never"
 
 
 def normalize_ip_addresses(event: dict[str, Any], meta: Meta, client_ip: str | None) -> None:
     """Fill ``user.ip_address`` from ``REMOTE_ADDR`` or the client IP where the SDK asks for it."""
-    infer = _infer_ip_setting(event)
+    infer = _infer_ip_setting(event, meta)
     user = event.get("user")
     if infer == "never":
         if user.__class__ is dict and user.get("ip_address") == "{{auto}}":
@@ -71,6 +87,26 @@ def normalize_ip_addresses(event: dict[str, Any], meta: Meta, client_ip: str | N
                 removed = any(r[1] == "x" for r in ip_meta.get("rem", []) if len(r) > 1)
                 if not removed:
                     user["ip_address"] = inferred
+
+
+def normalize_user_geo(event: dict[str, Any], lookup: GeoIpLookup, client_ip: str | None) -> None:
+    """Fill ``user.geo`` from the user's IP address, else the client's, unless already set.
+
+    The client IP counts even where it may not become ``user.ip_address`` (scrubbed IPs,
+    ``infer_ip: never``): the location is coarse and the address itself is not stored.
+    """
+    user = event.get("user")
+    if user.__class__ is dict and user.get("geo") is not None:
+        return
+    ip = user.get("ip_address") if user.__class__ is dict else None
+    if ip.__class__ is not str or ip == "{{auto}}":
+        ip = client_ip
+    geo = lookup_geo(lookup, ip)
+    if not geo:
+        return
+    if user.__class__ is not dict:
+        user = event["user"] = {}
+    user["geo"] = geo
 
 
 def normalize_user(event: dict[str, Any]) -> None:
