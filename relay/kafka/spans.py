@@ -65,7 +65,9 @@ def span_v1_to_v2(span: Mapping[str, Any]) -> dict[str, Any]:
         "trace_id": span.get("trace_id"),
         "parent_span_id": span.get("parent_span_id"),
         "span_id": span.get("span_id"),
-        "name": span.get("description") or span.get("op") or "",
+        # Never the raw description: the name is not scrubbed. Relay names a V1 span
+        # after scrubbing (``infer_span_name``), unless it sent ``sentry.name``.
+        "name": _explicit_name(span),
         "status": "ok" if status in (None, "ok") else "error",
         "is_segment": bool(span.get("is_segment", False)),
         "start_timestamp": span.get("start_timestamp"),
@@ -74,6 +76,34 @@ def span_v1_to_v2(span: Mapping[str, Any]) -> dict[str, Any]:
         "attributes": attributes,
     }
     return out
+
+
+def _explicit_name(span: Mapping[str, Any]) -> str | None:
+    data = span.get("data")
+    name = data.get("sentry.name") if isinstance(data, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _attribute_text(attributes: Mapping[str, Any], name: str) -> str | None:
+    attribute = attributes.get(name)
+    value = attribute.get("value") if isinstance(attribute, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+def infer_span_name(span: Mapping[str, Any]) -> str:
+    """The name of a converted V1 span, from its attributes once they are scrubbed.
+
+    As Relay: a manually instrumented span is named by its (scrubbed) description, any
+    other span by its operation. (Relay's per-operation name templates from
+    sentry-conventions are not applied: those spans are named by the operation.)
+    """
+    attributes = span.get("attributes")
+    if not isinstance(attributes, Mapping):
+        return ""
+    description = _attribute_text(attributes, "sentry.description")
+    if description is not None and _attribute_text(attributes, "sentry.origin") == "manual":
+        return description
+    return _attribute_text(attributes, "sentry.op") or ""
 
 
 def validate_span_v2(span: Mapping[str, Any]) -> None:

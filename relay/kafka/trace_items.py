@@ -17,6 +17,8 @@ from google.protobuf.timestamp_pb2 import Timestamp  # type: ignore[import-untyp
 from sentry_protos.snuba.v1.request_common_pb2 import TraceItemType
 from sentry_protos.snuba.v1.trace_item_pb2 import AnyValue, CategoryCount, Outcomes, TraceItem
 
+from relay.kafka.item_meta import meta_attributes
+
 
 class InvalidTraceItem(ValueError):
     """A required field is missing or malformed; the item gets an ``invalid_*`` outcome."""
@@ -99,6 +101,9 @@ def encode_log_item(
         client_sample_rate=1.0,
         server_sample_rate=1.0,
     )
+    # What scrubbing changed (remarks in `_meta`) is kept, as Relay keeps it.
+    for name, meta in meta_attributes(log.get("_meta")).items():
+        item.attributes[name].CopyFrom(AnyValue(string_value=meta))
     attributes = log.get("attributes")
     if isinstance(attributes, Mapping):
         for name, attribute in attributes.items():

@@ -18,6 +18,7 @@ from relay.pii.attachments import AttachmentScrubber, has_simple_attachment_sele
 from relay.pii.compiled import compile_applications, compiled_patterns
 from relay.pii.config import PiiConfig, PiiConfigError, parse_pii_config, parse_rule
 from relay.pii.convert import convert_datascrubbing_config, datascrubbing_applications
+from relay.pii.eap import OURLOG, SPAN_V2, scrub_item
 from relay.pii.json_scrub import JsonScrubError, scrub_json
 from relay.pii.processor import PiiProcessor
 from relay.pii.selector import InvalidSelectorError
@@ -72,11 +73,17 @@ class ScrubbingPipeline:
         processors: list[PiiProcessor],
         attachments: AttachmentScrubber | None = None,
         documents: PiiProcessor | None = None,
+        legacy: PiiProcessor | None = None,
     ) -> None:
         self.processors = [p for p in processors if not p.is_empty]
         self.attachments = attachments
         #: The piiConfig for JSON attachments; None when the project has no piiConfig.
         self.documents = documents
+        #: The datascrubbingSettings rules; None when they scrub nothing.
+        self.legacy = legacy if legacy is not None and not legacy.is_empty else None
+        advanced = documents if documents is not None and not documents.is_empty else None
+        #: The piiConfig rules, when there are any (EAP items get both, each its way).
+        self.advanced = advanced
 
     @property
     def is_empty(self) -> bool:
@@ -87,6 +94,14 @@ class ScrubbingPipeline:
         """Scrub an event/transaction payload dict in place."""
         for processor in self.processors:
             processor.process_event(event)
+
+    def process_log(self, log: dict[str, Any]) -> None:
+        """Scrub a log (an entry of a log container) in place, as Relay scrubs `OurLog`."""
+        scrub_item(log, OURLOG, self.advanced, self.legacy)
+
+    def process_span(self, span: dict[str, Any]) -> None:
+        """Scrub a V2 span (span containers, converted V1 spans) in place."""
+        scrub_item(span, SPAN_V2, self.advanced, self.legacy)
 
     def process_attachment(self, filename: str, payload: bytes) -> bytes:
         """Scrub a plain attachment's bytes; returns `payload` itself when nothing changed.
@@ -128,6 +143,7 @@ def compile_project_configs(
     processors: list[PiiProcessor] = []
     attachments: AttachmentScrubber | None = None
     documents: PiiProcessor | None = None
+    legacy: PiiProcessor | None = None
     if pii_config or isinstance(pii_config, dict | list):
         # Even an empty piiConfig counts for JSON attachments: Relay then still rewrites
         # them compactly.
@@ -137,10 +153,10 @@ def compile_project_configs(
         if has_simple_attachment_selector(parsed):
             attachments = AttachmentScrubber(documents.applications)
     if datascrubbing_settings:
-        compiled = compile_datascrubbing(datascrubbing_settings)
-        if compiled is not None:
-            processors.append(compiled)
-    return ScrubbingPipeline(processors, attachments, documents)
+        legacy = compile_datascrubbing(datascrubbing_settings)
+        if legacy is not None:
+            processors.append(legacy)
+    return ScrubbingPipeline(processors, attachments, documents, legacy)
 
 
 def pii_strip_event(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:

@@ -278,11 +278,44 @@ class PiiProcessor:
         if walk.meta_root:
             payload["_meta"] = walk.meta_root
 
+    def process_item(
+        self, payload: dict[str, Any], node: sc.Node, *, attribute_values_only: bool
+    ) -> None:
+        """Scrub an EAP item (a log, a V2 span) in place, writing remarks into `_meta`.
+
+        Like Relay, the item is entered as a field named "" of the item's value type, so
+        `$log.body` or `$span.attributes.*` address it. With `attribute_values_only`
+        (how Relay applies datascrubbingSettings), an attribute is identified with its
+        value: `attributes.password` reaches the value; otherwise (piiConfig) attributes
+        are objects and `attributes.password.value` does.
+        """
+        if self.is_empty:
+            return
+        if len(self._states) > _MAX_SIGNATURES:
+            self._reset_caches()
+        meta = payload.pop("_meta", None)
+        walk = _Walk(self, payload, meta if isinstance(meta, dict) else None)
+        walk.values_only = attribute_values_only
+        top = self._sig(ROOT_SIGNATURE, "", None, node.vt)
+        # The root field has no PII level of its own (nothing can delete the item).
+        walk.children(node, payload, top, walk.meta_root, Pii.FALSE, None)
+        if walk.meta_root:
+            payload["_meta"] = walk.meta_root
+
 
 class _Walk:
     """One traversal of one payload; keeps the `_meta` path for writing remarks."""
 
-    __slots__ = ("meta_root", "path", "plan_for", "proc", "rules_for", "sig", "values")
+    __slots__ = (
+        "meta_root",
+        "path",
+        "plan_for",
+        "proc",
+        "rules_for",
+        "sig",
+        "values",
+        "values_only",
+    )
 
     def __init__(self, proc: PiiProcessor, payload: dict[str, Any], meta: MetaNode) -> None:
         self.proc = proc
@@ -292,6 +325,8 @@ class _Walk:
         self.rules_for = proc._rules_for
         self.plan_for = proc._plan_for
         self.values = proc.values
+        #: Attributes are identified with their values (datascrubbingSettings on EAP items).
+        self.values_only = False
 
     # -- meta --------------------------------------------------------------------------------
 
@@ -358,7 +393,7 @@ class _Walk:
             kind == sc.K_VALUE
             or ((kind == sc.K_STRING or kind == sc.K_PATH) and not isinstance(value, str))
             or (
-                kind in (sc.K_STRUCT, sc.K_OBJECT, sc.K_CONTEXTS, sc.K_TAGGED)
+                kind in (sc.K_STRUCT, sc.K_OBJECT, sc.K_CONTEXTS, sc.K_TAGGED, sc.K_ATTRIBUTES)
                 and not isinstance(value, dict)
             )
             or (kind == sc.K_ARRAY and not isinstance(value, list))
@@ -489,6 +524,8 @@ class _Walk:
             entry["val"] = scrubbed.value
 
     def _dynamic_pii(self, dyn: tuple[str, ...], key: str | None) -> int:
+        # "span": span data (the nearest key decides); otherwise attributes, where the
+        # innermost key that sentry-conventions knows decides.
         mode = dyn[0]
         keys = dyn[1:]
         if mode == "span":
@@ -655,6 +692,8 @@ class _Walk:
                     Pii.FALSE,
                     None,
                 )
+        elif kind == sc.K_ATTRIBUTES:
+            self.attributes(value, sig, mnode, pii)
         elif kind == sc.K_TAGGED:
             variant = value.get("type")
             target = node.variants.get(variant) if isinstance(variant, str) else None
@@ -663,6 +702,47 @@ class _Walk:
                 self.children(node.fallback, value, sig, mnode, pii, dyn)
             else:
                 self.struct(target, value, sig, mnode, pii, dyn, skip_type=True)
+
+    def attributes(self, value: dict[str, Json], sig: int, mnode: MetaNode, pii: int) -> None:
+        """EAP attributes: `{name: {"type": ..., "value": ..., ...}}`.
+
+        Each value's PII level comes from sentry-conventions (unknown names: true). In
+        object mode an attribute is a struct (only its `value` is PII-able, as the other
+        fields are not); in values-only mode the value stands at the attribute's place
+        and the attribute's extra fields are visited as if they were attributes too.
+        """
+        path = self.path
+        for k, attr in value.items():
+            attr_meta = _child(mnode, k)
+            if not isinstance(attr, dict):
+                # Not an attribute (Relay would reject it): scrub it as plain JSON, so
+                # that nothing slips through unscrubbed.
+                if attr is not None:
+                    self.visit(sc.VALUE, value, k, attr, sig, k, None, attr_meta, pii, None)
+                continue
+            dyn: tuple[str, ...]
+            if self.values_only:
+                parent, key, dyn = sig, k, ("attr",)
+            else:
+                # The attribute is a struct without a value type; rules can delete it whole.
+                parent, key, dyn = self.sig(sig, k, None, 0), "value", ("attr", k)
+                if pii and self.container(value, k, parent, k, pii):
+                    continue
+            path.append(k)
+            try:
+                inner = attr.get("value")
+                self.visit(
+                    sc.VALUE, attr, "value", inner, parent, key, None,
+                    _child(attr_meta, "value"), Pii.TRUE, dyn,
+                )  # fmt: skip
+                if not self.values_only:
+                    continue
+                for ok, ov in attr.items():
+                    if ok != "type" and ok != "value" and ov is not None:
+                        meta = _child(attr_meta, ok)
+                        self.visit(sc.VALUE, attr, ok, ov, sig, ok, None, meta, pii, None)
+            finally:
+                path.pop()
 
     def pairs(
         self,
