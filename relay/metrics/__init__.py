@@ -4,10 +4,17 @@ except as defaults for ``now``).
 - :mod:`relay.metrics.mri`: metric resource identifiers, units, tag cleaning.
 - :mod:`relay.metrics.bucket`: the bucket wire model, validation, size-bounded batching.
 - :mod:`relay.metrics.aggregator`: :class:`Aggregator` and its config.
+- :mod:`relay.metrics.partition`: Relay's flush partition (shard) of a bucket.
 - :mod:`relay.metrics.sessions`: session items to ``sessions`` metrics.
 """
 
-from relay.metrics.aggregator import Aggregator, AggregatorConfig, AggregatorStats, MergeOutcome
+from relay.metrics.aggregator import (
+    Aggregator,
+    AggregatorConfig,
+    AggregatorStats,
+    FlushedPartition,
+    MergeOutcome,
+)
 from relay.metrics.bucket import (
     Bucket,
     BucketMetadata,
@@ -46,6 +53,7 @@ __all__ = [
     "BucketMetadata",
     "CounterBucket",
     "DistributionBucket",
+    "FlushedPartition",
     "GaugeBucket",
     "GaugeValue",
     "InvalidSession",

@@ -19,9 +19,8 @@ import enum
 import heapq
 import math
 import time
-import zlib
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
 
@@ -36,11 +35,13 @@ from relay.metrics.bucket import (
     clamp_float,
     validate_bucket,
 )
+from relay.metrics.partition import partition_key
 
 __all__ = [
     "Aggregator",
     "AggregatorConfig",
     "AggregatorStats",
+    "FlushedPartition",
     "MergeOutcome",
 ]
 
@@ -101,6 +102,13 @@ class AggregatorConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
         if self.flush_partitions is None:
             return _PARTITIONS_PER_SECOND * self.bucket_interval
         return max(1, self.flush_partitions)
+
+
+class FlushedPartition(NamedTuple):
+    """The buckets of one flushed slot: its partition key, and buckets by project key."""
+
+    partition_key: int
+    buckets: dict[str, list[Bucket]]
 
 
 class MergeOutcome(enum.Enum):
@@ -431,18 +439,10 @@ class Aggregator:
     # -- slots
 
     def _partition(self, key: _Key) -> int:
-        partitions = self._partitions
-        if partitions == 1:
-            return 0
-        batching = self.config.flush_batching
-        if batching == "project":
-            text = key[0]
-        elif batching == "partition":
-            text = f"{key[0]}\0{key[2]}\0{key[3]!r}"
-        else:
-            text = f"{key[0]}\0{key[1]}\0{key[2]}\0{key[3]!r}"
-        # crc32, not hash(): partitions must not change with PYTHONHASHSEED.
-        return zlib.crc32(text.encode()) % partitions
+        # Relay's own hash: the shard numbers sent upstream match a Rust relay's.
+        return partition_key(
+            self.config.flush_batching, self._partitions, key[0], key[1], key[2], key[3]
+        )
 
     def _slot_for(self, key: _Key, window: int) -> int:
         partitions = self._partitions
@@ -466,23 +466,36 @@ class Aggregator:
 
     def flush(self, now: float | None = None) -> dict[str, list[Bucket]]:
         """Remove and return the buckets due at ``now``, grouped by project key."""
+        return _by_project(self.flush_partitions(now))
+
+    def flush_all(self) -> dict[str, list[Bucket]]:
+        """Remove and return every bucket (shutdown)."""
+        return _by_project(self.flush_all_partitions())
+
+    def flush_partitions(self, now: float | None = None) -> list[FlushedPartition]:
+        """Remove the buckets due at ``now``: one entry per due slot, oldest first.
+
+        Each entry is the slot's partition key (``X-Sentry-Relay-Shard``) and its buckets
+        grouped by project key; a partition may appear once per due time window.
+        """
         target = self._slot_at(time.time() if now is None else now)
-        out: dict[str, list[Bucket]] = {}
+        out: list[FlushedPartition] = []
         heap = self._heap
         while heap and heap[0] < target:
-            self._drain(heapq.heappop(heap), out)
+            out.append(self._drain(heapq.heappop(heap)))
         if target > self._head:
             self._head = target
         return out
 
-    def flush_all(self) -> dict[str, list[Bucket]]:
-        """Remove and return every bucket (shutdown)."""
-        out: dict[str, list[Bucket]] = {}
+    def flush_all_partitions(self) -> list[FlushedPartition]:
+        """Remove every bucket (shutdown), as :meth:`flush_partitions` groups them."""
+        out: list[FlushedPartition] = []
         while self._heap:
-            self._drain(heapq.heappop(self._heap), out)
+            out.append(self._drain(heapq.heappop(self._heap)))
         return out
 
-    def _drain(self, slot: int, out: dict[str, list[Bucket]]) -> None:
+    def _drain(self, slot: int) -> FlushedPartition:
+        out: dict[str, list[Bucket]] = {}
         entries = self._slots.pop(slot)
         width = self._interval
         by_project = self._cost_by_project
@@ -497,3 +510,12 @@ class Aggregator:
             self._cost_total -= entry.cost
         self._count -= len(entries)
         self.stats.flushed += len(entries)
+        return FlushedPartition(slot % self._partitions, out)
+
+
+def _by_project(partitions: Iterable[FlushedPartition]) -> dict[str, list[Bucket]]:
+    out: dict[str, list[Bucket]] = {}
+    for partition in partitions:
+        for project_key, buckets in partition.buckets.items():
+            out.setdefault(project_key, []).extend(buckets)
+    return out

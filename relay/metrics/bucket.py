@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Annotated, ClassVar, Final
+from typing import Annotated, ClassVar, Final, TypeVar
 
 import msgspec
 
@@ -46,6 +46,7 @@ __all__ = [
     "normalize_bucket",
     "prepare_buckets",
     "split_by_size",
+    "split_keyed",
     "validate_bucket",
 ]
 
@@ -53,6 +54,7 @@ U32 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 _FLOAT_MAX: Final = sys.float_info.max
+_K = TypeVar("_K")
 
 
 class GaugeValue(msgspec.Struct):
@@ -311,22 +313,33 @@ def split_by_size(buckets: Sequence[Bucket], max_bytes: int) -> Iterator[list[Bu
     Counters and gauges are never split. As in Relay, batching stops at the first bucket
     that cannot fit even into an empty batch; the remaining buckets are not yielded.
     """
+    for batch in split_keyed([(None, bucket) for bucket in buckets], max_bytes):
+        yield [bucket for _, bucket in batch]
+
+
+def split_keyed(
+    items: Sequence[tuple[_K, Bucket]], max_bytes: int
+) -> Iterator[list[tuple[_K, Bucket]]]:
+    """:func:`split_by_size` for buckets that carry a key (their project key, say).
+
+    Buckets of different keys share batches, in order; a split bucket keeps its key.
+    """
     index = 0
-    offset = 0  # values of buckets[index] already emitted
+    offset = 0  # values of items[index] already emitted
     min_split = max_bytes // _SPLIT_FACTOR
-    while index < len(buckets):
-        batch: list[Bucket] = []
+    while index < len(items):
+        batch: list[tuple[_K, Bucket]] = []
         remaining = max_bytes
-        while index < len(buckets):
-            bucket = buckets[index]
+        while index < len(items):
+            key, bucket = items[index]
             total = bucket_value_len(bucket)
             base = _base_size(bucket)
             size = base + (total - offset) * _AVG_VALUE_SIZE
             if size <= remaining:
                 if isinstance(bucket, DistributionBucket | SetBucket):
-                    batch.append(_part(bucket, offset, total))
+                    batch.append((key, _part(bucket, offset, total)))
                 else:
-                    batch.append(bucket)
+                    batch.append((key, bucket))
                 remaining -= size
                 index += 1
                 offset = 0
@@ -336,7 +349,7 @@ def split_by_size(buckets: Sequence[Bucket], max_bytes: int) -> Iterator[list[Bu
             if remaining < base + _AVG_VALUE_SIZE or size < min_split:
                 break
             take = (remaining - base) // _AVG_VALUE_SIZE
-            batch.append(_part(bucket, offset, offset + take))
+            batch.append((key, _part(bucket, offset, offset + take)))
             offset += take
             break
         if not batch:

@@ -1,12 +1,14 @@
 """The metrics aggregator service: an :class:`~relay.metrics.Aggregator` plus a flush task.
 
-Producers (the session extractor, the ``metric_buckets`` item handler, the outcome path)
-call :meth:`AggregatorService.merge`, which is synchronous and cheap. A background task
-flushes the buckets that are due and hands them, one project key at a time, to the
-``deliver`` callback:
+Producers (the session extractor, the ``metric_buckets`` item handler, the batch
+endpoint) call :meth:`AggregatorService.merge`, which is synchronous and cheap. A
+background task flushes the buckets that are due and hands them, one flush partition at a
+time, to the ``deliver`` callback with the partition key (Relay's ``X-Sentry-Relay-Shard``)
+and the partition's buckets by project key:
 
-- POP relays: ``deliver`` sends the buckets upstream as ``metric_buckets`` envelope items,
-  split with :func:`metric_buckets_payloads` by ``aggregator.max_flush_bytes``;
+- POP relays: ``deliver`` sends the buckets upstream as ``metric_buckets`` envelope items
+  (or global batches), split with :func:`metric_buckets_payloads` by
+  ``aggregator.max_flush_bytes``;
 - processing relays: ``deliver`` writes one ``ingest-metrics`` message per bucket
   (:func:`to_kafka_bucket` adapts a bucket to ``relay.kafka.metrics``).
 
@@ -24,8 +26,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from relay.kafka.metrics import MetricBucket
-from relay.metrics import Aggregator, AggregatorConfig, Bucket, encode_buckets, split_by_size
-from relay.metrics.aggregator import AggregatorStats
+from relay.metrics import (
+    Aggregator,
+    AggregatorConfig,
+    Bucket,
+    FlushedPartition,
+    encode_buckets,
+    split_by_size,
+)
+from relay.metrics.aggregator import AggregatorStats, MergeOutcome
 
 __all__ = [
     "AggregatorService",
@@ -36,8 +45,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Receives the flushed buckets of one project key.
-Deliver = Callable[[str, list[Bucket]], Awaitable[None]]
+#: Receives one flushed partition: its key and its buckets by project key.
+Deliver = Callable[[int, dict[str, list[Bucket]]], Awaitable[None]]
 
 # Never spin faster than this, whatever the partition count says.
 _MIN_SLEEP = 0.005
@@ -104,6 +113,9 @@ class AggregatorService:
         self._stopping = False
         #: Deliveries that raised (their buckets are lost; logged).
         self.failed_deliveries = 0
+        #: When a bucket was last refused for the total budget (None: since the last flush
+        #: that freed memory, none was). Relay's readiness probe fails meanwhile.
+        self._over_budget_since: float | None = None
         partitions = config.num_partitions
         # Wake at least once per partition slot, and at most every `flush_interval`.
         self._tick = max(
@@ -116,8 +128,14 @@ class AggregatorService:
         return self.aggregator.stats
 
     def can_accept(self) -> bool:
-        """False while the aggregator is over its byte budget or shutting down."""
-        return not self._stopping and self.aggregator.can_accept()
+        """False while the aggregator is over its byte budget or shutting down.
+
+        As in Relay, a bucket refused for ``max_total_bucket_bytes`` makes the aggregator
+        (and the relay's readiness) unhealthy until a flush frees memory.
+        """
+        return (
+            not self._stopping and self._over_budget_since is None and self.aggregator.can_accept()
+        )
 
     def merge(self, project_key: str, buckets: Iterable[Bucket]) -> int:
         """Aggregate buckets of one project; return how many were accepted.
@@ -126,7 +144,25 @@ class AggregatorService:
         produced the buckets themselves (extraction). After :meth:`stop` began, buckets
         still merge and are picked up by the final flush.
         """
-        return self.aggregator.merge_all(project_key, buckets, self._clock())
+        now = self._clock()
+        aggregator = self.aggregator
+        accepted = 0
+        total_limited = project_limited = False
+        for bucket in buckets:
+            outcome = aggregator.merge(project_key, bucket, now)
+            if outcome is MergeOutcome.ACCEPTED:
+                accepted += 1
+            elif outcome is MergeOutcome.TOTAL_LIMIT:
+                total_limited = True
+            elif outcome is MergeOutcome.PROJECT_LIMIT:
+                project_limited = True
+        # One error per call, with Relay's messages (self-reporting turns them into events).
+        if total_limited:
+            self._over_budget_since = now
+            log.error("aggregator limit exceeded", extra={"aggregator": self.name})
+        if project_limited:
+            log.error("project metrics limit exceeded for project %s", project_key)
+        return accepted
 
     async def start(self) -> None:
         """Start the flush task."""
@@ -143,9 +179,8 @@ class AggregatorService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        remaining = self.aggregator.flush_all()
-        for project_key, buckets in remaining.items():
-            self._spawn(project_key, buckets)
+        for partition in self.aggregator.flush_all_partitions():
+            self._spawn(partition)
         pending = set(self._deliveries)
         if not pending:
             return
@@ -158,50 +193,62 @@ class AggregatorService:
 
     async def flush_now(self) -> int:
         """Flush what is due now and wait for its delivery (for tests); returns buckets."""
-        due = self.aggregator.flush(self._clock())
-        for project_key, buckets in due.items():
-            self._spawn(project_key, buckets)
+        due = self.aggregator.flush_partitions(self._clock())
+        for partition in due:
+            self._spawn(partition)
         if self._deliveries:
             await asyncio.wait(set(self._deliveries))
-        return sum(len(b) for b in due.values())
+        return sum(len(b) for p in due for b in p.buckets.values())
 
     async def _run(self) -> None:
         while True:
-            due = list(self.aggregator.flush(self._clock()).items())
-            for index, (project_key, buckets) in enumerate(due):
+            now = self._clock()
+            due = self.aggregator.flush_partitions(now)
+            self._recover_budget(now, bool(due))
+            for index, partition in enumerate(due):
                 # Backpressure: a slow next hop slows flushing, not merging.
                 try:
                     await self._slots.acquire()
                 except asyncio.CancelledError:
                     # Stopping: these buckets left the aggregator already; stop() waits
                     # for their deliveries like for the final flush.
-                    for key, rest in due[index:]:
-                        self._spawn(key, rest)
+                    for rest in due[index:]:
+                        self._spawn(rest)
                     raise
-                self._spawn(project_key, buckets, acquired=True)
+                self._spawn(partition, acquired=True)
             next_at = self.aggregator.next_flush_at()
             sleep = self._tick
             if next_at is not None:
                 sleep = min(sleep, max(next_at - self._clock(), 0.0))
             await asyncio.sleep(max(sleep, _MIN_SLEEP))
 
-    def _spawn(self, project_key: str, buckets: list[Bucket], *, acquired: bool = False) -> None:
-        task = asyncio.create_task(self._deliver_one(project_key, buckets, acquired))
+    def _recover_budget(self, now: float, flushed: bool) -> None:
+        """Accept again once a flush freed memory, or (nothing left to free) once the
+        refused buckets' window would have been flushed."""
+        since = self._over_budget_since
+        if since is None:
+            return
+        window = self.config.bucket_interval + self.config.initial_delay
+        if flushed or (self.aggregator.is_empty and now >= since + window):
+            self._over_budget_since = None
+
+    def _spawn(self, partition: FlushedPartition, *, acquired: bool = False) -> None:
+        task = asyncio.create_task(self._deliver_one(partition, acquired))
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
-    async def _deliver_one(self, project_key: str, buckets: list[Bucket], acquired: bool) -> None:
+    async def _deliver_one(self, partition: FlushedPartition, acquired: bool) -> None:
         try:
-            await self._deliver(project_key, buckets)
+            await self._deliver(partition.partition_key, partition.buckets)
         except asyncio.CancelledError:
             raise
         except Exception:
             self.failed_deliveries += 1
             log.exception(
-                "aggregator %s: delivering %d buckets of %s failed",
+                "aggregator %s: delivering partition %d (%d projects) failed",
                 self.name,
-                len(buckets),
-                project_key,
+                partition.partition_key,
+                len(partition.buckets),
             )
         finally:
             if acquired:

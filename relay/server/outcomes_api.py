@@ -12,6 +12,7 @@ does, and are merged into this relay's outcome aggregator with their ``source`` 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -45,6 +46,15 @@ class ProjectStates(Protocol):
         """The key's project state; raises ``TimeoutError`` when it is not available."""
 
 
+class BatchMetrics(Protocol):
+    """Where a POP relay aggregates the (non-outcome) buckets of a batch."""
+
+    def merge_batch_buckets(
+        self, public_key: str, buckets: list[MetricBucket], received_at: float
+    ) -> int:
+        """Aggregate buckets an internal relay sent; returns how many were merged."""
+
+
 class MetricsBatch(msgspec.Struct):
     """Body of ``/api/0/relays/metrics/``."""
 
@@ -75,11 +85,13 @@ def outcomes_api_routes(
     sink: OutcomeSink,
     projects: ProjectStates,
     rate_limits: RateLimiting | None = None,
+    batch_metrics: BatchMetrics | None = None,
 ) -> list[web.RouteDef]:
     """The routes, for any relay that has downstream relays (processing or POP).
 
     ``rate_limits``: on processing relays, the other buckets of a batch are checked against
     the project's quotas (relay.server.bucket_limits), with ``metric_bucket`` outcomes.
+    ``batch_metrics``: on POP relays, the other buckets are aggregated and sent on.
     """
     signed = SignedRequests(config, relays)
 
@@ -98,6 +110,7 @@ def outcomes_api_routes(
         return body
 
     async def metrics(request: web.Request) -> web.Response:
+        received_at = time.time()
         body = await read_verified(request)
         try:
             batch = _metrics_decoder.decode(body)
@@ -119,6 +132,8 @@ def outcomes_api_routes(
                 key.numeric_id if key else None,
             )
             sink.outcome_buckets(scoping, buckets)
+            if batch_metrics is not None and not config.processing.enabled:
+                batch_metrics.merge_batch_buckets(public_key, buckets, received_at)
             if rate_limits is not None and config.processing.enabled:
                 # What stays within the quotas goes no further: processing relays write no
                 # generic metrics to Kafka.

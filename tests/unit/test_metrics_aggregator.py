@@ -296,8 +296,10 @@ class _Clock:
 async def test_service_flushes_due_buckets_and_everything_on_stop() -> None:
     delivered: dict[str, list[Bucket]] = defaultdict(list)
 
-    async def deliver(project_key: str, buckets: list[Bucket]) -> None:
-        delivered[project_key].extend(buckets)
+    async def deliver(partition: int, by_project: dict[str, list[Bucket]]) -> None:
+        assert partition == 0  # flush_batching: none
+        for project_key, buckets in by_project.items():
+            delivered[project_key].extend(buckets)
 
     clock = _Clock(float(T0))
     config = AggregatorConfig(bucket_interval=1, initial_delay=0, flush_batching="none")
@@ -316,7 +318,7 @@ async def test_service_flushes_due_buckets_and_everything_on_stop() -> None:
 async def test_service_survives_failing_delivery() -> None:
     calls = 0
 
-    async def deliver(project_key: str, buckets: list[Bucket]) -> None:
+    async def deliver(partition: int, by_project: dict[str, list[Bucket]]) -> None:
         nonlocal calls
         calls += 1
         raise RuntimeError("upstream down")
