@@ -308,7 +308,9 @@ def item_type_for_event_type(event_type: str | None) -> str:
         return ItemType.TRANSACTION
     if event_type == "csp":
         return ItemType.SECURITY
-    if event_type == "feedback":
+    # "userreportv2" is how Relay's serde names the feedback event type (its FromStr says
+    # "feedback"): store requests may carry either.
+    if event_type in ("feedback", "userreportv2"):
         return ItemType.FEEDBACK
     return ItemType.EVENT
 

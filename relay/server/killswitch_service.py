@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from relay.config import Config
@@ -40,7 +40,9 @@ def killswitch_redis_url(config: Config) -> str | None:
 class KillSwitchService:
     """The current switches of this relay, refreshed from Redis in the background."""
 
-    def __init__(self, config: Config, outcomes: OutcomeSink, redis: Redis | None = None) -> None:
+    def __init__(
+        self, config: Config, outcomes: OutcomeSink, redis: Redis | RedisCluster | None = None
+    ) -> None:
         self.config = config
         self.outcomes = outcomes
         self.switches = KillSwitches()

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Final
 
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from relay.config import Config
 from relay.protocol.encoding import zstd_decompress
@@ -66,9 +66,16 @@ def decode_cached_state(raw: bytes) -> ProjectState:
 class RedisSource:
     """``{prefix}:{public_key}`` (zstd or plain JSON) and ``{prefix}:{public_key}.rev``."""
 
-    def __init__(self, config: Config, redis: Redis) -> None:
+    def __init__(self, config: Config, redis: Redis | RedisCluster) -> None:
         self.redis = redis
         self.prefix = config.processing.projectconfig_cache_prefix
+
+    async def _mget(self, keys: list[str]) -> list[bytes | str | None]:
+        if isinstance(self.redis, RedisCluster):
+            # The keys of different projects live in different cluster slots: one MGET per
+            # node, results in key order.
+            return list(await self.redis.mget_nonatomic(keys))
+        return list(await self.redis.mget(keys))
 
     async def fetch(self, keys: list[tuple[str, str | None]]) -> dict[str, FetchResult]:
         """Results for the keys Redis knows; keys it lacks are left out.
@@ -79,14 +86,14 @@ class RedisSource:
         out: dict[str, FetchResult] = {}
         with_rev = [(k, r) for k, r in keys if r is not None]
         if with_rev:
-            revs = await self.redis.mget([f"{self.prefix}:{k}.rev" for k, _ in with_rev])
+            revs = await self._mget([f"{self.prefix}:{k}.rev" for k, _ in with_rev])
             for (key, known), current in zip(with_rev, revs, strict=True):
                 if current is not None and _text(current) == known:
                     out[key] = NOT_MODIFIED
         todo = [(k, r) for k, r in keys if k not in out]
         if not todo:
             return out
-        values = await self.redis.mget([f"{self.prefix}:{k}" for k, _ in todo])
+        values = await self._mget([f"{self.prefix}:{k}" for k, _ in todo])
         for (key, rev), raw in zip(todo, values, strict=True):
             if raw is None:
                 continue

@@ -22,6 +22,7 @@ from relay.config import config_from_dict
 from relay.protocol.encoding import zstd_decompress
 from relay.protocol.keys import generate_credentials
 from relay.server.app import RelayApp
+from tests.fake_upstream import FakeUpstream
 
 HANG_SECS = 10.0
 KEY_A = "a" * 32
@@ -30,29 +31,13 @@ KEY_C = "c" * 32
 PROJECTS = {KEY_A: 1, KEY_B: 2, KEY_C: 3}
 
 
-class FakeUpstream:
+class HangingUpstream(FakeUpstream):
     """Registration, projectconfigs (hanging for KEY_A) and an envelope sink."""
 
     def __init__(self) -> None:
         self.arrived: dict[str, float] = {}
         self.arrival = asyncio.Event()
         self.hanging = 0
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/api/0/relays/register/challenge/", self.challenge)
-        app.router.add_post("/api/0/relays/register/response/", self.response)
-        app.router.add_post("/api/0/relays/projectconfigs/", self.projectconfigs)
-        app.router.add_post("/api/{project}/envelope/", self.envelope)
-        return app
-
-    async def challenge(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        return web.json_response({"relay_id": body["relay_id"], "token": "t"})
-
-    async def response(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        return web.json_response({"relay_id": body["relay_id"]})
 
     async def projectconfigs(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -80,8 +65,8 @@ class FakeUpstream:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def pop() -> AsyncIterator[tuple[RelayApp, FakeUpstream]]:
-    upstream = FakeUpstream()
+async def pop() -> AsyncIterator[tuple[RelayApp, HangingUpstream]]:
+    upstream = HangingUpstream()
     runner = web.AppRunner(upstream.app(), auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -114,7 +99,7 @@ async def send(session: aiohttp.ClientSession, port: int, key: str) -> tuple[str
 
 
 async def end_to_end(
-    session: aiohttp.ClientSession, app: RelayApp, upstream: FakeUpstream, key: str, n: int
+    session: aiohttp.ClientSession, app: RelayApp, upstream: HangingUpstream, key: str, n: int
 ) -> list[float]:
     """Send ``n`` envelopes one after the other; latency from send to arrival upstream."""
     sent: dict[str, float] = {}
@@ -135,7 +120,7 @@ def p99(values: list[float]) -> float:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_hanging_config_fetch_does_not_block_other_projects(
-    pop: tuple[RelayApp, FakeUpstream],
+    pop: tuple[RelayApp, HangingUpstream],
 ) -> None:
     app, upstream = pop
     async with aiohttp.ClientSession() as session:
