@@ -10,6 +10,7 @@ a limited namespace are dropped with one ``rate_limited`` outcome of category
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -44,8 +45,15 @@ async def limit_buckets(
             continue
         item = scoping.item(DataCategory.METRIC_BUCKET, namespace)
         limits = cache.current().check(item, quotas)
-        if not limits.is_limited() and rate_limits.redis is not None and quotas:
-            limits = await rate_limits.redis.is_rate_limited(quotas, item, len(group), cache)
+        redis = rate_limits.redis
+        if not limits.is_limited() and redis is not None and quotas:
+            # Fails open, fast (relay.server.redis_breaker): without Redis the buckets pass.
+            counted = await rate_limits.redis_breaker.call(
+                functools.partial(
+                    redis.is_rate_limited, quotas, item, len(group), cache, fail_open=False
+                )
+            )
+            limits = limits if counted is None else counted
         if limits.is_limited():
             _track(outcomes, scoping, limits, len(group))
         else:

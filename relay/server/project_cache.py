@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from relay.config import Config
 from relay.protocol.project_config import ProjectState
@@ -37,6 +37,7 @@ from relay.server.project_source import (
     UpstreamSource,
     decode_cached_state,
 )
+from relay.server.redis_breaker import RedisBreaker
 from relay.server.upstream import UpstreamClient, UpstreamError
 from relay.telemetry.metrics import PROJECT_CACHE
 
@@ -71,13 +72,18 @@ class ProjectCache:
     """Caches project states by public key and fetches missing or stale ones in batches."""
 
     def __init__(
-        self, config: Config, upstream: UpstreamClient | None, redis: Redis | None
+        self,
+        config: Config,
+        upstream: UpstreamClient | None,
+        redis: Redis | RedisCluster | None,
     ) -> None:
         self.config = config
         self.upstream = upstream
         self.redis_source = (
             RedisBatcher(config, RedisSource(config, redis)) if redis is not None else None
         )
+        #: A Redis that is down or frozen is skipped for the upstream, not waited for.
+        self.redis_breaker = RedisBreaker("project configs")
         managed = config.relay.mode == "managed"
         self.upstream_source = (
             UpstreamSource(config, upstream) if upstream is not None and managed else None
@@ -243,12 +249,14 @@ class ProjectCache:
         self._complete(key, project, state)
 
     async def _fetch_sources(self, key: str, revision: str | None) -> FetchResult:
-        if self.redis_source is not None:
+        redis_source = self.redis_source
+        if redis_source is not None:
             try:
-                found = await self.redis_source.fetch(key, revision)
+                fetched = await self.redis_breaker.call(lambda: redis_source.fetch(key, revision))
             except Exception as exc:
                 log.error("failed to fetch project from Redis: %s", exc)
-                found = ABSENT
+                fetched = None
+            found = ABSENT if fetched is None else fetched
             if not isinstance(found, Absent):
                 return found
         if self.upstream_source is None:
