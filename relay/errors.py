@@ -14,6 +14,8 @@ class RelayError(Exception):
     status: int = 500
     #: Outcome reason code (Relay's ``DiscardReason``) for the dropped data.
     reason: str = "internal"
+    #: Extra response headers (``Retry-After``, TUS versions, ...).
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

@@ -145,6 +145,7 @@ def chunk_attachment(
     inline: bool = False,
     attachment_id: str | None = None,
     stored_id: str | None = None,
+    size: int | None = None,
 ) -> tuple[AttachmentRef, list[bytes]]:
     """Split an attachment into its reference and its ``attachment_chunk`` messages.
 
@@ -154,12 +155,14 @@ def chunk_attachment(
     payload has ``chunks=0`` and no chunk messages. A payload already in the objectstore
     (``stored_id``, its key there) is referenced by that key instead of chunked. The
     chunk messages must be produced before the message carrying the reference, with the
-    same partition key.
+    same partition key. ``size`` is the attachment's size when the payload is not here
+    (a placeholder for an object already stored under ``stored_id``).
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     ref_id = attachment_id or new_attachment_id()
-    size = len(payload)
+    if size is None:
+        size = len(payload)
     common: dict[str, Any] = {
         "id": ref_id,
         "name": UNNAMED_ATTACHMENT if name is None else name,

@@ -59,6 +59,11 @@ class ProjectState(msgspec.Struct, rename="camel", omit_defaults=True):
         key = self.key_config(public_key)
         return key is not None and key.is_enabled
 
+    def has_feature(self, feature: str) -> bool:
+        """Whether ``config.features`` lists ``feature`` (``projects:...``)."""
+        features = self.config.get("features")
+        return isinstance(features, list) and feature in features
+
     @property
     def event_retention(self) -> int:
         """``config.eventRetention`` in days; Relay's default of 90 when absent or invalid."""

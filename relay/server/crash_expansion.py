@@ -120,9 +120,15 @@ def apply_crash_placeholder(event: dict[str, Any], attachments: list[Item]) -> l
     crash = crash_attachment(attachments)
     if crash is None or _has_placeholder(event):
         return []
+    metrics = event.get("_metrics")
+    if not isinstance(metrics, dict):
+        metrics = event["_metrics"] = {}
+    # Sentry's ingestion metrics: how many bytes of the crash came in.
     if crash.attachment_type == AttachmentType.APPLE_CRASH_REPORT:
+        metrics["bytes.ingested.event.applecrashreport"] = len(crash.payload)
         apply_apple_crash_report(event)
         return []
+    metrics["bytes.ingested.event.minidump"] = crash.attachment_body_size()
     is_ref = (crash.content_type or "").lower() in ATTACHMENT_REF_CONTENT_TYPES
     return apply_minidump(event, None if is_ref else crash.payload)
 

@@ -56,12 +56,6 @@ def _is_nel(item: Item) -> bool:
     )
 
 
-def has_feature(state: ProjectState, feature: str) -> bool:
-    """Whether the project config lists ``feature``."""
-    features = state.config.get("features")
-    return isinstance(features, list) and feature in features
-
-
 def log_retention_days(state: ProjectState) -> int:
     """Days logs are kept: ``retentions.log.standard``, else ``eventRetention``, else 90."""
     retentions = state.config.get("retentions")
@@ -93,7 +87,7 @@ def expand_log_integrations(
         return
     item = log_items[0]
     index = envelope.items.index(item)
-    if not has_feature(state, LOGS_FEATURE):
+    if not state.has_feature(LOGS_FEATURE):
         # A feature the organization does not have: dropped without an outcome, as Relay does.
         del envelope.items[index]
         return

@@ -112,20 +112,24 @@ class ObjectstoreClient:
         project_id: int,
         payload: bytes,
         attributes: ObjectAttributes,
+        *,
+        compress: bool = True,
     ) -> str:
-        """Store ``payload``; returns its key. Raises :class:`UploadError` when it fails."""
+        """Store ``payload`` (zstd-compressed on the wire unless not ``compress``); returns
+        its key. Raises :class:`UploadError` when it fails."""
         if org_id <= 0 or project_id <= 0:
             # Objects are addressed by organization and project: nothing to store them under.
             raise UploadError("invalid scoping")
         headers = self._headers(usecase, org_id, project_id)
-        headers["Content-Encoding"] = "zstd"
+        if compress:
+            headers["Content-Encoding"] = "zstd"
         if attributes.content_type:
             headers["Content-Type"] = attributes.content_type
         if attributes.filename is not None:
             headers["x-sn-filename"] = attributes.filename
         if attributes.retention_days is not None:
             headers["x-sn-expiration"] = ttl_header(attributes.retention_days)
-        body = zstd_compress(payload)
+        body = zstd_compress(payload) if compress else payload
         path = object_path(usecase, org_id, project_id, attributes.key)
         method = "PUT" if attributes.key else "POST"
         attempts = 0

@@ -10,8 +10,9 @@ from relay.protocol.envelope import Item
 from relay.protocol.items import AttachmentType
 from relay.protocol.multipart import InvalidMultipart, Part
 from relay.server.endpoints.common import ItemTooLarge
-from relay.server.endpoints.minidump import _fetch_config_enabled, infer_minidump_field_type
+from relay.server.endpoints.minidump import infer_minidump_field_type
 from relay.server.endpoints.multipart import multipart_items
+from relay.server.endpoints.project_fetch import fetch_config_enabled
 
 
 def _config(**limits: object) -> Config:
@@ -92,7 +93,7 @@ def test_form_data_and_total_size_limits() -> None:
 
 
 def test_fetch_config_option() -> None:
-    assert _fetch_config_enabled({"options": {"relay.endpoint-fetch-config.enabled": True}})
-    assert not _fetch_config_enabled({"options": {"relay.endpoint-fetch-config.enabled": "yes"}})
-    assert not _fetch_config_enabled({"options": {}})
-    assert not _fetch_config_enabled(None)
+    assert fetch_config_enabled({"options": {"relay.endpoint-fetch-config.enabled": True}})
+    assert not fetch_config_enabled({"options": {"relay.endpoint-fetch-config.enabled": "yes"}})
+    assert not fetch_config_enabled({"options": {}})
+    assert not fetch_config_enabled(None)

@@ -13,6 +13,7 @@ Handlers only parse and authenticate, turn the request into an envelope and hand
 | ``events/{event_id}/attachments/``           | attachments   | empty 201                  |
 | ``unreal/{sentry_key}/``, ``cron/{slug}...`` | crash         | event id as text / 202     |
 | ``integration/otlp/v1/{traces,logs}[/]``     | otlp          | OTLP response              |
+| ``upload/`` (POST), ``upload/{key}/`` (PATCH)  | upload        | 201 / 204 with Location    |
 | anything else under ``/api/``                | forward       | the upstream's answer      |
 """
 
@@ -31,16 +32,21 @@ from relay.server.endpoints.otlp import otlp_routes
 from relay.server.endpoints.paths import fold_slashes_middleware
 from relay.server.endpoints.security import security_routes
 from relay.server.endpoints.store import store_routes
+from relay.server.endpoints.upload import upload_routes
 from relay.server.ingest import Ingestor
+from relay.server.uploads import UploadService
 
 
-def ingest_routes(config: Config, ingestor: Ingestor) -> list[web.RouteDef]:
+def ingest_routes(
+    config: Config, ingestor: Ingestor, uploads: UploadService | None = None
+) -> list[web.RouteDef]:
     """Every route that takes data from clients, and the catch-all that forwards the rest.
 
     The catch-all matches any path, but aiohttp tries it last (routes are looked up by their
-    longest static prefix first), so it never shadows another route.
+    longest static prefix first), so it never shadows another route. Without an upload
+    service, large files stay in envelopes and ``upload/`` requests are forwarded.
     """
-    ctx = EndpointContext(config, ingestor)
+    ctx = EndpointContext(config, ingestor, uploads)
     return [
         *envelope_routes(ctx),
         *store_routes(ctx),
@@ -49,6 +55,7 @@ def ingest_routes(config: Config, ingestor: Ingestor) -> list[web.RouteDef]:
         *attachment_routes(ctx),
         *crash_routes(ctx),
         *otlp_routes(ctx),
+        *upload_routes(ctx),
         forward_route(config, ingestor),
     ]
 

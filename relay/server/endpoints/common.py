@@ -24,6 +24,7 @@ from relay.protocol.unknown_items import remove_unknown_items
 from relay.server.ingest import Ingestor
 from relay.server.outcomes import OutcomeSink
 from relay.server.request_meta import RequestMeta, build_meta, parse_project_id, request_auth
+from relay.server.uploads import UploadService
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,14 @@ def size_limits(config: Config) -> SizeLimits:
 class EndpointContext:
     """What handlers need, built once per relay: config, limits and the ingestor."""
 
-    def __init__(self, config: Config, ingestor: Ingestor) -> None:
+    def __init__(
+        self, config: Config, ingestor: Ingestor, uploads: UploadService | None = None
+    ) -> None:
         self.config = config
         self.ingestor = ingestor
         self.limits = size_limits(config)
+        #: Where large files go instead of the envelope (None: nowhere, they are inlined).
+        self.uploads = uploads
 
     @property
     def outcomes(self) -> OutcomeSink | None:

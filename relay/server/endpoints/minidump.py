@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any
 
 from aiohttp import web
 
-from relay.errors import PayloadTooLarge, RateLimited, RelayError, ServiceUnavailable
+from relay.errors import PayloadTooLarge, RateLimited, RelayError
 from relay.kafka.outcomes import OutcomeCode
 from relay.protocol.envelope import Envelope, Item
 from relay.protocol.items import AttachmentType, DataCategory, ItemType
@@ -28,6 +27,7 @@ from relay.protocol.minidump import (
     validate_minidump,
 )
 from relay.protocol.multipart import Part, embedded_boundary, parse_multipart
+from relay.protocol.objectstore import is_attachment_ref
 from relay.protocol.project_config import ProjectState
 from relay.server.body import read_body
 from relay.server.endpoints.common import (
@@ -37,10 +37,16 @@ from relay.server.endpoints.common import (
     request_meta,
     text_event_id,
 )
+from relay.server.endpoints.crash_uploads import (
+    CrashUploads,
+    Decision,
+    crash_uploads,
+    unread_item,
+    upload_or_drop,
+)
 from relay.server.endpoints.multipart import event_id_from_items, multipart_items, request_parts
-from relay.server.ingest import Rejected
+from relay.server.endpoints.project_fetch import endpoint_project
 from relay.server.outcomes import scoping_for
-from relay.server.project_cache import DUMMY
 from relay.server.request_meta import RequestMeta
 
 _RAW_CONTENT_TYPES = frozenset({"application/octet-stream", "application/x-dmp"})
@@ -88,45 +94,6 @@ def _unwrap_minidump(item: Item, limit: int) -> None:
         item.headers["filename"] = remove_container_extension(filename)
 
 
-class ProjectUnavailable(ServiceUnavailable):
-    """The project config did not arrive within ``limits.query_timeout`` (503)."""
-
-    reason = "project_unavailable"
-
-    def __init__(self) -> None:
-        super().__init__("project config is not available", retry_after=1)
-
-
-#: The global option that lets upload endpoints wait for the project config.
-FETCH_CONFIG_OPTION = "relay.endpoint-fetch-config.enabled"
-
-
-def _fetch_config_enabled(global_config: dict[str, Any] | None) -> bool:
-    options = (global_config or {}).get("options")
-    return isinstance(options, dict) and options.get(FETCH_CONFIG_OPTION) is True
-
-
-async def _endpoint_project(ctx: EndpointContext, meta: RequestMeta) -> ProjectState | None:
-    """The project config, when the global config lets the endpoint wait for it.
-
-    As Relay, a config that does not arrive in time is a 503, a disabled project or key a 403;
-    neither is an outcome (the data is not known to belong to an organization).
-    """
-    config = ctx.config
-    projects = ctx.ingestor.projects
-    if config.relay.mode == "proxy" or not _fetch_config_enabled(projects.global_config):
-        return None
-    try:
-        state = await projects.get(meta.public_key, config.limits.query_timeout)
-    except TimeoutError:
-        raise ProjectUnavailable() from None
-    if state is DUMMY:
-        return None
-    if not state.allows_key(meta.public_key):
-        raise Rejected("project_id", "ProjectId")
-    return state
-
-
 async def _emit_rejected(
     ctx: EndpointContext,
     meta: RequestMeta,
@@ -160,11 +127,23 @@ def minidump_routes(ctx: EndpointContext) -> list[web.RouteDef]:
     limits = config.limits
     max_attachment = int(limits.max_attachment_size)
 
-    async def raw_items(request: web.Request, rejected: list[tuple[Item, str]]) -> list[Item]:
+    async def raw_items(
+        request: web.Request, rejected: list[tuple[Item, str]], uploads: CrashUploads | None
+    ) -> list[Item]:
+        dump_uploads = uploads is not None and uploads.minidumps is Decision.UPLOAD
         try:
-            body = await read_body(request, max_attachment)
+            body = await read_body(
+                request, int(limits.max_upload_size) if dump_uploads else max_attachment
+            )
         except PayloadTooLarge:
             raise ItemTooLarge("attachment:minidump") from None
+        if uploads is not None and uploads.uploads(AttachmentType.MINIDUMP, len(body)):
+            placeholder = await upload_or_drop(
+                ctx, uploads, body, AttachmentType.MINIDUMP, _MINIDUMP_FILENAME,
+                MINIDUMP_CONTENT_TYPE, rejected,
+            )  # fmt: skip
+            assert placeholder is not None  # a failed dump upload raises
+            return [placeholder]
         item = Item.new(
             ItemType.ATTACHMENT,
             body,
@@ -180,14 +159,29 @@ def minidump_routes(ctx: EndpointContext) -> list[web.RouteDef]:
         return [item]
 
     async def multipart_upload(
-        request: web.Request, rejected: list[tuple[Item, str]]
+        request: web.Request,
+        rejected: list[tuple[Item, str]],
+        uploads: CrashUploads | None,
+        unread: list[Item],
     ) -> list[Item]:
         body = await read_body(
             request, int(limits.max_upload_size) + int(limits.max_attachments_size)
         )
         parts = request_parts(request, body)
+        inline: list[Part] = []
+        to_upload: list[tuple[Part, str]] = []
+        for part in parts:
+            attachment_type = infer_minidump_field_type(part)
+            if uploads is None or part.filename is None:
+                inline.append(part)
+            elif uploads.decision(attachment_type) is Decision.DROP:
+                unread.append(unread_item(attachment_type, part.filename))
+            elif uploads.uploads(attachment_type, len(part.data)):
+                to_upload.append((part, attachment_type))
+            else:
+                inline.append(part)
         items = multipart_items(
-            parts,
+            inline,
             config,
             infer_minidump_field_type,
             # Oversized ordinary attachments are dropped; an oversized dump is an error.
@@ -195,10 +189,19 @@ def minidump_routes(ctx: EndpointContext) -> list[web.RouteDef]:
             rejected,
         )
         try:
+            for part, attachment_type in to_upload:
+                assert uploads is not None
+                placeholder = await upload_or_drop(
+                    ctx, uploads, part.data, attachment_type, part.filename,
+                    part.content_type, rejected,
+                )  # fmt: skip
+                if placeholder is not None:
+                    items.append(placeholder)
             dump = next((i for i in items if i.attachment_type == AttachmentType.MINIDUMP), None)
             if dump is None:
                 raise MissingMinidump()
-            _unwrap_minidump(dump, max_attachment)
+            if not is_attachment_ref(dump):
+                _unwrap_minidump(dump, max_attachment)
         except RelayError as exc:
             rejected.extend((item, exc.reason) for item in items)
             raise
@@ -206,17 +209,26 @@ def minidump_routes(ctx: EndpointContext) -> list[web.RouteDef]:
 
     async def minidump(request: web.Request) -> web.Response:
         meta = request_meta(request)
-        state = await _endpoint_project(ctx, meta)
+        state = await endpoint_project(ctx, meta)
+        uploads = crash_uploads(ctx, meta, state)
+        if uploads is not None and uploads.minidumps is Decision.DROP:
+            # Errors are rate limited: the crash is dropped unread, and still answered as
+            # accepted because crash reporters retry.
+            _track_rate_limited(ctx, meta, state, [], uploads.drop_reason, crash=True)
+            return text_event_id(uuid.uuid4().hex)
         rejected: list[tuple[Item, str]] = []
+        unread: list[Item] = []
         try:
             if request.headers.get("Content-Type", "") in _RAW_CONTENT_TYPES:
-                items = await raw_items(request, rejected)
+                items = await raw_items(request, rejected, uploads)
             else:
-                items = await multipart_upload(request, rejected)
+                items = await multipart_upload(request, rejected, uploads, unread)
         except RelayError as exc:
             await _emit_rejected(ctx, meta, state, rejected, exc.reason)
             raise
         await _emit_rejected(ctx, meta, state, rejected, None)
+        if unread and uploads is not None:
+            _track_rate_limited(ctx, meta, state, unread, uploads.drop_reason, crash=False)
         event_id = event_id_from_items(items) or uuid.uuid4().hex
         envelope = Envelope({"event_id": event_id}, items)
         # Crash reporters retry on 429 and would send the dump again: the limits are applied
@@ -229,3 +241,25 @@ def minidump_routes(ctx: EndpointContext) -> list[web.RouteDef]:
         web.post("/api/{project_id}/minidump", minidump),
         web.post("/api/{project_id}/minidump/", minidump),
     ]
+
+
+def _track_rate_limited(
+    ctx: EndpointContext,
+    meta: RequestMeta,
+    state: ProjectState | None,
+    items: list[Item],
+    reason: str | None,
+    *,
+    crash: bool,
+) -> None:
+    """Outcomes for a crash (or files) dropped by a known rate limit before being read."""
+    outcomes = ctx.outcomes
+    if outcomes is None:
+        return
+    scoping = scoping_for(meta, state)
+    limited = int(OutcomeCode.RATE_LIMITED)
+    if crash:
+        outcomes.track(scoping, limited, reason, int(DataCategory.ERROR), 1)
+    for item in items:
+        for category, quantity in item.quantities():
+            outcomes.track(scoping, limited, reason, int(category), quantity)
