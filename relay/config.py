@@ -79,6 +79,10 @@ class RelaySection(_Section):
     override_project_ids: bool = False
     #: Upstream URL advertised to downstream relays in the project configs we serve.
     advertised_upstream: str | None = None
+    #: Ours: when a 200 is sent. ``default``: once the envelope is accepted in memory;
+    #: ``durable``: once it is in Kafka (processing) or with the upstream or fsynced to the
+    #: spool (POP). See relay.server.durable.
+    ack: Literal["default", "durable"] = "default"
     #: The Sentry Relay version whose protocol this relay reports at registration (our own
     #: key; upstreams refuse versions they do not support).
     protocol_version: str = RELAY_PROTOCOL_VERSION
@@ -274,6 +278,8 @@ class ProcessingSection(_Section):
     max_secs_in_future: int = 60
     max_session_secs_in_past: int = 5 * 24 * 3600
     objectstore: ObjectstoreSection = msgspec.field(default_factory=ObjectstoreSection)
+    #: The older place of ``geoip.path`` (used when that is unset).
+    geoip_path: str | None = None
 
     @property
     def redis_url(self) -> str | None:
@@ -355,6 +361,26 @@ class SpoolSection(_Section):
     envelopes: EnvelopeSpool = msgspec.field(default_factory=EnvelopeSpool)
 
 
+class NormalizationSection(_Section):
+    """How thoroughly events are normalized here (Relay's ``normalization``)."""
+
+    #: ``full``: normalize as the last hop does (unknown fields removed, ``errors`` added)
+    #: and mark event items ``fully_normalized``. ``default``: POP relays keep what a newer
+    #: upstream may understand; processing relays normalize fully anyway.
+    level: Literal["default", "full"] = "default"
+
+
+class GeoIpSection(_Section):
+    """The GeoIP database that fills ``user.geo`` (Relay's ``geoip``)."""
+
+    #: Path of a MaxMind DB (``.mmdb``) file; unset: no geo lookups.
+    path: str | None = None
+
+    def resolved_path(self, processing: ProcessingSection) -> str | None:
+        """``geoip.path``, else the legacy ``processing.geoip_path``."""
+        return self.path or processing.geoip_path
+
+
 class RoutingSection(_Section):
     """Traffic steering (Relay's ``routing``)."""
 
@@ -378,6 +404,29 @@ class KillswitchSection(_Section):
     poll_interval: float = 1.0
 
 
+class UploadCredentials(_Section):
+    """Keys for upload locations, instead of the relay's own credentials."""
+
+    #: Verifies locations in uploads and attachment placeholders.
+    verification_key: str
+    #: Signs the locations this relay hands out (processing relays; Relay's format).
+    signing_key: str | None = None
+
+
+class UploadSection(_Section):
+    """Uploads of large attachments (the TUS ``/upload/`` endpoint, relay.server.uploads)."""
+
+    #: Uploads in flight at once; more are refused with 503 instead of queued.
+    max_concurrent_requests: Annotated[int, msgspec.Meta(ge=1)] = 100
+    #: Seconds one upload (creation or bytes) may take, retries included.
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    #: Seconds a signed location stays valid: for the bytes and for the placeholder.
+    max_age: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    #: ``{verification_key, signing_key}`` for upload locations; unset: the relay's own
+    #: credentials. Relays that verify each other's locations must share the keys.
+    credentials: UploadCredentials | None = None
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration. Every section has Relay's defaults."""
 
@@ -396,6 +445,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     spool: SpoolSection = msgspec.field(default_factory=SpoolSection)
     killswitches: KillswitchSection = msgspec.field(default_factory=KillswitchSection)
     routing: RoutingSection = msgspec.field(default_factory=RoutingSection)
+    upload: UploadSection = msgspec.field(default_factory=UploadSection)
+    normalization: NormalizationSection = msgspec.field(default_factory=NormalizationSection)
+    geoip: GeoIpSection = msgspec.field(default_factory=GeoIpSection)
 
     @property
     def processing_enabled(self) -> bool:
@@ -425,7 +477,7 @@ _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
                          "tcp_listen_backlog"}),
     "logging": frozenset({"enable_backtraces", "traces_sample_rate"}),
     "sentry": frozenset({"_crash_db"}),
-    "processing": frozenset({"geoip_path", "secondary_kafka_configs", "max_rate_limit",
+    "processing": frozenset({"secondary_kafka_configs", "max_rate_limit",
                              "quota_cache_ratio", "quota_cache_max"}),
     "outcomes": frozenset({"emit_client_outcomes", "aggregator"}),
     "aggregator": frozenset({"aggregator_size"}),
@@ -440,7 +492,7 @@ _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
 
 # Whole sections Relay has that we do not model (yet): accepted as they are.
 _RELAY_ONLY_SECTIONS = frozenset(
-    {"secondary_aggregators", "geoip", "normalization", "cogs", "upload"}
+    {"secondary_aggregators", "cogs"}
 )  # fmt: skip
 
 

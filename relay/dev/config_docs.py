@@ -101,8 +101,9 @@ DESCRIPTIONS: dict[str, str] = {
     "`message.max.bytes`, SASL/SSL parameters, ...",
     "processing.topics": "Topic names by Relay's keys, e.g. `events: ingest-events`.",
     "processing.kafka_validate_topics": "Check at start-up that the topics exist.",
-    "processing.redis": "Redis URL (`redis://host:port/db`) or `{server: ...}`, for "
-    "project configs and quotas.",
+    "processing.redis": "Redis URL (`redis://host:port/db`), `{server: ...}`, a Redis "
+    "Cluster `{cluster_nodes: [redis://..., ...]}`, or `{project_configs: ..., quotas: ...}`; "
+    "options `max_connections`, `create_timeout`, `response_timeout` (seconds).",
     "processing.attachment_chunk_size": "Size of attachment chunks in Kafka.",
     "processing.projectconfig_cache_prefix": "Prefix of project config keys in Redis.",
     "processing.max_secs_in_future": "Events further in the future are clamped or refused.",

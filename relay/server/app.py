@@ -13,10 +13,11 @@ import logging
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from relay.config import Config
 from relay.kafka.producer import KafkaProducer
@@ -26,6 +27,7 @@ from relay.protocol.project_config import ProjectState
 from relay.quotas.redis_limiter import RedisRateLimiter
 from relay.server.admission import Admission, admission_middleware
 from relay.server.cors import cors_middleware
+from relay.server.drain import DrainGate
 from relay.server.endpoints import fold_slashes_middleware, ingest_routes
 from relay.server.forwarder import Forwarder
 from relay.server.health import health_routes
@@ -46,12 +48,14 @@ from relay.server.outcomes_api import outcomes_api_routes
 from relay.server.processor import Processor
 from relay.server.project_cache import ProjectCache
 from relay.server.rate_limiting import RateLimiting
+from relay.server.redis_clients import RedisClient, RedisClients
 from relay.server.relay_api import relay_api_routes
 from relay.server.relays import RelayCache
 from relay.server.self_report import SelfReporter
 from relay.server.spool import Spool, SpoolService
 from relay.server.statsd import StatsdSink
 from relay.server.telemetry import QueueGauges, metrics_routes, request_metrics_middleware
+from relay.server.uploads import UploadKeys, upload_service
 from relay.server.upstream import UpstreamClient
 from relay.telemetry.shared import WorkerMetrics
 
@@ -73,7 +77,9 @@ class RelayApp:
     def __init__(self, config: Config, credentials: Credentials | None) -> None:
         self.config = config
         self.credentials = credentials
-        self.redis: Redis | None = None
+        #: ``processing.redis`` (processing relays): project configs and quotas.
+        self.redis_clients = RedisClients()
+        self.redis: RedisClient | None = None
         self.producer: KafkaProducer | None = None
         self.upstream = UpstreamClient(config, credentials)
         self.outcomes = OutcomeSink(config, upstream=self.upstream)
@@ -87,6 +93,11 @@ class RelayApp:
             [
                 sync_probe("system memory", lambda: system_memory_probe(self.memory)),
                 sync_probe("spool health", lambda: spool_health_probe(self.memory)),
+                # Unhealthy while the metrics aggregator refuses buckets (over its budget).
+                sync_probe(
+                    "aggregator",
+                    lambda: self.metrics is None or self.metrics.service.can_accept(),
+                ),
             ],
         )
         self.reporter: SelfReporter | None = None
@@ -100,6 +111,8 @@ class RelayApp:
         self._requests_in_progress = 0
         self._no_requests = asyncio.Event()
         self._no_requests.set()
+        #: Closed on shutdown: health and metrics keep answering, other requests get 503.
+        self.drain_gate = DrainGate()
         self.queue_gauges = QueueGauges()
         #: In-memory byte budgets of envelopes being processed or forwarded (limits.*).
         self.admission = Admission.from_config(config)
@@ -108,6 +121,9 @@ class RelayApp:
 
     def _cached_state(self, public_key: str) -> ProjectState | None:
         return self.projects.get_state(public_key) if self.projects is not None else None
+
+    def _global_config(self) -> dict[str, Any] | None:
+        return self.projects.global_config if self.projects is not None else None
 
     def is_ready(self) -> bool:
         """Ready once registered upstream (managed mode), Kafka is connected and probes pass.
@@ -136,9 +152,9 @@ class RelayApp:
             await self.reporter.start()
         sink: EnvelopeSink
         if config.processing.enabled:
-            redis_url = config.processing.redis_url
-            if redis_url:
-                self.redis = Redis.from_url(redis_url)
+            # A single server or a Redis Cluster; maybe one of each for configs and quotas.
+            self.redis_clients = RedisClients.from_config(config.processing.redis)
+            self.redis = self.redis_clients.project_configs
             overrides = config.processing.topics
             for key in unused_topic_keys(overrides):
                 log.warning("processing.topics.%s names no topic this relay writes", key)
@@ -149,13 +165,14 @@ class RelayApp:
             self.producer = producer
             self.outcomes = OutcomeSink(config, producer, topics)
             limiter: RedisRateLimiter | None = None
-            if self.redis is not None:
-                limiter = RedisRateLimiter(self.redis)
+            if self.redis_clients.quotas is not None:
+                limiter = RedisRateLimiter(self.redis_clients.quotas)
                 self.redis_limiter = limiter
             self.rate_limits = RateLimiting(self.outcomes, limiter)
             self.metrics = MetricsPipeline(
                 config, self._cached_state, producer=producer,
                 metrics_topic=topics[KafkaTopic.METRICS_SESSIONS],
+                global_config=self._global_config,
             )  # fmt: skip
             # The sample rate is a global-config option, read per envelope once it is known.
             self.objectstore = AttachmentUploader.from_config(
@@ -167,20 +184,28 @@ class RelayApp:
             sink = Processor(
                 config, producer, topics, self.outcomes,
                 rate_limits=self.rate_limits, metrics=self.metrics, objectstore=self.objectstore,
+                upload_keys=UploadKeys.from_config(config.upload, self.credentials),
+                global_config=self._global_config,
             )  # fmt: skip
         else:
             self.rate_limits = RateLimiting(self.outcomes)
-            self.metrics = MetricsPipeline(config, self._cached_state, upstream=self.upstream)
+            self.metrics = MetricsPipeline(
+                config, self._cached_state, upstream=self.upstream,
+                global_config=self._global_config,
+            )  # fmt: skip
             self.forwarder = Forwarder(
                 config, self.upstream, self.outcomes, FORWARD_BUDGET_BYTES,
                 rate_limits=self.rate_limits, metrics=self.metrics,
+                global_config=self._global_config,
             )  # fmt: skip
             sink = self.forwarder
             spool_cfg = config.spool.envelopes
             if spool_cfg.path:
                 # Envelopes the upstream does not take within the retry budget go to disk.
+                # A durable 200 (relay.server.durable) is only as good as an fsynced row.
+                fsync = config.relay.ack == "durable"
                 self.spool = SpoolService(
-                    Spool(Path(spool_cfg.path), spool_cfg.max_disk_size),
+                    Spool(Path(spool_cfg.path), spool_cfg.max_disk_size, fsync=fsync),
                     self.forwarder.replay, spool_cfg.max_unspool_envelopes_per_second,
                 )  # fmt: skip
                 await self.spool.start()
@@ -190,7 +215,11 @@ class RelayApp:
         await projects.start()
         self.projects = projects
         await self.relays.start()
-        self.killswitches = KillSwitchService(config, self.outcomes)
+        # On a Redis Cluster the switches are read through the cluster client (a client of
+        # one node gets MOVED answers); otherwise the service opens its own short-timeout one.
+        cluster = self.redis if isinstance(self.redis, RedisCluster) else None
+        shared = None if config.killswitches.redis else cluster
+        self.killswitches = KillSwitchService(config, self.outcomes, shared)
         await self.killswitches.start()
         ingestor = Ingestor(
             config, projects, self.relays, sink, self.upstream, self.outcomes,
@@ -203,7 +232,11 @@ class RelayApp:
         await self.health.start()
 
         app = self._web_app()
-        app.add_routes(ingest_routes(config, ingestor))
+        uploads = upload_service(
+            config, self.upstream, self.credentials,
+            self.objectstore.client if self.objectstore is not None else None,
+        )  # fmt: skip
+        app.add_routes(ingest_routes(config, ingestor, uploads))
         app.add_routes(
             relay_api_routes(
                 config, self.relays, projects.get_state, lambda: projects.served_global_config,
@@ -211,7 +244,9 @@ class RelayApp:
             )
         )  # fmt: skip
         app.add_routes(
-            outcomes_api_routes(config, self.relays, self.outcomes, projects, self.rate_limits)
+            outcomes_api_routes(
+                config, self.relays, self.outcomes, projects, self.rate_limits, self.metrics
+            )
         )
         internal = config.relay.internal_port is not None and (
             config.relay.internal_port != config.relay.port
@@ -258,6 +293,8 @@ class RelayApp:
         # Bodies are read and limited by the handlers themselves (relay.server.body).
         return web.Application(
             middlewares=[
+                # Outermost: requests refused while draining are not waited for.
+                self.drain_gate.middleware,
                 self._count_requests,
                 request_metrics_middleware,
                 cors_middleware,
@@ -282,15 +319,13 @@ class RelayApp:
                 self._no_requests.set()
 
     async def _finish_requests(self, timeout: float) -> None:
-        """Close the listeners, then wait (bounded) for requests already being handled.
+        """Wait (bounded) for requests already being handled; the drain gate is closed.
 
         aiohttp's own graceful shutdown stops reading from open connections at once, which
-        would cut off a request whose body is still arriving; so the listeners are closed
-        first and in-flight requests get up to ``timeout`` to complete.
+        would cut off a request whose body is still arriving; so in-flight requests get up
+        to ``timeout`` to complete first. The listeners stay open until the drain is over,
+        for the liveness probe (relay.server.drain).
         """
-        for runner in self._runners:
-            for site in list(runner.sites):
-                await site.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_requests.wait(), timeout)
 
@@ -328,14 +363,14 @@ class RelayApp:
 
         # Not ready from now on, as in Relay; this also ends the probe loop.
         await self.health.stop()
+        # New requests get 503 from here on; liveness keeps answering until the end.
+        self.drain_gate.close()
         if self.forwarder is not None:
             # With a permanent spool, requests still in flight get 503 from here on.
             self.forwarder.begin_shutdown()
         self.queue_gauges.close()
-        # Stop listening and let in-flight requests finish first: they may still accept data.
+        # Let in-flight requests finish first: they may still accept data.
         await self._finish_requests(left() / 2)
-        for runner in self._runners:
-            await runner.cleanup()
         if self.ingestor is not None:
             # Envelopes still waiting for their project config get an outcome.
             await self.ingestor.stop(min(2.0, left()))
@@ -359,10 +394,12 @@ class RelayApp:
         await self.upstream.stop()
         if self.producer is not None:
             await self.producer.stop(left())
+        # Drained: stop listening (liveness answered until now).
+        for runner in self._runners:
+            await runner.cleanup()
         if self.redis_limiter is not None:
             await self.redis_limiter.close()
-        if self.redis is not None:
-            await self.redis.aclose()
+        await self.redis_clients.aclose()
         if self.statsd is not None:
             await self.statsd.stop()
             self.statsd = None

@@ -9,6 +9,10 @@ push``. Entries never expire, so a relay started later finds its configs in Redi
 Files are validated before anything is written. An invalid file is reported (logged, and
 ``push`` exits non-zero) and its last good version stays in force, in memory and in Redis.
 
+A file named ``global`` (``global.yml``, ...) is not a project: it is the *global config*
+served to every relay (Sentry's ``options`` such as ``relay.endpoint-fetch-config.enabled``,
+global ``measurements`` and ``filters``). Without it relays get an empty global config.
+
 The configserver is also the registration authority of the chain: relays listed in its
 ``auth.static_relays`` may register (Relay's challenge/response) and fetch configs.
 """
@@ -25,7 +29,7 @@ from typing import Any
 import msgspec
 import yaml
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from relay.config import Config
 from relay.protocol.encoding import zstd_compress
@@ -33,6 +37,7 @@ from relay.protocol.keys import Credentials
 from relay.protocol.project_config import DISABLED, ProjectState, is_valid_project_key
 from relay.server.health import health_routes
 from relay.server.http_errors import error_middleware
+from relay.server.redis_clients import RedisClients
 from relay.server.relay_api import relay_api_routes
 from relay.server.relays import RelayCache
 from relay.server.runner import install_event_loop, wait_for_signal
@@ -41,17 +46,15 @@ log = logging.getLogger(__name__)
 
 _SUFFIXES = (".yml", ".yaml", ".json")
 POLL_INTERVAL = 1.0
+#: The stem of the file holding the global config.
+GLOBAL_STEM = "global"
 
 
 class InvalidProjectFile(ValueError):
     """A project file that must not be served."""
 
 
-def load_project_file(path: Path) -> list[tuple[str, ProjectState]]:
-    """Read and validate one project file; one state per public key (as the v3 API serves).
-
-    Raises :class:`InvalidProjectFile` naming the file and the problem.
-    """
+def _read_mapping(path: Path) -> tuple[bytes, dict[str, Any]]:
     try:
         raw = path.read_bytes()
         data: Any = yaml.safe_load(raw) if path.suffix != ".json" else msgspec.json.decode(raw)
@@ -59,6 +62,24 @@ def load_project_file(path: Path) -> list[tuple[str, ProjectState]]:
         raise InvalidProjectFile(f"{path}: cannot be read: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidProjectFile(f"{path}: expected a mapping")
+    return raw, data
+
+
+def load_global_file(path: Path) -> dict[str, Any]:
+    """Read and check the global config file; raises :class:`InvalidProjectFile`."""
+    _, data = _read_mapping(path)
+    for name in ("options", "measurements", "filters"):
+        if name in data and not isinstance(data[name], dict):
+            raise InvalidProjectFile(f"{path}: {name} must be a mapping")
+    return data
+
+
+def load_project_file(path: Path) -> list[tuple[str, ProjectState]]:
+    """Read and validate one project file; one state per public key (as the v3 API serves).
+
+    Raises :class:`InvalidProjectFile` naming the file and the problem.
+    """
+    raw, data = _read_mapping(path)
     # The revision changes with the content, so relays holding it get ``unchanged``.
     data.setdefault("rev", hashlib.sha1(raw).hexdigest())
     try:
@@ -94,11 +115,26 @@ class ProjectFiles:
         self._good: dict[Path, list[tuple[str, ProjectState]]] = {}
         #: Files that failed validation in the last scan, with the reason.
         self.errors: dict[Path, str] = {}
+        #: The global config file's content (its last good version); empty without one.
+        self.global_config: dict[str, Any] = {}
+
+    def _scan_global(self, paths: list[Path]) -> None:
+        found = [p for p in paths if p.stem == GLOBAL_STEM]
+        if not found:
+            self.global_config = {}
+            return
+        try:
+            self.global_config = load_global_file(found[0])
+        except InvalidProjectFile as exc:
+            self.errors[found[0]] = str(exc)
+            log.error("invalid global config file, keeping its last good version: %s", exc)
 
     def scan(self) -> dict[str, ProjectState]:
         """Re-read the folder; an invalid file keeps its last good states."""
-        present = sorted(p for p in self._paths())
+        paths = sorted(p for p in self._paths())
         self.errors = {}
+        self._scan_global(paths)
+        present = [p for p in paths if p.stem != GLOBAL_STEM]
         for path in present:
             try:
                 self._good[path] = load_project_file(path)
@@ -138,7 +174,7 @@ def load_projects(folder: Path) -> dict[str, ProjectState]:
 
 
 async def write_states(
-    redis: Redis,
+    redis: Redis | RedisCluster,
     prefix: str,
     new: dict[str, ProjectState],
     old: dict[str, ProjectState] | None = None,
@@ -173,10 +209,8 @@ class ConfigServer:
         self.folder = folder
         self.files = ProjectFiles(folder)
         self.states: dict[str, ProjectState] = {}
-        self.redis: Redis | None = None
-        url = config.processing.redis_url
-        if url:
-            self.redis = Redis.from_url(url)
+        # ``processing.redis`` in any form (a cluster too): configs go where relays read them.
+        self.redis = RedisClients.from_config(config.processing.redis).project_configs
         self._task: asyncio.Task[None] | None = None
 
     def lookup(self, public_key: str) -> ProjectState:
@@ -230,7 +264,9 @@ def build_configserver_app(config: Config, server: ConfigServer) -> web.Applicat
     """The HTTP app: registration, ``publickeys``, ``projectconfigs``, health."""
     relays = RelayCache(config, None)
     app = web.Application(middlewares=[error_middleware])
-    app.add_routes(relay_api_routes(config, relays, server.lookup, lambda: {}, None))
+    app.add_routes(
+        relay_api_routes(config, relays, server.lookup, lambda: server.files.global_config, None)
+    )
     app.add_routes(health_routes(lambda: True))
     return app
 
@@ -263,11 +299,10 @@ async def _push(config: Config, folder: Path) -> int:
     states = files.scan()
     for error in sorted(files.errors.values()):
         print(f"invalid: {error}")
-    url = config.processing.redis_url
-    if not url:
+    redis = RedisClients.from_config(config.processing.redis).project_configs
+    if redis is None:
         print("error: processing.redis is not configured (or pass --redis-url)")
         return 2
-    redis = Redis.from_url(url)
     try:
         written = await write_states(redis, config.processing.projectconfig_cache_prefix, states)
     finally:

@@ -8,6 +8,7 @@ arguments taken from the request and the project config are gathered in one plac
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ import msgspec
 from relay.filters import CompiledFilters, compile_filters
 from relay.kafka.outcomes import OutcomeCode
 from relay.normalize import InvalidTransaction, normalize_for_relay
+from relay.normalize.geoip import GeoIpLookup
 from relay.normalize.security_report import (
     SecurityReportError,
     check_security_event,
@@ -41,6 +43,15 @@ _TRANSACTION_BOUND = frozenset({ItemType.ATTACHMENT, ItemType.PROFILE})
 _ERROR_BOUND = frozenset(
     {ItemType.ATTACHMENT, ItemType.FORM_DATA, ItemType.USER_REPORT, ItemType.PROFILE}
 )
+
+
+#: Returns the upstream's global config, or None while it is not known.
+GlobalConfigLookup = Callable[[], dict[str, Any] | None]
+
+
+def no_global_config() -> dict[str, Any] | None:
+    """The lookup of a relay that has no global config (tests, static setups)."""
+    return None
 
 
 class EventRejected(Exception):
@@ -74,6 +85,27 @@ def inbound_filters(state: ProjectState, global_config: dict[str, Any] | None) -
     return _compile_filters(_encoder.encode(sections))
 
 
+def is_fully_normalized(item: Item, meta: RequestMeta) -> bool:
+    """Whether ``item`` was fully normalized by an earlier hop we trust.
+
+    Only an internal relay's word counts: anyone else could set the header to skip
+    normalization (and the validation that comes with it).
+    """
+    return meta.from_relay and item.headers.get("fully_normalized") is True
+
+
+def mark_fully_normalized(item: Item, meta: RequestMeta, full: bool) -> None:
+    """Set the item's ``fully_normalized`` header for the next hop, as Relay does.
+
+    True after a full normalization here, or when a trusted relay already did one;
+    an untrusted claim is removed rather than passed on to a hop that would trust us.
+    """
+    if full or is_fully_normalized(item, meta):
+        item.headers["fully_normalized"] = True
+    else:
+        item.headers.pop("fully_normalized", None)
+
+
 def normalize_event_payload(
     item: Item,
     envelope: Envelope,
@@ -83,6 +115,7 @@ def normalize_event_payload(
     processing: bool,
     max_secs_in_future: int = 60,
     global_config: dict[str, Any] | None = None,
+    geoip: GeoIpLookup | None = None,
 ) -> dict[str, Any]:
     """Decode, normalize, filter, scrub and re-encode ``item``'s event; returns it.
 
@@ -112,6 +145,7 @@ def normalize_event_payload(
         processing=processing,
         max_secs_in_future=max_secs_in_future,
         global_config=global_config,
+        geoip=geoip,
     )
     item.set_payload(_encoder.encode(normalized))
     if item.type == ItemType.RAW_SECURITY:
@@ -166,12 +200,17 @@ def normalize_event_dict(
     processing: bool,
     max_secs_in_future: int = 60,
     global_config: dict[str, Any] | None = None,
+    normalize: bool = True,
+    geoip: GeoIpLookup | None = None,
 ) -> dict[str, Any]:
     """Normalize, filter and scrub a decoded event, in Relay's order; raises EventRejected.
 
     Inbound filters run after normalization and before scrubbing, on every hop; a
     filtered event is rejected with outcome ``filtered`` and the filter's stat key.
+    ``normalize=False`` (an event a trusted relay fully normalized) only filters and scrubs.
     """
+    if not normalize:
+        return _filter_and_scrub(event, meta, state, global_config)
     config = state.config
     scrubbing = config.get("datascrubbingSettings")
     key = state.key_config(meta.public_key)
@@ -183,6 +222,7 @@ def normalize_event_dict(
             processing=processing,
             event_id=envelope.event_id,
             received_at=meta.received_at,
+            sent_at=_sent_at(envelope),
             project_id=state.project_id,
             key_id=str(key.numeric_id) if key and key.numeric_id is not None else None,
             client=meta.client,
@@ -200,9 +240,19 @@ def normalize_event_dict(
             measurements_config=config.get("measurements"),
             global_measurements_config=(global_config or {}).get("measurements"),
             breakdowns_config=config.get("breakdownsV2"),
+            geoip=geoip,
         )
     except InvalidTransaction:
         raise EventRejected("invalid_transaction") from None
+    return _filter_and_scrub(normalized, meta, state, global_config)
+
+
+def _filter_and_scrub(
+    normalized: dict[str, Any],
+    meta: RequestMeta,
+    state: ProjectState,
+    global_config: dict[str, Any] | None,
+) -> dict[str, Any]:
     filters = inbound_filters(state, global_config)
     if not filters.is_empty:
         reason = filters.should_filter(normalized, client_ip=meta.client_ip, user_agent=None)
@@ -229,6 +279,12 @@ def pii_pipeline(state: ProjectState) -> ScrubbingPipeline:
     config = state.config
     sections = (config.get("piiConfig"), config.get("datascrubbingSettings"))
     return _compile_pii(_encoder.encode(sections))
+
+
+def _sent_at(envelope: Envelope) -> float | None:
+    """The envelope's ``sent_at`` header as Unix seconds (None: absent or invalid)."""
+    sent_at = envelope.sent_at_datetime
+    return None if sent_at is None else sent_at.timestamp()
 
 
 def _int(value: object) -> int | None:

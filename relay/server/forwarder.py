@@ -14,18 +14,24 @@ from urllib.parse import urlsplit
 
 from relay.config import Config
 from relay.errors import ServiceUnavailable
+from relay.normalize.clock_drift import sent_at_now
 from relay.protocol.envelope import Envelope
 from relay.protocol.items import ItemType
 from relay.protocol.project_config import ProjectState
 from relay.server.admission import is_heavy
 from relay.server.crash_expansion import expand_crash_envelope
+from relay.server.eap_items import process_eap_items
 from relay.server.event_normalization import (
     NORMALIZED_ITEM_TYPES,
     EventRejected,
+    GlobalConfigLookup,
     event_bound_items,
+    mark_fully_normalized,
+    no_global_config,
     normalize_event_payload,
     scrub_attachments,
 )
+from relay.server.geoip import open_geoip
 from relay.server.log_integrations import expand_log_integrations
 from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
@@ -91,17 +97,22 @@ class Forwarder:
         *,
         rate_limits: RateLimiting | None = None,
         metrics: MetricsPipeline | None = None,
+        global_config: GlobalConfigLookup | None = None,
     ) -> None:
         self.config = config
+        #: The upstream's global config (global inbound filters, measurements), if known.
+        self.global_config: GlobalConfigLookup = global_config or no_global_config
+        #: ``user.geo`` lookups during normalization (``geoip.path``).
+        self.geoip = open_geoip(config)
         self.upstream = upstream
         self.outcomes = outcomes
         self.rate_limits = rate_limits
         self.metrics = metrics
         self.budget_bytes = budget_bytes
         self.bytes_in_flight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
         #: When each in-flight envelope was accepted (for ``relay_queue_oldest_seconds``).
-        self._accepted_at: dict[asyncio.Task[None], float] = {}
+        self._accepted_at: dict[asyncio.Task[bool], float] = {}
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_requests)
         #: Heavy envelopes (relay.server.admission.is_heavy) have slots of their own, so
         #: slow uploads of big payloads never hold the slots of cheap envelopes.
@@ -111,15 +122,15 @@ class Forwarder:
         #: Set on shutdown with a permanent spool: new envelopes get 503 (as in Relay).
         self.closing = False
         #: What each in-flight task sends (to spool it if shutdown cuts it short).
-        self._inflight: dict[asyncio.Task[None], tuple[Envelope, RequestMeta, bytes]] = {}
+        self._inflight: dict[asyncio.Task[bool], tuple[Envelope, RequestMeta, bytes]] = {}
 
     async def accept(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
-    ) -> asyncio.Task[None] | None:
+    ) -> asyncio.Task[bool] | None:
         """Accept an envelope for forwarding, or raise ServiceUnavailable when over budget.
 
         Returns the background send, done once the envelope is upstream, spooled or an
-        outcome (None: nothing left to send).
+        outcome (None: nothing left to send); its result is False for an outcome.
         """
         if self.closing:
             raise ServiceUnavailable("relay is shutting down", retry_after=1)
@@ -140,12 +151,19 @@ class Forwarder:
         self._normalize(envelope, meta, state)
         if self.config.relay.mode != "proxy":
             scrub_attachments(envelope, state)
+            # Logs and V2 spans leave this relay normalized and scrubbed, as in Relay.
+            process_eap_items(envelope, meta, state)
         if self.metrics is not None and self.config.relay.mode != "proxy":
             # Projects with sessionMetrics get their sessions aggregated here, at the edge.
             self.metrics.take_sessions(envelope, meta, state)
+            # Received metric buckets are aggregated on every managed hop, not forwarded.
+            self.metrics.take_metric_buckets(envelope, meta)
         if not envelope.items:
             return None
         stamp_meta(envelope, meta, self.config.relay.upstream)
+        if self.config.relay.mode != "proxy":
+            # Timestamps are drift-corrected now: the next hop must not correct them again.
+            envelope.headers["sent_at"] = sent_at_now()
         body = envelope.serialize()
         if self.bytes_in_flight + len(body) > self.budget_bytes and self.bytes_in_flight > 0:
             raise ServiceUnavailable("the service is overloaded", retry_after=5)
@@ -166,8 +184,14 @@ class Forwarder:
         for item in list(envelope.items):
             if item.type not in NORMALIZED_ITEM_TYPES:
                 continue
+            # ``normalization.level: full`` makes this hop normalize like the last one.
+            full = self.config.normalization.level == "full"
             try:
-                normalize_event_payload(item, envelope, meta, state, processing=False)
+                normalize_event_payload(
+                    item, envelope, meta, state, processing=full,
+                    global_config=self.global_config(), geoip=self.geoip,
+                )  # fmt: skip
+                mark_fully_normalized(item, meta, full)
             except EventRejected as rejected:
                 # The event's attachments, profile, ... go with it, with the same outcome.
                 for dropped in (item, *event_bound_items(envelope, item)):
@@ -179,14 +203,14 @@ class Forwarder:
 
     async def _send(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState, body: bytes
-    ) -> None:
+    ) -> bool:
+        """Forward (or spool) the envelope; False if it ended as an outcome instead."""
         headers = forward_headers(meta)
         spool = self.spool
         try:
             if spool is not None and spool.upstream_down:
                 # The replay loop probes the upstream; meanwhile new data goes to disk.
-                await self._to_spool(envelope, meta, headers, body)
-                return
+                return await self._to_spool(envelope, meta, headers, body)
             spool_after = self.config.spool.envelopes.spool_after or SPOOL_AFTER_SECS
             budget = FORWARD_DEADLINE_SECS if spool is None else spool_after
             heavy = is_heavy(envelope, len(body), self.config.limits.heavy_envelope_size)
@@ -196,6 +220,7 @@ class Forwarder:
                 )
             if spool is not None:
                 spool.mark_up()
+            return True
         except UpstreamError as exc:
             if exc.is_received:
                 # The upstream decided (e.g. 403 for a disabled project) and owns the outcome.
@@ -203,22 +228,25 @@ class Forwarder:
                 if exc.status == 429 and self.rate_limits is not None:
                     retry_after = None if exc.retry_after is None else str(exc.retry_after)
                     self.rate_limits.learn_from_upstream(meta, state, exc.rate_limits, retry_after)
-            elif spool is not None:
+                return True
+            if spool is not None:
                 spool.mark_down()
-                await self._to_spool(envelope, meta, headers, body)
-            else:
-                log.error("dropping envelope %s after retries: %s", envelope.event_id, exc)
-                self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+                return await self._to_spool(envelope, meta, headers, body)
+            log.error("dropping envelope %s after retries: %s", envelope.event_id, exc)
+            self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+            return False
         except Exception:
             log.exception("failed to forward envelope %s", envelope.event_id)
             self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+            return False
         finally:
             self.bytes_in_flight -= len(body)
 
     async def _to_spool(
         self, envelope: Envelope, meta: RequestMeta, headers: dict[str, str], body: bytes
-    ) -> None:
-        """Write to the spool; over its cap (or on a disk error) the envelope is an outcome."""
+    ) -> bool:
+        """Write to the spool; over its cap (or on a disk error) the envelope is an outcome
+        (False)."""
         assert self.spool is not None
         current = asyncio.current_task()
         if current is not None:
@@ -231,6 +259,8 @@ class Forwarder:
         except (SpoolFull, SpoolError) as exc:
             log.error("dropping envelope %s: cannot spool it: %s", envelope.event_id, exc)
             self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+            return False
+        return True
 
     async def replay(self, entry: SpooledEnvelope) -> bool:
         """Send a spooled envelope (the spool's replay loop); False: upstream unavailable."""

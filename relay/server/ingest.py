@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -24,6 +24,7 @@ from relay.protocol.envelope import Envelope
 from relay.protocol.keys import KeyParseError, PublicKey
 from relay.protocol.project_config import ProjectState
 from relay.protocol.unknown_items import split_unknown_items
+from relay.server import durable
 from relay.server.admission import Admission, Ticket, envelope_memory, is_heavy
 from relay.server.outcomes import OutcomeSink
 from relay.server.pending import PendingQueues
@@ -72,11 +73,12 @@ class EnvelopeSink(Protocol):
 
     async def accept(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
-    ) -> asyncio.Future[None] | None:
+    ) -> asyncio.Future[Any] | None:
         """Take the envelope or raise a RelayError (503 when over budget).
 
         Returns None when the sink is done with the envelope, or a future that completes
         when it is (a background send): the envelope's admission ticket is held until then.
+        A result of ``False`` means the send ended as an outcome instead of delivered.
         """
 
 
@@ -177,16 +179,25 @@ class Ingestor:
     async def submit(self, envelope: Envelope, meta: RequestMeta) -> None:
         """Accept the envelope or raise the error that tells the client why not."""
         self._check_memory(envelope, meta)
+        # Durable mode (relay.server.durable): nothing is parked; the answer waits instead.
+        deadline = durable.Deadline() if self.config.relay.ack == "durable" else None
         state = self.projects.get_state(meta.public_key)
         if state is None:
-            self.pending.push(envelope, meta)
-            return
+            if deadline is None:
+                self.pending.push(envelope, meta)
+                return
+            state = await durable.project_state(self.projects, meta.public_key, deadline)
         try:
-            check_envelope(self.config, state, envelope, meta, self._trusted(meta))
+            check_envelope(self.config, state, envelope, meta, self.trusted(meta))
         except Rejected as exc:
             self.outcomes.envelope_dropped(envelope, meta, state, exc.reason)
             raise
-        if not self.projects.global_ready:
+        if deadline is not None:
+            await durable.global_config(self.projects, deadline)
+            root = sampling_key(envelope, meta.public_key) if state is not DUMMY else None
+            if root is not None:
+                await durable.project_state(self.projects, root, deadline)
+        elif not self.projects.global_ready:
             # As Relay's envelope buffer: nothing is processed before the global config is
             # in; the envelope waits in its project's queue (bounded, with expiry).
             self.pending.push(envelope, meta)
@@ -205,17 +216,20 @@ class Ingestor:
                     envelope, meta.project_id or meta.public_key,
                     from_relay=meta.from_relay or meta.relay_id is not None,
                 )  # fmt: skip
-            await self._to_sink(envelope, meta, state, ticket)
+            sends = await self._to_sink(envelope, meta, state, ticket)
+            if deadline is not None:
+                await durable.stored(sends, deadline)
             ENVELOPES_ACCEPTED.inc()
         if limited is not None:
             raise limited
 
     async def _to_sink(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState, ticket: Ticket | None
-    ) -> None:
+    ) -> list[asyncio.Future[Any]]:
         """Hand the envelope to the sink; the ticket is released when the sink is done.
 
         Items of unknown types go in an envelope of their own, as Relay forwards them.
+        Returns the sink's background sends (for durable answers).
         """
         if state is not DUMMY:
             trace = envelope.trace
@@ -227,10 +241,13 @@ class Ingestor:
             unknown = split_unknown_items(envelope)
             if unknown is not None:
                 parts.append(unknown)
-        running: list[asyncio.Future[None]] = []
+        running: list[asyncio.Future[Any]] = []
+        sends: list[asyncio.Future[Any]] = []
         try:
             for part in parts:
                 done = await self.sink.accept(part, meta, state)
+                if done is not None:
+                    sends.append(done)
                 if done is not None and not done.done():
                     running.append(done)
         except BaseException:
@@ -238,7 +255,7 @@ class Ingestor:
                 ticket.release()
             raise
         if ticket is None:
-            return
+            return sends
         if not running:
             ticket.release()
         elif len(running) == 1:
@@ -246,6 +263,7 @@ class Ingestor:
         else:
             together = asyncio.gather(*running, return_exceptions=True)
             together.add_done_callback(lambda _: ticket.release())
+        return sends
 
     def _check_memory(self, envelope: Envelope, meta: RequestMeta) -> None:
         # As Relay, before anything else: a relay over its memory watermarks takes nothing
@@ -275,7 +293,7 @@ class Ingestor:
                 self.outcomes.envelope_dropped(envelope, meta, None, exc.reason)
             return
         try:
-            check_envelope(self.config, state, envelope, meta, self._trusted(meta))
+            check_envelope(self.config, state, envelope, meta, self.trusted(meta))
             if self._wait_for_sampling_project(envelope, meta, state):
                 return
             if state.project_id is not None:
@@ -323,7 +341,8 @@ class Ingestor:
             if state is not None:
                 self.pending.on_project_ready(public_key, state)
 
-    def _trusted(self, meta: RequestMeta) -> bool:
+    def trusted(self, meta: RequestMeta) -> bool:
+        """Whether the request came from an internal relay (no project signature needed)."""
         return self.registry.is_internal(meta.relay_id)
 
     def _expired(self, envelope: Envelope, meta: RequestMeta) -> None:

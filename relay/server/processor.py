@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from relay.config import Config
+from relay.filters.profiles import should_filter_profile
 from relay.kafka.attachments import AttachmentRef, chunk_attachment, encode_attachment_message
 from relay.kafka.events import (
     encode_event_message,
@@ -55,6 +56,7 @@ from relay.kafka.replays import encode_replay_recording_message
 from relay.kafka.spans import (
     InvalidSpan,
     encode_span_message,
+    infer_span_name,
     span_headers,
     span_key,
     span_v1_to_v2,
@@ -76,20 +78,28 @@ from relay.protocol.items import (
     ItemType,
 )
 from relay.protocol.project_config import ProjectState
+from relay.server.attachment_refs import StoredAttachment, resolve_placeholders
 from relay.server.crash_expansion import (
     apply_crash_placeholder,
     expand_crash_envelope,
     expand_unreal_envelope,
     strip_context_types,
 )
+from relay.server.eap_items import infers_user_agent, prepare_log
 from relay.server.event_normalization import (
     SECURITY_ITEM_TYPES,
     EventRejected,
+    GlobalConfigLookup,
     decode_event,
+    inbound_filters,
+    is_fully_normalized,
+    no_global_config,
     normalize_event_dict,
+    pii_pipeline,
     scrub_attachments,
     security_event,
 )
+from relay.server.geoip import open_geoip
 from relay.server.log_integrations import expand_log_integrations
 from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.objectstore import AttachmentUploader
@@ -97,6 +107,7 @@ from relay.server.outcome_aggregator import Scoping
 from relay.server.outcomes import OutcomeSink, scoping_for
 from relay.server.rate_limiting import RateLimiting
 from relay.server.request_meta import RequestMeta
+from relay.server.uploads import UploadKeys
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +190,8 @@ class _Context:
         self.event_key = partition_key_for(self.event_id, self.org_id) if self.event_id else None
         #: Objectstore keys of attachments already uploaded, by ``id(item)``.
         self.stored: Mapping[int, str] = {}
+        #: What valid attachment placeholders stand for, by ``id(item)``.
+        self.placeholders: Mapping[int, StoredAttachment] = {}
 
     def drop(
         self,
@@ -209,8 +222,16 @@ class Processor:
         rate_limits: RateLimiting | None = None,
         metrics: MetricsPipeline | None = None,
         objectstore: AttachmentUploader | None = None,
+        upload_keys: UploadKeys | None = None,
+        global_config: GlobalConfigLookup | None = None,
     ) -> None:
         self.config = config
+        #: The upstream's global config (global inbound filters, measurements), if known.
+        self.global_config: GlobalConfigLookup = global_config or no_global_config
+        #: ``user.geo`` lookups during normalization (``geoip.path``).
+        self.geoip = open_geoip(config)
+        #: Verify the locations in attachment placeholders (relay.server.attachment_refs).
+        self.upload_keys = upload_keys
         self.producer = producer
         self.topics = topics
         self.outcomes = outcomes
@@ -234,11 +255,18 @@ class Processor:
         # crash reports become their event, attachments and user report.
         expand_unreal_envelope(envelope, meta, state, self.outcomes, self.config)
         expand_crash_envelope(envelope, meta, state, self.outcomes, self.config)
+        # Placeholders of attachments uploaded before: stored already, if their location holds.
+        placeholders = resolve_placeholders(
+            envelope, self.upload_keys, meta.project_id,
+            lambda item, reason: self.outcomes.item_dropped(
+                item, envelope, meta, state, reason, OutcomeCode.INVALID
+            ),
+        )  # fmt: skip
         # Attachment payloads stored in objectstore are referenced by key, not chunked.
         stored = None
         if self.objectstore is not None:
             stored = await self.objectstore.upload(envelope, meta, state, state.event_retention)
-        plan = self.build(envelope, meta, state, stored=stored)
+        plan = self.build(envelope, meta, state, stored=stored, placeholders=placeholders)
         if not plan.units:
             return
         scoping = scoping_for(meta, state)
@@ -292,10 +320,12 @@ class Processor:
         state: ProjectState,
         *,
         stored: Mapping[int, str] | None = None,
+        placeholders: Mapping[int, StoredAttachment] | None = None,
     ) -> Plan:
         """Route every item of the envelope: Kafka messages, or outcomes for dropped items."""
         ctx = _Context(envelope, meta, state, self.outcomes)
         ctx.stored = stored or {}
+        ctx.placeholders = placeholders or {}
         plan = Plan()
         event_item: Item | None = None
         event_from_attachment: Item | None = None
@@ -402,18 +432,20 @@ class Processor:
             if ctx.event_id is None:
                 ctx.drop(item, "invalid_event_id")
                 continue
+            placeholder = ctx.placeholders.get(id(item))
             ref, chunks = chunk_attachment(
-                item.payload,
+                item.payload if placeholder is None else b"",
                 self.config.processing.attachment_chunk_size,
                 event_id=ctx.event_id,
                 project_id=ctx.project_id,
                 name=item.filename,
-                content_type=item.content_type,
+                content_type=item.content_type if placeholder is None else placeholder.content_type,
                 attachment_type=item.attachment_type or "event.attachment",
                 rate_limited=bool(item.headers.get("rate_limited")),
                 retention_days=ctx.retention,
                 inline=individual,
-                stored_id=ctx.stored.get(id(item)),
+                stored_id=ctx.stored.get(id(item)) if placeholder is None else placeholder.key,
+                size=None if placeholder is None else placeholder.size,
             )
             chunk_messages = [Message(KafkaTopic.ATTACHMENTS, c, ctx.event_key) for c in chunks]
             if individual:
@@ -498,6 +530,12 @@ class Processor:
             except EventRejected as rejected:
                 return rejected
         untyped_contexts: list[str] = []
+        # An internal relay's full normalization is not redone, unless configured to.
+        normalize = (
+            self.config.normalization.level == "full"
+            or item is None
+            or not is_fully_normalized(item, ctx.meta)
+        )
         if item is not None and item.type == ItemType.TRANSACTION:
             event["type"] = "transaction"
             if not _valid_transaction(event):
@@ -505,7 +543,7 @@ class Processor:
         elif item is not None and item.type == ItemType.FEEDBACK:
             event["type"] = "feedback"
         else:
-            if item is not None and item.type == ItemType.EVENT:
+            if item is not None and item.type == ItemType.EVENT and normalize:
                 # Never a transaction: drop the declared type, normalization infers it.
                 event["type"] = None
             # A minidump or Apple crash report makes this a native crash (placeholder).
@@ -518,6 +556,9 @@ class Processor:
                 ctx.state,
                 processing=True,
                 max_secs_in_future=self.config.processing.max_secs_in_future,
+                global_config=self.global_config(),
+                normalize=normalize,
+                geoip=self.geoip,
             )
         except EventRejected as rejected:
             return rejected
@@ -589,6 +630,10 @@ class Processor:
                 quantities = quantities[:2]
             ctx.drop(item, reason, quantities=quantities)
             return
+        filtered = self._filter_profile(ctx, msgspec.json.decode(item.payload))
+        if filtered is not None:
+            ctx.drop(item, filtered, OutcomeCode.FILTERED, quantities=quantities)
+            return
         sampled = item.headers.get("sampled", True) is not False
         headers = profile_headers(ctx.project_id, sampled)
         key = ctx.state.key_config(ctx.meta.public_key)
@@ -607,6 +652,11 @@ class Processor:
             )
         )
 
+    def _filter_profile(self, ctx: _Context, profile: Any) -> str | None:
+        """The inbound filter (on the profile's own release and platform) that drops it."""
+        filters = inbound_filters(ctx.state, self.global_config())
+        return should_filter_profile(filters, profile, client_ip=ctx.meta.client_ip)
+
     def _profile_chunk(self, ctx: _Context, item: Item, plan: Plan) -> None:
         try:
             chunk = msgspec.json.decode(item.payload)
@@ -620,6 +670,10 @@ class Processor:
             platform = chunk.get("platform")
             ui = isinstance(platform, str) and platform in UI_PROFILE_PLATFORMS
             quantities = [(DataCategory.PROFILE_CHUNK_UI if ui else DataCategory.PROFILE_CHUNK, 1)]
+        filtered = self._filter_profile(ctx, chunk)
+        if filtered is not None:
+            ctx.drop(item, filtered, OutcomeCode.FILTERED, quantities=quantities)
+            return
         message = encode_profile_chunk_message(
             organization_id=ctx.org_id,
             project_id=ctx.project_id,
@@ -707,6 +761,7 @@ class Processor:
 
     def _spans(self, ctx: _Context, item: Item, plan: Plan) -> None:
         container = (item.content_type or "").lower() == _SPAN_CONTAINER
+        scrubber = pii_pipeline(ctx.state)
         if container:
             spans = self._container_items(item)
             if spans is None:
@@ -734,6 +789,11 @@ class Processor:
             except InvalidSpan:
                 ctx.drop_quantities(one, "invalid_span")
                 continue
+            # As Relay: piiConfig, then datascrubbingSettings (relay.pii.eap).
+            scrubber.process_span(span)
+            if not span.get("name"):
+                # Converted V1 spans are named from what scrubbing left (never raw PII).
+                span["name"] = infer_span_name(span)
             message = encode_span_message(
                 span,
                 organization_id=ctx.org_id,
@@ -772,6 +832,7 @@ class Processor:
             return
         count = max(len(logs), 1)
         size = max(len(item.payload), 1)
+        infer = infers_user_agent(item, ctx.meta)
         for index, entry in enumerate(logs):
             # Bytes are shared out so that the parts sum to the item's size exactly.
             share = size // count + (1 if index < size % count else 0)
@@ -779,6 +840,9 @@ class Processor:
             if not isinstance(entry, dict):
                 ctx.drop_quantities(one, "invalid_log")
                 continue
+            # The size the first relay measured counts for quantities, as in Relay.
+            share = prepare_log(entry, ctx.meta, ctx.state, infer_user_agent=infer)
+            one = [(DataCategory.LOG_ITEM, 1), (DataCategory.LOG_BYTE, share)]
             try:
                 value = encode_log_item(
                     entry,

@@ -16,20 +16,24 @@ import msgspec
 from relay.errors import RateLimited
 from relay.kafka.outcomes import OutcomeCode
 from relay.protocol.envelope import Envelope
-from relay.protocol.items import ItemType
+from relay.protocol.items import DataCategory, ItemType
 from relay.protocol.project_config import ProjectState
 from relay.quotas import (
+    ANY_NAMESPACE,
     CachedRateLimits,
     Enforcement,
     Quota,
+    RateLimits,
     Scoping,
     check_envelope_cached,
     format_rate_limits,
     parse_quotas,
     upstream_rate_limits,
 )
+from relay.quotas.payload_hints import ensure_profile_platforms, ensure_span_count
 from relay.quotas.redis_limiter import RedisRateLimiter
 from relay.server.outcomes import OutcomeSink, scoping_for
+from relay.server.redis_breaker import RedisBreaker
 from relay.server.request_meta import RequestMeta
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,8 @@ class RateLimiting:
     def __init__(self, outcomes: OutcomeSink, redis: RedisRateLimiter | None = None) -> None:
         self.outcomes = outcomes
         self.redis = redis
+        #: Redis down or slow: envelopes go on without its counters (relay.server.redis_breaker).
+        self.redis_breaker = RedisBreaker("rate limits")
         self._caches: dict[str, CachedRateLimits] = {}
 
     def cache_for(self, public_key: str) -> CachedRateLimits:
@@ -74,6 +80,16 @@ class RateLimiting:
         if cache is None:
             cache = self._caches[public_key] = CachedRateLimits()
         return cache
+
+    def category_limits(
+        self, meta: RequestMeta, state: ProjectState, category: DataCategory
+    ) -> RateLimits:
+        """The known limits (cached, or ``limit: 0`` quotas) on one category of the key.
+
+        For endpoints that decide before reading a body whether it would be dropped.
+        """
+        item = quota_scoping(meta, state).item(category)
+        return self.cache_for(meta.public_key).current().check(item, project_quotas(state))
 
     def enforce_cached(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
@@ -83,23 +99,45 @@ class RateLimiting:
         Returns the 429 to answer when a limit applied: Relay answers 429 with
         ``X-Sentry-Rate-Limits`` even when some items of the envelope went on.
         """
-        enforcement = check_envelope_cached(
-            envelope, quota_scoping(meta, state), self.cache_for(meta.public_key),
-            project_quotas(state),
-        )  # fmt: skip
+        scoping = quota_scoping(meta, state)
+        quotas = project_quotas(state)
+        cache = self.cache_for(meta.public_key)
+        # A dropped transaction reports its spans too: count them, but only when a
+        # transaction limit is active (parsing costs), as Relay does.
+        has_transaction = any(item.type == ItemType.TRANSACTION for item in envelope.items)
+        transactions = scoping.item(DataCategory.TRANSACTION)
+        if has_transaction and cache.current().check(transactions, quotas).is_limited():
+            ensure_span_count(envelope)
+        enforcement = check_envelope_cached(envelope, scoping, cache, quotas)
         self._apply(enforcement, envelope, meta, state)
+        if any(item.type == ItemType.METRIC_BUCKETS for item in envelope.items):
+            # As Relay: item-level checks cannot see inside metric items, so the active
+            # metric_bucket limits of every namespace are reported for senders to back off.
+            metrics = quota_scoping(meta, state).item(DataCategory.METRIC_BUCKET, ANY_NAMESPACE)
+            current = self.cache_for(meta.public_key).current()
+            enforcement.rate_limits.merge(current.check(metrics, project_quotas(state)))
         return too_many(enforcement) if enforcement.rate_limits.is_limited() else None
 
     async def enforce_redis(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
     ) -> None:
         """Count the envelope against its quotas in Redis and drop what is over them."""
+        # Processing reads each profile's platform (as Relay's profile expansion does), so
+        # that a profile_ui/profile_backend quota applies even without the item header.
+        ensure_profile_platforms(envelope)
         quotas = project_quotas(state)
-        if self.redis is None or not quotas:
+        redis = self.redis
+        if redis is None or not quotas:
             return
-        enforcement = await self.redis.check_envelope(
-            envelope, quota_scoping(meta, state), quotas, self.cache_for(meta.public_key)
+        scoping = quota_scoping(meta, state)
+        cache = self.cache_for(meta.public_key)
+        # Fails open, as Relay: without Redis nothing is counted, and nothing is dropped
+        # either (cached limits and `limit: 0` quotas applied at admission still hold).
+        enforcement = await self.redis_breaker.call(
+            lambda: redis.check_envelope(envelope, scoping, quotas, cache, fail_open=False)
         )
+        if enforcement is None:
+            return
         self._apply(enforcement, envelope, meta, state)
         if enforcement.event_indexed.active and not enforcement.event.active:
             # Within its quota but over the indexed one: the transaction counts, but it is

@@ -163,8 +163,12 @@ class UpstreamClient:
         sign_data: bytes | None = None,
         timeout: float | None = None,
         direct: bool = False,
+        no_content_type: bool = False,
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         """One HTTP request to the upstream; returns status, headers and body.
+
+        ``no_content_type``: send no ``Content-Type`` (aiohttp adds one to every POST), for
+        endpoints that refuse one, such as TUS creation.
 
         Signed requests sign ``sign_data`` (default: the body). Envelopes sign an empty
         payload, as Relay does: the signature proves which relay sent them, cheaply.
@@ -180,7 +184,9 @@ class UpstreamClient:
             if not await self.connection.wait_connected(wait):
                 raise UpstreamError(f"{method} {path}: network outage, the upstream is unreachable")
         try:
-            result = await self._send(method, path, body, headers, signed, sign_data, timeout)
+            result = await self._send(
+                method, path, body, headers, signed, sign_data, timeout, no_content_type
+            )
         except UpstreamError:
             if not direct:
                 self.connection.notify_error()
@@ -201,6 +207,7 @@ class UpstreamClient:
         signed: bool,
         sign_data: bytes | None,
         timeout: float | None,
+        no_content_type: bool = False,
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         all_headers = dict(headers or {})
         if signed:
@@ -209,6 +216,8 @@ class UpstreamClient:
         kwargs: dict[str, Any] = {}
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        if no_content_type:
+            kwargs["skip_auto_headers"] = ("Content-Type",)
         started = time.monotonic()
         try:
             async with self.session.request(

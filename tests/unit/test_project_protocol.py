@@ -145,6 +145,23 @@ def test_invalid_file_keeps_last_good_version(tmp_path: Path) -> None:
     assert files.scan()[KEY].slug == "good"
 
 
+def test_global_file_is_the_served_global_config(tmp_path: Path) -> None:
+    (tmp_path / "1.yml").write_text(f"projectId: 1\npublicKeys: [{{publicKey: {KEY}}}]\n")
+    files = ProjectFiles(tmp_path)
+    assert files.scan().keys() == {KEY} and files.global_config == {}
+    path = tmp_path / "global.yml"
+    path.write_text("options: {relay.endpoint-fetch-config.enabled: true}\n")
+    assert files.scan().keys() == {KEY}  # not a project
+    assert files.global_config == {"options": {"relay.endpoint-fetch-config.enabled": True}}
+    path.write_text("options: [1]\n")
+    files.scan()
+    assert path in files.errors
+    assert files.global_config["options"] == {"relay.endpoint-fetch-config.enabled": True}
+    path.unlink()
+    files.scan()
+    assert files.global_config == {}
+
+
 async def test_registration_roundtrip_with_sentry_relay_signatures() -> None:
     from sentry_relay.auth import SecretKey
 
