@@ -57,11 +57,6 @@ class _Elapsed(Exception):
         return "deadline has elapsed"
 
 
-class _LoadShed(Exception):
-    def __str__(self) -> str:
-        return "loadshed"
-
-
 class UploadFailed(Exception):
     """An upload that did not succeed, with the HTTP status to answer a client with."""
 
@@ -268,7 +263,7 @@ class UploadService:
     async def _slot(self) -> AsyncIterator[None]:
         # Relay keeps no backlog: an upload over the limit is refused at once.
         if self._free <= 0:
-            raise UploadFailed("loadshed", 503) from _LoadShed()
+            raise UploadFailed("loadshed", 503)
         self._free -= 1
         try:
             async with asyncio.timeout(self.timeout):

@@ -180,6 +180,17 @@ def minidump_routes(ctx: EndpointContext) -> list[web.RouteDef]:
                 to_upload.append((part, attachment_type))
             else:
                 inline.append(part)
+        # Uploaded files first: if the rest of the request then fails, they are lost with it
+        # (and counted with their uploaded size), as Relay counts the files it has read.
+        placeholders: list[Item] = []
+        for part, attachment_type in to_upload:
+            assert uploads is not None
+            placeholder = await upload_or_drop(
+                ctx, uploads, part.data, attachment_type, part.filename,
+                part.content_type, rejected,
+            )  # fmt: skip
+            if placeholder is not None:
+                placeholders.append(placeholder)
         items = multipart_items(
             inline,
             config,
@@ -187,16 +198,10 @@ def minidump_routes(ctx: EndpointContext) -> list[web.RouteDef]:
             # Oversized ordinary attachments are dropped; an oversized dump is an error.
             lambda attachment_type: attachment_type != AttachmentType.MINIDUMP,
             rejected,
+            earlier=placeholders,
         )
+        items.extend(placeholders)
         try:
-            for part, attachment_type in to_upload:
-                assert uploads is not None
-                placeholder = await upload_or_drop(
-                    ctx, uploads, part.data, attachment_type, part.filename,
-                    part.content_type, rejected,
-                )  # fmt: skip
-                if placeholder is not None:
-                    items.append(placeholder)
             dump = next((i for i in items if i.attachment_type == AttachmentType.MINIDUMP), None)
             if dump is None:
                 raise MissingMinidump()

@@ -12,7 +12,7 @@ collected into one ``form_data`` item. Limits, as in Relay's ``multipart_items``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
 from aiohttp import web
@@ -68,12 +68,13 @@ def multipart_items(
     infer_type: InferType,
     skip_oversized: SkipOversized,
     rejected: list[tuple[Item, str]] | None = None,
+    earlier: Sequence[Item] = (),
 ) -> list[Item]:
     """The envelope items of a multipart upload; raises when a limit is exceeded.
 
     Items dropped on the way (a skipped oversized file, or everything read before the
-    request fails) are appended to ``rejected`` with their outcome reason, as Relay emits
-    outcomes for them.
+    request fails, ``earlier`` items of the request included) are appended to ``rejected``
+    with their outcome reason, as Relay emits outcomes for them.
     """
     limits = config.limits
     max_attachment = int(limits.max_attachment_size)
@@ -93,21 +94,21 @@ def multipart_items(
                     rejected.append((item, reason))
                 if skip_oversized(attachment_type):
                     continue
-                _reject_all(items, reason, rejected)
+                _reject_all([*earlier, *items], reason, rejected)
                 raise InvalidMultipart(
                     f"field {part.name!r} exceeded the size limit of {max_attachment} bytes"
                 )
             items.append(attachment_item(part, attachment_type))
             attachments_size += len(part.data)
             if attachments_size > max_attachments:
-                _reject_all(items, "too_large:attachment:attachment", rejected)
+                _reject_all([*earlier, *items], "too_large:attachment:attachment", rejected)
                 raise PayloadTooLarge("request content exceeded size limits")
         elif part.name is not None:
             # Decoded leniently, as Django decodes POST data.
             value = part.data[: max_form + 1].decode("utf-8", "replace")
             form_data.append(part.name, value)
             if len(form_data) > max_form:
-                _reject_all(items, "too_large:form_data", rejected)
+                _reject_all([*earlier, *items], "too_large:form_data", rejected)
                 raise ItemTooLarge("form_data")
     if len(form_data):
         items.append(Item.new(ItemType.FORM_DATA, form_data.getvalue(), content_type="text/plain"))
