@@ -322,7 +322,7 @@ class ContextsKind(Kind):
                 elif ctx is None:
                     out[name] = None
                 else:
-                    set_error(sub, name, expected("a context"), ctx)
+                    set_error(sub, name, expected("an object"), ctx)
                     out[name] = None
             return out
 

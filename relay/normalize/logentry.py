@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from relay.normalize.meta import Meta, add_error, child, invalid, serialized
+from relay.normalize.meta import Meta, add_error, child, invalid, node, serialized
 from relay.normalize.schema import LOGENTRY
 
 _PERCENT = re.compile(
@@ -106,14 +106,22 @@ def normalize_logentry(event: dict[str, Any], meta: Meta) -> None:
     entry = event.get("logentry")
     if entry.__class__ is not dict:
         return
-    if all(v is None or v == "" or v == {} or v == [] for v in entry.values()):
+    annotated = any(key != "" for key in meta.get("logentry") or ())
+    # Relay skips an empty log entry, but one whose fields were invalid is not empty.
+    if not annotated and all(v is None or v == "" or v == {} or v == [] for v in entry.values()):
         return
     message = entry.get("message")
     formatted = entry.get("formatted")
     if formatted is None and message is None:
+        # The whole entry is removed; its fields' annotations go with the original value
+        # into the ``errors`` entry, as in Relay.
+        fields = {k: v for k, v in (meta.get("logentry") or {}).items() if k != ""}
+        meta["logentry"] = {}
         add_error(
             child(meta, "logentry"), invalid("no message present"), serialized(entry, LOGENTRY)
         )
+        if fields:
+            node(meta["logentry"])["val_meta"] = fields
         event["logentry"] = None
         return
     params = entry.get("params")

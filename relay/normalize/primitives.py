@@ -162,7 +162,11 @@ def lenient_str(value: Any, meta: Meta, key: str) -> Any:
         return str(value)
     if cls is float:
         if math.isfinite(value) and abs(value) < 2**53:
-            return str(int(value))
+            text = str(int(value))
+            # Relay prints the truncated float: -0.5 and -0.0 are "-0".
+            if text == "0" and math.copysign(1.0, value) < 0:
+                return "-0"
+            return text
         _fail(meta, key, "a number with JSON precision", value)
         return None
     _fail(meta, key, "a primitive value", value)

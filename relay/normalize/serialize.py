@@ -56,11 +56,13 @@ def is_deep_empty(value: Any) -> bool:
 class Finisher:
     """One finishing run: collects the ``errors`` entries as it goes."""
 
-    __slots__ = ("errors", "pending", "remove_other")
+    __slots__ = ("errors", "pending", "remove_other", "value_meta")
 
     def __init__(self, remove_other: bool) -> None:
         self.remove_other = remove_other
         self.errors: list[dict[str, Any]] = []
+        #: Annotations inside an error's ``value`` (a removed value's fields), by entry index.
+        self.value_meta: list[tuple[int, Meta]] = []
         #: Meta created for nodes that had none yet, by path (attached after the walk).
         self.pending: list[tuple[str, Meta]] = []
 
@@ -75,6 +77,7 @@ class Finisher:
         if not errs:
             return
         original = own.get("val", _NONE)
+        inner = own.pop("val_meta", None)
         for err in errs:
             if err.__class__ is list:
                 kind, data = err[0], err[1] if len(err) > 1 else {}
@@ -84,6 +87,8 @@ class Finisher:
             if original is not _NONE:
                 entry["value"] = original
                 original = _NONE
+                if inner:
+                    self.value_meta.append((len(self.errors), inner))
             if isinstance(data, dict):
                 for k, v in data.items():
                     entry.setdefault(k, v)
@@ -306,8 +311,11 @@ def finish_event(
             target = target.setdefault(part, {})
         target[parts[-1]] = sub
     if emit_errors and finisher.errors:
-        existing = out.get("errors")
-        out["errors"] = (existing or []) + finisher.errors
+        existing = out.get("errors") or []
+        out["errors"] = existing + finisher.errors
+        for index, inner in finisher.value_meta:
+            # Relay keeps a removed value's own annotations with the value, in ``errors``.
+            meta.setdefault("errors", {})[str(len(existing) + index)] = {"value": inner}
     if prune(meta):
         out["_meta"] = meta
     return out
