@@ -15,6 +15,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -63,7 +64,7 @@ async def run_processor(
 
 
 async def run_raw(
-    bootstrap: str, messages: list[tuple[str, bytes, bytes | None]], rounds: int
+    bootstrap: str, messages: Sequence[tuple[str, bytes, bytes | None]], rounds: int
 ) -> tuple[int, float]:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1024 * 1024,

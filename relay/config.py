@@ -270,6 +270,9 @@ class ObjectstoreSection(_Section):
 class ProcessingSection(_Section):
     enabled: bool = False
     kafka_config: list[KafkaParam] = msgspec.field(default_factory=list)
+    #: Further Kafka clusters by name; ``topics.<key>: {name: ..., config: NAME}`` produces
+    #: that topic with ``NAME``'s parameters instead of ``kafka_config``.
+    secondary_kafka_configs: dict[str, list[KafkaParam]] = msgspec.field(default_factory=dict)
     topics: dict[str, Any] = msgspec.field(default_factory=dict)
     kafka_validate_topics: bool = False
     redis: str | dict[str, Any] | None = None
@@ -477,8 +480,7 @@ _RELAY_ONLY_KEYS: dict[str, frozenset[str]] = {
                          "tcp_listen_backlog"}),
     "logging": frozenset({"enable_backtraces", "traces_sample_rate"}),
     "sentry": frozenset({"_crash_db"}),
-    "processing": frozenset({"secondary_kafka_configs", "max_rate_limit",
-                             "quota_cache_ratio", "quota_cache_max"}),
+    "processing": frozenset({"max_rate_limit", "quota_cache_ratio", "quota_cache_max"}),
     "outcomes": frozenset({"emit_client_outcomes", "aggregator"}),
     "aggregator": frozenset({"aggregator_size"}),
     "spool": frozenset(),

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from relay.config import Config
 from relay.errors import ConfigError
-from relay.kafka.producer import KafkaProducer
+from relay.kafka.router import KafkaRouter
 from relay.kafka.topics import resolve_topics, unused_topic_keys
 from relay.protocol.keys import KeyParseError, PublicKey
 
@@ -29,12 +29,10 @@ def check_config(config: Config) -> tuple[list[str], list[str]]:
             errors.append(f"`{key}`: {port} is not a port number")
     if relay.mode == "managed" and config.processing.enabled and not config.processing.redis_url:
         warnings.append("`processing.redis`: unset, quotas are not enforced across relays")
-    if config.processing.enabled or config.processing.kafka_config:
-        params = [(p.name, str(p.value)) for p in config.processing.kafka_config]
-        try:
-            KafkaProducer(params)
-        except ConfigError as exc:
-            errors.append(f"`processing.kafka_config`: {exc.detail}")
+    secondary = {
+        name: [(p.name, str(p.value)) for p in params]
+        for name, params in config.processing.secondary_kafka_configs.items()
+    }
     redis = config.processing.redis_url
     if redis and urlsplit(redis).scheme not in ("redis", "rediss", "unix"):
         errors.append("`processing.redis`: expected a redis://, rediss:// or unix:// URL")
@@ -43,10 +41,20 @@ def check_config(config: Config) -> tuple[list[str], list[str]]:
         for key in unused_topic_keys(config.processing.topics)
     )
     try:
-        resolve_topics(config.processing.topics)
+        topics = resolve_topics(config.processing.topics, secondary)
     except (ConfigError, ValueError, TypeError) as exc:
         detail = exc.detail if isinstance(exc, ConfigError) else str(exc)
         errors.append(f"`processing.topics`: {detail}")
+    else:
+        if config.processing.enabled or config.processing.kafka_config:
+            # Builds (without connecting) the producer of every Kafka config a topic uses;
+            # the error names the config key (``processing.kafka_config`` or a secondary).
+            params = [(p.name, str(p.value)) for p in config.processing.kafka_config]
+            try:
+                KafkaRouter(params, secondary, topics)
+            except ConfigError as exc:
+                key, sep, detail = exc.detail.partition(": ")
+                errors.append(f"`{key}`: {detail}" if sep else exc.detail)
     for relay_id, static in config.auth.static_relays.items():
         try:
             PublicKey.parse(static.public_key)

@@ -7,7 +7,7 @@ Kafka topic name is also accepted as a configuration key (``ingest-events: my-to
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from relay.errors import ConfigError
 
@@ -83,16 +83,36 @@ def unused_topic_keys(overrides: Mapping[str, object]) -> list[str]:
     return sorted(key for key in overrides if key not in _KEY_LOOKUP)
 
 
-def _topic_name(key: str, value: object) -> str:
-    """Extract the single topic name from one assignment value."""
+class TopicName(str):
+    """A Kafka topic name that also carries the Kafka config it is produced with.
+
+    It is the topic name itself (a ``str``), so code that only produces to it needs no
+    change; :class:`relay.kafka.router.KafkaRouter` reads :attr:`config` to pick the
+    cluster. ``config`` is a ``processing.secondary_kafka_configs`` name, or ``None`` for
+    the primary ``processing.kafka_config``.
+    """
+
+    config: str | None
+
+    def __new__(cls, name: str, config: str | None = None) -> TopicName:
+        """A topic ``name`` on ``config`` (``None``: the primary config)."""
+        self = super().__new__(cls, name)
+        self.config = config
+        return self
+
+    def __repr__(self) -> str:
+        return f"TopicName({str(self)!r}, config={self.config!r})"
+
+
+def _topic_name(key: str, value: object) -> TopicName:
+    """Extract the topic name and config name from one assignment value."""
+    config: object = None
     if isinstance(value, str):
         name: object = value
     elif isinstance(value, Mapping):
-        # Secondary clusters (``config``) would send the data elsewhere than the one
-        # producer we run; refusing is safer than silently writing to the wrong cluster.
-        if value.get("config") is not None:
-            raise ConfigError(f"processing.topics.{key}: secondary kafka configs are not supported")
+        # Relay's TopicConfig: other keys are ignored, as serde ignores unknown fields.
         name = value.get("name")
+        config = value.get("config")
     elif isinstance(value, list) and len(value) == 1:
         # A sharded assignment with a single shard is just that shard.
         return _topic_name(key, value[0])
@@ -102,18 +122,25 @@ def _topic_name(key: str, value: object) -> str:
         raise ConfigError(f"processing.topics.{key}: expected a topic name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"processing.topics.{key}: expected a non-empty topic name")
-    return name
+    if config is not None and not isinstance(config, str):
+        raise ConfigError(f"processing.topics.{key}.config: expected a kafka config name")
+    return TopicName(name, config)
 
 
-def resolve_topics(overrides: Mapping[str, object]) -> dict[KafkaTopic, str]:
+def resolve_topics(
+    overrides: Mapping[str, object], secondary_configs: Collection[str] = ()
+) -> dict[KafkaTopic, TopicName]:
     """Apply ``processing.topics`` to the defaults and return every topic's Kafka name.
 
     Keys may be logical keys (``events``) or default topic names (``ingest-events``).
-    A value is a topic name, ``{name: ...}`` or a one-element list of either. Unknown
-    keys are ignored (see :func:`unused_topic_keys`); naming one topic twice, sharded
-    topics and secondary Kafka clusters raise :class:`~relay.errors.ConfigError`.
+    A value is a topic name, ``{name: ..., config: ...}`` or a one-element list of either;
+    ``config`` names one of ``secondary_configs`` (``processing.secondary_kafka_configs``)
+    and is kept on the returned :class:`TopicName`; without it the topic uses the primary
+    ``kafka_config``. Unknown keys are ignored (see :func:`unused_topic_keys`); naming one
+    topic twice, sharded topics and an unknown config name raise
+    :class:`~relay.errors.ConfigError`.
     """
-    resolved = dict(DEFAULT_TOPIC_NAMES)
+    resolved = {topic: TopicName(name) for topic, name in DEFAULT_TOPIC_NAMES.items()}
     seen: dict[KafkaTopic, str] = {}
     for key, value in overrides.items():
         topic = _KEY_LOOKUP.get(key)
@@ -124,5 +151,12 @@ def resolve_topics(overrides: Mapping[str, object]) -> dict[KafkaTopic, str]:
                 f"processing.topics: {key!r} and {seen[topic]!r} both configure {topic.value}"
             )
         seen[topic] = key
-        resolved[topic] = _topic_name(key, value)
+        name = _topic_name(key, value)
+        if name.config is not None and name.config not in secondary_configs:
+            # Relay refuses to start on this too (UnknownKafkaConfigName).
+            raise ConfigError(
+                f"processing.topics.{key}: unknown kafka config {name.config!r}"
+                " (not in processing.secondary_kafka_configs)"
+            )
+        resolved[topic] = name
     return resolved

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler
 from redis.asyncio import RedisCluster
 
 from relay.config import Config
-from relay.kafka.producer import KafkaProducer
+from relay.kafka.router import KafkaRouter
 from relay.kafka.topics import KafkaTopic, resolve_topics, unused_topic_keys
 from relay.protocol.keys import Credentials
 from relay.protocol.project_config import ProjectState
@@ -80,7 +80,7 @@ class RelayApp:
         #: ``processing.redis`` (processing relays): project configs and quotas.
         self.redis_clients = RedisClients()
         self.redis: RedisClient | None = None
-        self.producer: KafkaProducer | None = None
+        self.producer: KafkaRouter | None = None
         self.upstream = UpstreamClient(config, credentials)
         self.outcomes = OutcomeSink(config, upstream=self.upstream)
         self.projects: ProjectCache | None = None
@@ -158,9 +158,15 @@ class RelayApp:
             overrides = config.processing.topics
             for key in unused_topic_keys(overrides):
                 log.warning("processing.topics.%s names no topic this relay writes", key)
-            topics = resolve_topics(overrides)
+            secondary = {
+                name: [(p.name, str(p.value)) for p in params]
+                for name, params in config.processing.secondary_kafka_configs.items()
+            }
+            resolved = resolve_topics(overrides, secondary)
+            # Each topic name carries its Kafka config; the router produces with it.
+            topics: dict[KafkaTopic, str] = dict(resolved)
             params = [(p.name, str(p.value)) for p in config.processing.kafka_config]
-            producer = KafkaProducer(params)
+            producer = KafkaRouter(params, secondary, resolved)
             await producer.start()
             self.producer = producer
             self.outcomes = OutcomeSink(config, producer, topics)

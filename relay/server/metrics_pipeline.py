@@ -27,7 +27,7 @@ import msgspec
 
 from relay.config import Config
 from relay.kafka.metrics import MetricBucket, encode_metric_message, metric_headers
-from relay.kafka.producer import KafkaProducer
+from relay.kafka.router import KafkaSink
 from relay.metrics import AggregatorConfig, Bucket, decode_buckets, prepare_buckets
 from relay.metrics.bucket import split_keyed
 from relay.metrics.sessions import (
@@ -71,7 +71,7 @@ class MetricsPipeline:
         config: Config,
         lookup: StateLookup,
         *,
-        producer: KafkaProducer | None = None,
+        producer: KafkaSink | None = None,
         metrics_topic: str | None = None,
         upstream: UpstreamClient | None = None,
         global_config: GlobalLookup | None = None,

@@ -39,7 +39,7 @@ from relay.kafka.outcomes import (
     outcome_code_for_metric,
     outcome_topic,
 )
-from relay.kafka.producer import KafkaProducer
+from relay.kafka.router import KafkaSink
 from relay.kafka.topics import KafkaTopic
 from relay.protocol.encoding import zstd_compress
 from relay.protocol.envelope import Envelope, Item
@@ -130,7 +130,7 @@ class OutcomeSink:
     def __init__(
         self,
         config: Config,
-        producer: KafkaProducer | None = None,
+        producer: KafkaSink | None = None,
         topics: Mapping[KafkaTopic, str] | None = None,
         *,
         upstream: UpstreamClient | None = None,

@@ -46,13 +46,14 @@ from relay.kafka.monitors import (
     routing_hint,
 )
 from relay.kafka.outcomes import OutcomeCode
-from relay.kafka.producer import KafkaMessageRejected, KafkaProduceError, KafkaProducer
+from relay.kafka.producer import KafkaMessageRejected, KafkaProduceError
 from relay.kafka.profiles import (
     encode_profile_chunk_message,
     encode_profile_message,
     profile_headers,
 )
 from relay.kafka.replays import encode_replay_recording_message
+from relay.kafka.router import KafkaSink
 from relay.kafka.spans import (
     InvalidSpan,
     encode_span_message,
@@ -215,8 +216,8 @@ class Processor:
     def __init__(
         self,
         config: Config,
-        producer: KafkaProducer,
-        topics: dict[KafkaTopic, str],
+        producer: KafkaSink,
+        topics: Mapping[KafkaTopic, str],
         outcomes: OutcomeSink,
         *,
         rate_limits: RateLimiting | None = None,
