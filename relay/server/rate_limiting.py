@@ -39,6 +39,7 @@ from relay.server.request_meta import RequestMeta
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -115,7 +116,11 @@ class RateLimiting:
             # metric_bucket limits of every namespace are reported for senders to back off.
             metrics = quota_scoping(meta, state).item(DataCategory.METRIC_BUCKET, ANY_NAMESPACE)
             current = self.cache_for(meta.public_key).current()
-            enforcement.rate_limits.merge(current.check(metrics, project_quotas(state)))
+            limits = current.check(metrics, project_quotas(state))
+            # Outcomes sent as buckets by a downstream relay are accounting, not metrics:
+            # metric quotas never limit them.
+            if limits.is_limited() and not only_outcome_buckets(envelope):
+                enforcement.rate_limits.merge(limits)
         return too_many(enforcement) if enforcement.rate_limits.is_limited() else None
 
     async def enforce_redis(
@@ -167,6 +172,23 @@ class RateLimiting:
                 scoping, int(OutcomeCode.RATE_LIMITED), outcome.reason, int(outcome.category),
                 outcome.quantity,
             )  # fmt: skip
+
+
+def only_outcome_buckets(envelope: Envelope) -> bool:
+    """Whether every metric bucket of the envelope is an outcome (``c:outcomes/...``)."""
+    for item in envelope.items:
+        if item.type != ItemType.METRIC_BUCKETS:
+            continue
+        try:
+            buckets = _decoder.decode(item.payload)
+        except msgspec.DecodeError:
+            return False
+        if not isinstance(buckets, list) or not all(
+            isinstance(bucket, dict) and str(bucket.get("name", "")).startswith("c:outcomes/")
+            for bucket in buckets
+        ):
+            return False
+    return True
 
 
 def too_many(enforcement: Enforcement) -> RateLimited:

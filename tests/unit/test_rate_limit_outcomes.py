@@ -19,7 +19,7 @@ from relay.protocol.items import DataCategory, ItemType
 from relay.protocol.project_config import ProjectState
 from relay.quotas.redis_limiter import RedisRateLimiter
 from relay.server.outcomes import OutcomeSink
-from relay.server.rate_limiting import RateLimiting
+from relay.server.rate_limiting import RateLimiting, only_outcome_buckets
 from relay.server.request_meta import RequestMeta
 
 KEY = "a" * 32
@@ -103,3 +103,16 @@ def test_store_userreportv2_is_feedback() -> None:
     (item,) = envelope.items
     assert item.type == ItemType.FEEDBACK
     assert item.quantities() == [(DataCategory.USER_REPORT_V2, 1)]
+
+
+def test_outcome_buckets_are_not_metric_limited() -> None:
+    """Outcomes sent as ``c:outcomes/...`` buckets are never held back by metric quotas."""
+
+    def envelope(*names: str) -> Envelope:
+        buckets = [{"name": n, "type": "c", "value": 1.0, "timestamp": 0, "width": 1}
+                   for n in names]  # fmt: skip
+        return Envelope({}, [Item.new("metric_buckets", msgspec.json.encode(buckets))])
+
+    assert only_outcome_buckets(envelope("c:outcomes/accepted@none"))
+    assert not only_outcome_buckets(envelope("c:outcomes/accepted@none", "c:sessions/session@none"))
+    assert not only_outcome_buckets(Envelope({}, [Item.new("metric_buckets", b"not json")]))
