@@ -5,6 +5,9 @@ Subclasses answer ``projectconfigs`` and envelopes; registration always succeeds
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 
@@ -19,6 +22,19 @@ class FakeUpstream:
         app.router.add_post("/api/0/relays/projectconfigs/", self.projectconfigs)
         app.router.add_post("/api/{project}/envelope/", self.envelope)
         return app
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        """Listen on a free loopback port while in the block; yields the base URL."""
+        runner = web.AppRunner(self.app(), auto_decompress=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            await runner.cleanup()
 
     async def challenge(self, request: web.Request) -> web.Response:
         body = await request.json()

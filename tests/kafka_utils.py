@@ -65,6 +65,16 @@ async def consume(
         await consumer.stop()
 
 
+async def read_records(
+    bootstrap: str, topic: str, count: int, max_wait: float = 20.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Exactly ``count`` records of ``topic`` from the beginning (asserted)."""
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    await consume(bootstrap, [topic], records.append, lambda: len(records) >= count, max_wait)
+    assert len(records) == count, f"got {len(records)} of {count} records from {topic}"
+    return records
+
+
 async def collect(
     bootstrap: str,
     topic: str,

@@ -42,6 +42,28 @@ class RelayProcess:
         if self.proc is not None:
             stop_process(self.proc, timeout)
 
+    def log_tail(self) -> str:
+        """The end of the process's log (``relay.log`` in its config folder)."""
+        path = self.config_dir / "relay.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the readiness probe answers 200; raise if it exits or never does."""
+        deadline = time.monotonic() + timeout
+        url = f"{self.url}/api/relay/healthcheck/ready/"
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
 
 @dataclass
 class LocalChain:
@@ -199,24 +221,10 @@ class LocalChain:
         log.close()
 
     def _wait_ready(self, relay: RelayProcess, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"{relay.url}/api/relay/healthcheck/ready/"
-        assert relay.proc is not None
-        while time.monotonic() < deadline:
-            if relay.proc.poll() is not None:
-                raise RuntimeError(f"{relay.name} exited:\n{self.log_of(relay)}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{relay.name} not ready after {timeout}s:\n{self.log_of(relay)}")
+        relay.wait_ready(timeout)
 
     def log_of(self, relay: RelayProcess) -> str:
-        path = relay.config_dir / "relay.log"
-        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+        return relay.log_tail()
 
     def stop(self) -> None:
         """Stop relays (POP first, so its in-flight envelopes drain upstream), then services."""

@@ -47,6 +47,7 @@ from relay.protocol.items import (
 )
 from relay.protocol.project_config import ProjectState
 from relay.protocol.unreal import UnrealError, UnrealFile, file_kind, parse_unreal_crash
+from relay.server.event_normalization import EventRejected, decode_event
 from relay.server.outcomes import OutcomeSink, scoping_for
 from relay.server.request_meta import RequestMeta
 
@@ -191,12 +192,9 @@ def _unreal_event(
         raw = context.game_data[SENTRY_PAYLOAD_KEY].encode()
     if raw is not None:
         try:
-            event = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            raise CrashEventError("invalid_json") from None
-        if not isinstance(event, dict):
-            raise CrashEventError("invalid_json")
-        return event
+            return decode_event(raw)
+        except EventRejected as rejected:
+            raise CrashEventError(rejected.reason) from None
     parts = [i for i in attachments if i.attachment_type in _UNREAL_NAMED_TYPES.values()]
     if not parts:
         return None

@@ -110,23 +110,21 @@ def process_eap_items(envelope: Envelope, meta: RequestMeta, state: ProjectState
     """
     for item in envelope.items:
         content_type = (item.content_type or "").lower()
-        if item.type == ItemType.LOG and content_type == LOG_CONTAINER_CONTENT_TYPE:
-            container = _decode_container(item)
-            if container is None:
-                log.debug("log container is not valid JSON; forwarded as is")
-                continue
+        logs = item.type == ItemType.LOG and content_type == LOG_CONTAINER_CONTENT_TYPE
+        spans = item.type == ItemType.SPAN and content_type == SPAN_CONTAINER_CONTENT_TYPE
+        if not (logs or spans):
+            continue
+        container = _decode_container(item)
+        if container is None:
+            log.debug("%s container is not valid JSON; forwarded as is", item.type)
+            continue
+        entries = [entry for entry in container["items"] if isinstance(entry, dict)]
+        if logs:
             infer = _infers_user_agent(container)
-            for entry in container["items"]:
-                if isinstance(entry, dict):
-                    prepare_log(entry, meta, state, infer_user_agent=infer)
-            item.set_payload(_encoder.encode(container))
-        elif item.type == ItemType.SPAN and content_type == SPAN_CONTAINER_CONTENT_TYPE:
-            container = _decode_container(item)
-            if container is None:
-                log.debug("span container is not valid JSON; forwarded as is")
-                continue
+            for entry in entries:
+                prepare_log(entry, meta, state, infer_user_agent=infer)
+        else:
             scrubber = pii_pipeline(state)
-            for span in container["items"]:
-                if isinstance(span, dict):
-                    scrubber.process_span(span)
-            item.set_payload(_encoder.encode(container))
+            for span in entries:
+                scrubber.process_span(span)
+        item.set_payload(_encoder.encode(container))

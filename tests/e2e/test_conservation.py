@@ -25,22 +25,19 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgpack
 import msgspec
 import pytest
-import yaml
 from aiokafka import ConsumerRecord
 
 from relay.dev.chain import LocalChain
 from relay.dev.services import Service
 from relay.protocol.items import DataCategory as C
+from tests.e2e.projects import projects_with
 from tests.kafka_utils import consume, decode_validated
-
-REPO_PROJECTS = Path(__file__).resolve().parents[2] / "configs" / "projects"
 
 #: Envelopes sent; each picks one of the shapes below.
 ENVELOPES = 300
@@ -97,11 +94,7 @@ def run(
     public_key = uuid.uuid4().hex
     limited_key = uuid.uuid4().hex
     release = f"cons-{uuid.uuid4().hex[:12]}"
-    projects = workdir / "projects"
-    projects.mkdir()
-    for path in REPO_PROJECTS.glob("*.yml"):
-        (projects / path.name).write_text(path.read_text())
-    (projects / f"{project_id}.yml").write_text(yaml.safe_dump({
+    projects = projects_with(workdir, {
         "projectId": project_id,
         "organizationId": 7,
         "slug": "conservation",
@@ -126,7 +119,7 @@ def run(
                 "reasonCode": "cons_quota",
             }],
         },
-    }))  # fmt: skip
+    })  # fmt: skip
     fast_outcomes = {"aggregator": {"bucket_interval": 1, "initial_delay": 0}}
     chain = LocalChain(
         workdir / "chain",

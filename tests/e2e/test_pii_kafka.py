@@ -19,19 +19,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from aiokafka import ConsumerRecord
 
 from relay.dev.chain import LocalChain
 from relay.dev.services import Service
+from tests.e2e.projects import projects_with
 from tests.kafka_utils import consume
-
-REPO_PROJECTS = Path(__file__).resolve().parents[2] / "configs" / "projects"
 
 #: Every topic a processing relay writes to.
 TOPICS = (
@@ -128,11 +125,7 @@ def run(
     workdir = tmp_path_factory.mktemp("pii")
     project_id = random.randrange(10_000_000, 2**31 - 1)
     public_key = uuid.uuid4().hex
-    projects = workdir / "projects"
-    projects.mkdir()
-    for path in REPO_PROJECTS.glob("*.yml"):
-        (projects / path.name).write_text(path.read_text())
-    (projects / f"{project_id}.yml").write_text(yaml.safe_dump({
+    projects = projects_with(workdir, {
         "projectId": project_id,
         "organizationId": 9,
         "slug": "pii",
@@ -145,7 +138,7 @@ def run(
             "piiConfig": PII_CONFIG,
             "datascrubbingSettings": DATASCRUBBING,
         },
-    }))  # fmt: skip
+    })  # fmt: skip
     chain = LocalChain(workdir / "chain", projects_dir=projects, log_level="debug")
     chain.start(redis=redis_server, kafka=kafka_server)
     try:

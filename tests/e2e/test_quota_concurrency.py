@@ -17,7 +17,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -77,7 +76,7 @@ async def test_relays_sharing_redis_admit_exactly_the_quota(
     ]
     try:
         for relay in relays:
-            wait_ready(relay)
+            relay.wait_ready()
         project_id = 700_000 + uuid.uuid4().int % 100_000
         public_key = uuid.uuid4().hex
         # The window of this org starts now: (now - org % WINDOW) % WINDOW == 0.
@@ -95,7 +94,7 @@ async def test_relays_sharing_redis_admit_exactly_the_quota(
     finally:
         for relay in relays:
             relay.stop()
-    logs = "\n".join(log_tail(relay) for relay in relays)
+    logs = "\n".join(relay.log_tail() for relay in relays)
     assert LIMIT <= stored <= LIMIT + RELAYS, (stored, statuses, logs)
     assert limited == {REASON: EVENTS - stored}, (stored, limited, statuses)
 
@@ -126,28 +125,6 @@ def start_processing_relay(config_dir: Path, redis: Any, kafka: str) -> RelayPro
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     return relay
-
-
-def wait_ready(relay: RelayProcess, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    assert relay.proc is not None
-    while time.monotonic() < deadline:
-        if relay.proc.poll() is not None:
-            raise AssertionError(f"{relay.name} exited:\n{log_tail(relay)}")
-        try:
-            url = f"{relay.url}/api/relay/healthcheck/ready/"
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{relay.name} not ready after {timeout}s:\n{log_tail(relay)}")
-
-
-def log_tail(relay: RelayProcess) -> str:
-    path = relay.config_dir / "relay.log"
-    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
 
 async def seed_project(redis: Any, project_id: int, org_id: int, public_key: str) -> None:

@@ -28,13 +28,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
-import yaml
 from aiokafka import ConsumerRecord
 from sentry_kafka_schemas import get_codec
 
@@ -42,9 +40,8 @@ from relay.dev.chain import LocalChain
 from relay.dev.services import Service
 from relay.metrics.bucket import hash_set_value
 from relay.metrics.sessions import ERROR_METRIC, SESSION_METRIC, USER_METRIC
+from tests.e2e.projects import projects_with
 from tests.kafka_utils import consume
-
-REPO_PROJECTS = Path(__file__).resolve().parents[2] / "configs" / "projects"
 
 RELEASES = 50
 ENVIRONMENT = "production"
@@ -98,11 +95,7 @@ def run(
     workdir = tmp_path_factory.mktemp("session-aggregation")
     project_id = random.randrange(10_000_000, 2**31 - 1)
     public_key = uuid.uuid4().hex
-    projects = workdir / "projects"
-    projects.mkdir()
-    for path in REPO_PROJECTS.glob("*.yml"):
-        (projects / path.name).write_text(path.read_text())
-    (projects / f"{project_id}.yml").write_text(yaml.safe_dump({
+    projects = projects_with(workdir, {
         "projectId": project_id,
         "organizationId": 9,
         "slug": "session-aggregation",
@@ -114,7 +107,7 @@ def run(
             # The POP extracts session metrics itself and forwards buckets, not items.
             "sessionMetrics": {"version": 1},
         },
-    }))  # fmt: skip
+    })  # fmt: skip
     processing = {"aggregator": {"bucket_interval": BUCKET_INTERVAL, "initial_delay": 0}}
     pop = {"aggregator": {"bucket_interval": POP_BUCKET_INTERVAL, "initial_delay": 0}}
     chain = LocalChain(

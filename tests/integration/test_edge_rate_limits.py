@@ -108,20 +108,15 @@ class Edge:
 @pytest_asyncio.fixture(loop_scope="session")
 async def edge() -> AsyncIterator[Edge]:
     upstream = LimitingUpstream()
-    runner = web.AppRunner(upstream.app(), auto_decompress=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    config = config_from_dict({
-        "relay": {"mode": "managed", "port": 0, "upstream": f"http://127.0.0.1:{port}/"},
-        "cache": {"batch_interval": 10},
-    })  # fmt: skip
-    app = RelayApp(config, generate_credentials())
-    await app.start()
-    yield Edge(app, upstream)
-    await app.stop()
-    await runner.cleanup()
+    async with upstream.serving() as url:
+        config = config_from_dict({
+            "relay": {"mode": "managed", "port": 0, "upstream": url},
+            "cache": {"batch_interval": 10},
+        })  # fmt: skip
+        app = RelayApp(config, generate_credentials())
+        await app.start()
+        yield Edge(app, upstream)
+        await app.stop()
 
 
 async def send(session: aiohttp.ClientSession, port: int, key: str) -> aiohttp.ClientResponse:

@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sentry_kafka_schemas import get_codec
 
 from relay.dev.services import free_port, start_kafka
@@ -28,28 +27,12 @@ from relay.kafka import (
     format_outcome_timestamp,
     partition_key_for,
 )
+from tests.kafka_utils import read_records
 
 
 def unique(prefix: str) -> str:
     """A topic name no other test uses (Tansu creates it on first use)."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-async def consume(bootstrap: str, topic: str, count: int, max_wait: float = 20.0) -> list[Any]:
-    """Read ``count`` records of ``topic`` from the beginning, in partition order."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        deadline = time.monotonic() + max_wait
-        while len(records) < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for batch in batches.values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    assert len(records) == count, f"got {len(records)} of {count} records from {topic}"
-    return records
 
 
 @pytest.fixture
@@ -95,7 +78,7 @@ async def test_event_with_attachment_and_outcome_round_trip(
     await producer.send(outcomes_topic, encode_outcome(outcome), headers=[("h", b"v")])
     assert producer.in_flight_bytes == 0
 
-    records = await consume(kafka_bootstrap, events_topic, len(chunks) + 1)
+    records = await read_records(kafka_bootstrap, events_topic, len(chunks) + 1)
     # Same key, same partition: the consumer sees the chunks before their event.
     assert {r.partition for r in records} == {records[0].partition}
     assert all(r.key == key for r in records)
@@ -107,7 +90,7 @@ async def test_event_with_attachment_and_outcome_round_trip(
     assert decoded_event["payload"] == payload
     assert decoded_event["attachments"][0]["chunks"] == len(chunks)
 
-    (record,) = await consume(kafka_bootstrap, outcomes_topic, 1)
+    (record,) = await read_records(kafka_bootstrap, outcomes_topic, 1)
     assert record.key is None
     assert list(record.headers) == [("h", b"v")]
     decoded_outcome = get_codec("outcomes").decode(record.value, validate=True)
@@ -128,7 +111,7 @@ async def test_many_concurrent_sends(producer: KafkaProducer, kafka_bootstrap: s
         for _ in range(300)
     ]
     await asyncio.gather(*(producer.send(topic, m) for m in messages))
-    records = await consume(kafka_bootstrap, topic, len(messages))
+    records = await read_records(kafka_bootstrap, topic, len(messages))
     codec = get_codec("ingest-events")
     for record in records:
         codec.decode(record.value, validate=True)
@@ -145,7 +128,7 @@ async def test_large_message_fits(producer: KafkaProducer, kafka_bootstrap: str)
         remote_addr=None,
     )
     await producer.send(topic, message)
-    (record,) = await consume(kafka_bootstrap, topic, 1)
+    (record,) = await read_records(kafka_bootstrap, topic, 1)
     assert record.value == message
 
 
@@ -252,7 +235,7 @@ async def test_send_waits_for_budget_then_fails_with_503(kafka_bootstrap: str) -
         await kafka.send(topic, b"c" * 5000)
     finally:
         await kafka.stop(5.0)
-    records = await consume(kafka_bootstrap, topic, 3)
+    records = await read_records(kafka_bootstrap, topic, 3)
     assert sorted(len(r.value) for r in records) == [7, 800, 5000]
 
 

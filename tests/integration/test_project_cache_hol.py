@@ -67,21 +67,16 @@ class HangingUpstream(FakeUpstream):
 @pytest_asyncio.fixture(loop_scope="session")
 async def pop() -> AsyncIterator[tuple[RelayApp, HangingUpstream]]:
     upstream = HangingUpstream()
-    runner = web.AppRunner(upstream.app(), auto_decompress=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    config = config_from_dict({
-        "relay": {"mode": "managed", "port": 0, "upstream": f"http://127.0.0.1:{port}/"},
-        "http": {"timeout": HANG_SECS + 5},
-        "cache": {"batch_interval": 10},
-    })  # fmt: skip
-    app = RelayApp(config, generate_credentials())
-    await app.start()
-    yield app, upstream
-    await app.stop()
-    await runner.cleanup()
+    async with upstream.serving() as url:
+        config = config_from_dict({
+            "relay": {"mode": "managed", "port": 0, "upstream": url},
+            "http": {"timeout": HANG_SECS + 5},
+            "cache": {"batch_interval": 10},
+        })  # fmt: skip
+        app = RelayApp(config, generate_credentials())
+        await app.start()
+        yield app, upstream
+        await app.stop()
 
 
 async def send(session: aiohttp.ClientSession, port: int, key: str) -> tuple[str, float]:
