@@ -240,7 +240,7 @@ def own_chain(
     bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="needs a broker it may stop"
 )
 async def test_broker_down(tmp_path: Path, redis_server: Service) -> None:
-    """The broker is unreachable for ~6 s: the processing relay answers 503 + Retry-After,
+    """The broker is unreachable for 30 s: the processing relay answers 503 + Retry-After,
     the POP keeps retrying, and everything answered 200 reaches Kafka once it is back
     (at least once).
 

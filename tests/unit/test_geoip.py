@@ -11,13 +11,12 @@ from relay.config import Config
 from relay.normalize import normalize_for_relay
 from relay.normalize.geoip import GeoIpError, GeoIpLookup
 from relay.server.geoip import open_geoip
+from tests.paths import REPO
 
 NOW = 1795694700.0
 EID = "a" * 32
-#: Relay's own test database, where the conformance suite is cached (optional).
-SUITE_DB = (
-    Path.home() / ".cache/relay-suite/suite-0.10.1/tests/fixtures/GeoIP2-Enterprise-Test.mmdb"
-)
+#: Relay's own test database (MaxMind's GeoIP2 Enterprise test data; see tests/data).
+SUITE_DB = REPO / "tests" / "data" / "GeoIP2-Enterprise-Test.mmdb"
 
 
 # --- a tiny MaxMind DB writer, enough for the tests ---------------------------------------
@@ -122,7 +121,6 @@ def test_corrupt_record_gives_no_geo() -> None:
     assert db.geo("2.0.0.1") is None
 
 
-@pytest.mark.skipif(not SUITE_DB.exists(), reason="Relay's test database is not cached")
 def test_relay_test_database() -> None:
     db = GeoIpLookup(SUITE_DB.read_bytes())
     assert db.geo("2.125.160.216") == {
