@@ -21,6 +21,7 @@ from relay.config import (
     load_config,
     merge_overrides,
     overrides_from_env,
+    warn_unknown_keys,
 )
 from relay.errors import ConfigError
 from relay.logs import setup_logging
@@ -209,6 +210,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     config = _load(args, flags)
     setup_logging(config.logging.level, config.logging.format)
+    # Relay ignores keys it does not know; so do we, but say which (a typo does nothing).
+    warn_unknown_keys(config)
     credentials = _resolve_credentials(
         _config_dir(args),
         Overrides(id=args.id, public_key=args.public_key, secret_key=args.secret_key),

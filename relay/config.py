@@ -2,11 +2,14 @@
 
 Keys our relay models are decoded into msgspec Structs. Keys Sentry Relay knows but we
 do not use are accepted and dropped with a debug log, so a Relay config works unchanged.
-Keys neither knows are an error that names the key: a typo never silently does nothing.
+Keys neither knows name the key: ``relay config validate`` (and :func:`config_from_dict`)
+refuse them, while a running relay, like Relay, ignores them with a warning at start-up
+(:func:`warn_unknown_keys`), so a config Relay accepts never stops our relay.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -430,8 +433,11 @@ class UploadSection(_Section):
     credentials: UploadCredentials | None = None
 
 
-class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The whole configuration. Every section has Relay's defaults."""
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, dict=True):
+    """The whole configuration. Every section has Relay's defaults.
+
+    ``dict=True`` only to carry :attr:`unknown_keys` outside the fields (never serialized).
+    """
 
     relay: RelaySection = msgspec.field(default_factory=RelaySection)
     http: HttpSection = msgspec.field(default_factory=HttpSection)
@@ -460,6 +466,27 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """The effective config as plain data (for ``relay config show``)."""
         data: dict[str, Any] = msgspec.to_builtins(self, enc_hook=_enc_hook)
         return data
+
+    @property
+    def unknown_keys(self) -> tuple[str, ...]:
+        """Keys of the loaded file that no relay knows, ignored (``processing.foo``)."""
+        keys: tuple[str, ...] = self.__dict__.get(_UNKNOWN_KEYS, ())
+        return keys
+
+
+_UNKNOWN_KEYS = "_unknown_keys"
+
+
+def _with_unknown_keys(config: Config, keys: tuple[str, ...]) -> Config:
+    if keys:
+        config.__dict__[_UNKNOWN_KEYS] = keys
+    return config
+
+
+def warn_unknown_keys(config: Config) -> None:
+    """Log each ignored unknown key (at start-up, once logging is set up)."""
+    for key in config.unknown_keys:
+        log.warning("config: ignoring unknown key `%s`", key)
 
 
 # Keys Sentry Relay 26.9 knows, per section, beyond the ones modelled above. They are
@@ -498,8 +525,9 @@ _RELAY_ONLY_SECTIONS = frozenset(
 )  # fmt: skip
 
 
-def _strip_relay_only(data: dict[str, Any]) -> dict[str, Any]:
-    """Drop keys only Relay knows (with a debug log); raise on keys nobody knows."""
+def _strip_relay_only(data: dict[str, Any], unknown: list[str] | None = None) -> dict[str, Any]:
+    """Drop keys only Relay knows (with a debug log); raise on keys nobody knows, or, given
+    an ``unknown`` list, collect them there."""
     known_sections = {f.name for f in msgspec.structs.fields(Config)}
     out: dict[str, Any] = {}
     for section, value in data.items():
@@ -508,6 +536,9 @@ def _strip_relay_only(data: dict[str, Any]) -> dict[str, Any]:
             continue
         if section not in known_sections:
             home = _section_of_key(section)
+            if home is None and unknown is not None:
+                unknown.append(str(section))
+                continue
             if home is None:
                 raise ConfigError(f"invalid config: unknown key `{section}`")
             # Relay ignores keys it does not expect; a key of one of its sections put at the
@@ -548,13 +579,61 @@ def _strip_section(path: str, value: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """Build a Config from plain data, with errors that name the offending key."""
-    cleaned = _strip_relay_only(dict(data))
-    try:
-        return msgspec.convert(cleaned, Config, dec_hook=_dec_hook)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid config: {_describe(exc)}") from None
+def config_from_dict(data: Mapping[str, Any], *, strict: bool = True) -> Config:
+    """Build a Config from plain data, with errors that name the offending key.
+
+    ``strict=False`` ignores unknown keys instead (as Relay does), listing them in
+    :attr:`Config.unknown_keys`; wrong values are errors either way.
+    """
+    unknown: list[str] = []
+    if strict:
+        cleaned = _strip_relay_only(dict(data))
+    else:
+        # Unknown keys are deleted from the data below: never from the caller's.
+        cleaned = _strip_relay_only(copy.deepcopy(dict(data)), unknown)
+    while True:
+        try:
+            config = msgspec.convert(cleaned, Config, dec_hook=_dec_hook)
+        except msgspec.ValidationError as exc:
+            found = None if strict else _unknown_field(exc)
+            if found is None or not _delete_key(cleaned, *found):
+                raise ConfigError(f"invalid config: {_describe(exc)}") from None
+            path, field = found
+            unknown.append(f"{path}.{field}" if path else field)
+            continue
+        return _with_unknown_keys(config, tuple(unknown))
+
+
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]+)` - at `\$\.?([^`]*)`")
+#: One step of a msgspec error path: ``.key``, ``[index]`` or ``['key']``.
+_PATH_STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(['\"])(.*?)\3\]")
+
+
+def _unknown_field(exc: msgspec.ValidationError) -> tuple[str, str] | None:
+    """``(path, field)`` of an unknown-field error (path ``processing``), else None."""
+    match = _UNKNOWN_FIELD.match(str(exc))
+    return None if match is None else (match.group(2), match.group(1))
+
+
+def _delete_key(data: dict[str, Any], path: str, field: str) -> bool:
+    """Delete ``field`` from the mapping at ``path``; False if the path cannot be followed."""
+    node: Any = data
+    pos = 0
+    while pos < len(path):
+        step = _PATH_STEP.match(path, pos)
+        if step is None or step.end() == pos:
+            return False
+        name, index, _, quoted = step.groups()
+        key: Any = name if name is not None else int(index) if index is not None else quoted
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+        pos = step.end()
+    if not isinstance(node, dict) or field not in node:
+        return False
+    del node[field]
+    return True
 
 
 def _describe(exc: msgspec.ValidationError) -> str:
@@ -567,8 +646,11 @@ def _describe(exc: msgspec.ValidationError) -> str:
     return text.replace("`$.", "`").replace("`$`", "the top level")
 
 
-def load_config(config_dir: Path | None) -> Config:
-    """Load ``config.yml`` from ``config_dir`` (a missing file or dir means defaults)."""
+def load_config(config_dir: Path | None, *, strict: bool = False) -> Config:
+    """Load ``config.yml`` from ``config_dir`` (a missing file or dir means defaults).
+
+    Unknown keys are ignored and listed in :attr:`Config.unknown_keys` unless ``strict``.
+    """
     data: dict[str, Any] = {}
     if config_dir is not None:
         path = config_dir / "config.yml"
@@ -580,7 +662,7 @@ def load_config(config_dir: Path | None) -> Config:
             if loaded is not None and not isinstance(loaded, dict):
                 raise ConfigError(f"invalid config: {path} must hold a mapping")
             data = loaded or {}
-    return config_from_dict(data)
+    return config_from_dict(data, strict=strict)
 
 
 class Overrides(msgspec.Struct, kw_only=True):
@@ -669,4 +751,4 @@ def apply_overrides(config: Config, ov: Overrides) -> Config:
         put("outcomes", "source", ov.outcome_source)
     if ov.shutdown_timeout:
         put("limits", "shutdown_timeout", float(ov.shutdown_timeout))
-    return config_from_dict(data)
+    return _with_unknown_keys(config_from_dict(data), config.unknown_keys)

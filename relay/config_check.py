@@ -1,8 +1,10 @@
 """Checks of a loaded config beyond its types (``relay config validate``).
 
-:func:`relay.config.load_config` already refuses unknown keys and wrong types, naming the
-key. These checks catch values that decode but cannot work (an upstream that is no URL, a
-processing relay without a Kafka broker, a malformed relay key), again naming the key.
+:func:`relay.config.load_config` already refuses wrong types, naming the key. Unknown keys
+it ignores, as a running relay must (Relay does); validation still refuses them, so a typo
+is caught before it silently does nothing. These checks also catch values that decode but
+cannot work (an upstream that is no URL, a processing relay without a Kafka broker, a
+malformed relay key), again naming the key.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from relay.protocol.keys import KeyParseError, PublicKey
 
 def check_config(config: Config) -> tuple[list[str], list[str]]:
     """``(errors, warnings)``; every message starts with the key it is about."""
-    errors: list[str] = []
+    errors: list[str] = [
+        f"`{key}`: unknown key (a running relay ignores it, with a warning)"
+        for key in config.unknown_keys
+    ]
     warnings: list[str] = []
     relay = config.relay
     upstream = urlsplit(relay.upstream)

@@ -6,8 +6,11 @@ import msgpack
 
 
 def profile_headers(project_id: int, sampled: bool) -> list[tuple[str, bytes]]:
-    """Kafka headers of a profile message; the consumer routes unsampled profiles by them."""
-    return [("sampled", b"true" if sampled else b"false"), ("project_id", str(project_id).encode())]
+    """Kafka headers of a profile message; the consumer routes unsampled profiles by them.
+
+    In Relay's order (its headers are a sorted map): ``project_id``, then ``sampled``.
+    """
+    return [("project_id", str(project_id).encode()), ("sampled", b"true" if sampled else b"false")]
 
 
 def encode_profile_message(

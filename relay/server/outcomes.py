@@ -41,6 +41,7 @@ from relay.kafka.outcomes import (
 )
 from relay.kafka.router import KafkaSink
 from relay.kafka.topics import KafkaTopic
+from relay.metrics.usage import usage_bucket_counts
 from relay.protocol.encoding import zstd_compress
 from relay.protocol.envelope import Envelope, Item
 from relay.protocol.items import DataCategory, ItemType
@@ -304,6 +305,8 @@ class OutcomeSink:
         merged = 0
         for bucket in buckets:
             code = outcome_code_for_metric(bucket.name)
+            if code is None and self.mode == "kafka" and bucket.type == "c":
+                self._usage_accepted(scoping, bucket)
             if code is None or bucket.type != "c":
                 continue
             merged += 1
@@ -324,6 +327,15 @@ class OutcomeSink:
                 own=False,
             )
         return merged
+
+    def _usage_accepted(self, scoping: Scoping, bucket: MetricBucket) -> None:
+        """Bill the usage counters of transactions a downstream relay did not forward
+        (dynamic sampling): the relay that stores metrics emits their accepted outcomes."""
+        spans, transactions = usage_bucket_counts(bucket.name, bucket.value, bucket.tags)
+        if spans:
+            self.accepted(scoping, DataCategory.SPAN, spans)
+        if transactions:
+            self.accepted(scoping, DataCategory.TRANSACTION, transactions)
 
     # --- delivery -------------------------------------------------------------------
 
