@@ -20,6 +20,7 @@ from relay.pii.config import PiiConfig, PiiConfigError, parse_pii_config, parse_
 from relay.pii.convert import convert_datascrubbing_config, datascrubbing_applications
 from relay.pii.eap import OURLOG, SPAN_V2, scrub_item
 from relay.pii.json_scrub import JsonScrubError, scrub_json
+from relay.pii.minidumps import MinidumpScrubber
 from relay.pii.processor import PiiProcessor
 from relay.pii.selector import InvalidSelectorError
 
@@ -27,6 +28,7 @@ __all__ = [
     "AttachmentScrubber",
     "InvalidSelectorError",
     "JsonScrubError",
+    "MinidumpScrubber",
     "PiiConfigError",
     "PiiProcessor",
     "ScrubbingPipeline",
@@ -65,7 +67,8 @@ class ScrubbingPipeline:
 
     Plain attachments get the piiConfig alone, and only when it has an application whose
     selector starts with `$attachments.<name>` (as Relay's server decides). JSON
-    attachments (view hierarchies) get the piiConfig alone too, whenever there is one.
+    attachments (view hierarchies) and minidumps get the piiConfig alone too, whenever
+    there is one.
     """
 
     def __init__(
@@ -74,9 +77,12 @@ class ScrubbingPipeline:
         attachments: AttachmentScrubber | None = None,
         documents: PiiProcessor | None = None,
         legacy: PiiProcessor | None = None,
+        minidumps: MinidumpScrubber | None = None,
     ) -> None:
         self.processors = [p for p in processors if not p.is_empty]
         self.attachments = attachments
+        #: The piiConfig for minidumps; None when there is none (or it has no rules).
+        self.minidumps = minidumps
         #: The piiConfig for JSON attachments; None when the project has no piiConfig.
         self.documents = documents
         #: The datascrubbingSettings rules; None when they scrub nothing.
@@ -114,6 +120,17 @@ class ScrubbingPipeline:
         scrubbed, changed = self.attachments.scrub(filename, payload)
         return scrubbed if changed else payload
 
+    def process_minidump(self, filename: str, payload: bytes) -> bytes:
+        """Scrub a minidump's bytes as Relay does; returns `payload` itself when unchanged.
+
+        The length never changes. A dump that cannot be read is scrubbed as a plain
+        attachment (by the piiConfig's `$attachments` rules, whatever their selectors).
+        """
+        if self.minidumps is None:
+            return payload
+        scrubbed, changed = self.minidumps.scrub(filename, payload)
+        return scrubbed if changed else payload
+
     def process_json_attachment(self, payload: bytes) -> bytes:
         """Scrub a JSON attachment (a view hierarchy) as Relay does with the piiConfig.
 
@@ -144,19 +161,23 @@ def compile_project_configs(
     attachments: AttachmentScrubber | None = None
     documents: PiiProcessor | None = None
     legacy: PiiProcessor | None = None
+    minidumps: MinidumpScrubber | None = None
     if pii_config or isinstance(pii_config, dict | list):
         # Even an empty piiConfig counts for JSON attachments: Relay then still rewrites
         # them compactly.
         parsed = parse_pii_config(pii_config)
         documents = compile_config(parsed)
         processors.append(documents)
-        if has_simple_attachment_selector(parsed):
-            attachments = AttachmentScrubber(documents.applications)
+        if not documents.is_empty:
+            binary = AttachmentScrubber(documents.applications)
+            minidumps = MinidumpScrubber(binary)
+            if has_simple_attachment_selector(parsed):
+                attachments = binary
     if datascrubbing_settings:
         legacy = compile_datascrubbing(datascrubbing_settings)
         if legacy is not None:
             processors.append(legacy)
-    return ScrubbingPipeline(processors, attachments, documents, legacy)
+    return ScrubbingPipeline(processors, attachments, documents, legacy, minidumps)
 
 
 def pii_strip_event(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:

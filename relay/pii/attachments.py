@@ -31,6 +31,11 @@ ATTACHMENTS = vt("attachments")
 BINARY = vt("binary")
 _ATTACHMENTS_INDEX = ATTACHMENTS.bit_length() - 1
 
+# Which passes `AttachmentScrubber.scrub_buffer` runs.
+UTF8 = 1
+UTF16 = 2
+ALL_ENCODINGS = UTF8 | UTF16
+
 # UTF-16 text shorter than this (in characters) inside a blob is not scrubbed.
 MIN_STRING_LEN = 5
 _PAD = "*"
@@ -239,10 +244,13 @@ class AttachmentScrubber:
                         self._bytes[id(regex)] = bytes_regex(regex)
 
     def _rules_for(self, filename: str) -> list[RuleRef]:
-        states: list[State] = [(None, None, 0), ("", None, ATTACHMENTS), (filename, None, BINARY)]
+        return self.rules_at([*file_states(filename, BINARY)], Pii.TRUE)
+
+    def rules_at(self, states: list[State], pii: Pii) -> list[RuleRef]:
+        """The rules of every application whose selector matches this path (root first)."""
         rules: list[RuleRef] = []
         for app in self.applications:
-            if app.rules and matches_path(app.selector, states, Pii.TRUE):
+            if app.rules and matches_path(app.selector, states, pii):
                 rules.extend(app.rules)
         return rules
 
@@ -256,11 +264,25 @@ class AttachmentScrubber:
         if not rules:
             return payload, False
         data = bytearray(payload)
+        changed = self.scrub_buffer(data, rules, ALL_ENCODINGS)
+        return bytes(data), changed
+
+    def scrub_buffer(self, data: bytearray, rules: list[RuleRef], encodings: int) -> bool:
+        """Apply `rules` to `data` in place (length kept); True if anything changed.
+
+        `encodings` says which passes run: `UTF8`, `UTF16` or both (`ALL_ENCODINGS`, where
+        UTF-16 only covers what the UTF-8 pass left alone).
+        """
         changed = False
         for rule in rules:
             for _kind, regex, behaviour in rule.patterns:
+                if encodings == UTF16:
+                    changed |= _scrub_utf16(data, 0, len(data), rule, regex, behaviour)
+                    continue
                 spans = _scrub_utf8(data, rule, self._bytes[id(regex)], behaviour)
                 changed |= bool(spans)
+                if encodings == UTF8:
+                    continue
                 # UTF-16 only where the UTF-8 pass changed nothing (between its matches,
                 # each gap starting on an even offset).
                 previous_end = 0
@@ -269,4 +291,9 @@ class AttachmentScrubber:
                     if span_start > start:
                         changed |= _scrub_utf16(data, start, span_start, rule, regex, behaviour)
                     previous_end = span_end
-        return bytes(data), changed
+        return changed
+
+
+def file_states(filename: str, value_type: int) -> tuple[State, State, State]:
+    """The path of an attachment file: root, `$attachments` (key ""), the file (by name)."""
+    return (None, None, 0), ("", None, ATTACHMENTS), (filename, None, value_type)

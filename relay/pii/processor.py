@@ -17,7 +17,7 @@ from typing import Any
 from relay.pii import schema as sc
 from relay.pii.compiled import Application, RuleRef
 from relay.pii.conventions import attribute_scrubbing
-from relay.pii.redact import Plan, Scrubbed, scrub_string
+from relay.pii.redact import Plan, Scrubbed
 from relay.pii.selector import State, ascii_lower, matches_path, selector_indices, selector_keys
 from relay.pii.value_types import ARRAY, NUMBER, OBJECT, STRING, Pii
 
@@ -32,6 +32,8 @@ ROOT_SIGNATURE = 0
 VALUE_CACHE_ENTRIES = 16384
 VALUE_CACHE_CHARS = 4_000_000
 VALUE_CACHE_MAX_LEN = 65536
+#: Strings up to this length that no rule can change are re-checked rather than cached.
+_UNCHANGED_MIN_CACHED_LEN = 48
 
 Json = Any
 MetaNode = dict[str, Any] | None
@@ -114,44 +116,49 @@ class PiiProcessor:
         prior_key: tuple[tuple[object, ...], ...],
         prior: list[Any] | None,
     ) -> tuple[Scrubbed | None, str | None]:
-        """`scrub_string` memoized across events in a bounded LRU."""
+        """`Plan.scrub` of `text`, memoized across events in a bounded LRU."""
+        short = len(text) <= _UNCHANGED_MIN_CACHED_LEN
+        if short and plan.cannot_change(text, key_class):
+            # Most strings: no rule can match. For short ones the trigger scan is cheaper
+            # than remembering its answer (an entry, and evicting it later).
+            return None, None
         values = self.values
         cache_key = (plan.pid, key_class, text, prior_key)
         cached = values.get(cache_key)
-        if cached is None:
-            scrubbed = Scrubbed(text, list(prior or ()))
-            if plan.cannot_change(text, key_class):
-                removed_by = None
-            else:
-                removed_by = scrub_string(plan.steps, key, scrubbed)
-            if scrubbed.changed or removed_by is not None:
-                cached = (
-                    scrubbed.value,
-                    tuple(tuple(r) for r in scrubbed.remarks),
-                    scrubbed.length,
-                    removed_by,
-                    scrubbed.changed,
-                )
-                size = len(text) + len(scrubbed.value or "") + 64
-            else:
-                cached = _UNCHANGED
-                size = len(text) + 64
-            values[cache_key] = cached
-            self._value_chars += size
-            while len(values) > VALUE_CACHE_ENTRIES or self._value_chars > VALUE_CACHE_CHARS:
-                (_, _, old, _), old_result = values.popitem(last=False)
-                self._value_chars -= len(old) + len(old_result[0] or "") + 64
+        if cached is not None:
+            values.move_to_end(cache_key)
             if cached is _UNCHANGED:
                 return None, None
-            return scrubbed, removed_by
-        values.move_to_end(cache_key)
-        if cached is _UNCHANGED:
+            value, remarks, length, removed_by, changed = cached
+            hit = Scrubbed(value, [list(r) for r in remarks])
+            hit.changed = changed
+            hit.length = length
+            return hit, removed_by
+        if not short and plan.cannot_change(text, key_class):
+            self._remember(cache_key, _UNCHANGED, len(text) + 64)
             return None, None
-        value, remarks, length, removed_by, changed = cached
-        scrubbed = Scrubbed(value, [list(r) for r in remarks])
-        scrubbed.changed = changed
-        scrubbed.length = length
-        return scrubbed, removed_by
+        scrubbed = Scrubbed(text, list(prior or ()))
+        removed_by = plan.scrub(key_class, scrubbed)
+        if scrubbed.changed or removed_by is not None:
+            result: _Cached = (
+                scrubbed.value,
+                tuple(tuple(r) for r in scrubbed.remarks),
+                scrubbed.length,
+                removed_by,
+                scrubbed.changed,
+            )
+            self._remember(cache_key, result, len(text) + len(scrubbed.value or "") + 64)
+            return scrubbed, removed_by
+        self._remember(cache_key, _UNCHANGED, len(text) + 64)
+        return None, None
+
+    def _remember(self, cache_key: _CacheKey, result: _Cached, size: int) -> None:
+        values = self.values
+        values[cache_key] = result
+        self._value_chars += size
+        while len(values) > VALUE_CACHE_ENTRIES or self._value_chars > VALUE_CACHE_CHARS:
+            (_, _, old, _), old_result = values.popitem(last=False)
+            self._value_chars -= len(old) + len(old_result[0] or "") + 64
 
     @property
     def is_empty(self) -> bool:
@@ -187,7 +194,7 @@ class PiiProcessor:
             if plan.cannot_change(text, key_class):
                 return text
             fresh = Scrubbed(text, [])
-            removed_by = scrub_string(plan.steps, key, fresh)
+            removed_by = plan.scrub(key_class, fresh)
             scrubbed: Scrubbed | None = fresh
         else:
             scrubbed, removed_by = self.cached_scrub(plan, text, key, key_class, (), None)
@@ -307,9 +314,11 @@ class _Walk:
     """One traversal of one payload; keeps the `_meta` path for writing remarks."""
 
     __slots__ = (
+        "fast",
         "meta_root",
         "path",
         "plan_for",
+        "plans",
         "proc",
         "rules_for",
         "sig",
@@ -322,6 +331,10 @@ class _Walk:
         self.meta_root: dict[str, Any] = meta if meta is not None else {}
         self.path: list[str] = []
         self.sig = proc._sig
+        # The processor's signature and plan caches, read inline on the hot path (a
+        # method call per field costs more than the lookup itself).
+        self.fast = proc._fast
+        self.plans = proc._plans
         self.rules_for = proc._rules_for
         self.plan_for = proc._plan_for
         self.values = proc.values
@@ -387,6 +400,14 @@ class _Walk:
         if value is None:
             return
         kind = node.kind
+        if kind == sc.K_STRING and dyn is None and type(value) is str:
+            # The most common field: a schema string (the general path below, shortened).
+            if pii and value not in _SKIP_STRINGS:
+                sig = self.fast.get((parent, key, index, node.vt))
+                if sig is None:
+                    sig = self.sig(parent, key, index, node.vt)
+                self.string(holder, hkey, value, sig, key, mnode, pii)
+            return
         # Arbitrary JSON, or a value whose JSON type does not fit the schema (input not in
         # Relay's canonical shape): type it by its JSON type, as Relay types a `Value`.
         if (
@@ -408,7 +429,9 @@ class _Walk:
         vt = node.vt
         if kind == sc.K_CONTEXTS or kind == sc.K_TAGGED:
             vt = self._variant_vt(node, value)
-        sig = self.sig(parent, key, index, vt)
+        sig = self.fast.get((parent, key, index, vt))
+        if sig is None:
+            sig = self.sig(parent, key, index, vt)
         if kind == sc.K_STRING:
             if pii and value not in _SKIP_STRINGS:
                 self.string(holder, hkey, value, sig, key, mnode, pii)
@@ -451,9 +474,10 @@ class _Walk:
         ty = type(value)
         if ty is str:
             if pii and value not in _SKIP_STRINGS:
-                self.string(
-                    holder, hkey, value, self.sig(parent, key, index, STRING), key, None, pii
-                )
+                sig = self.fast.get((parent, key, index, STRING))
+                if sig is None:
+                    sig = self.sig(parent, key, index, STRING)
+                self.string(holder, hkey, value, sig, key, None, pii)
             return
         if ty is dict:
             sig = self.sig(parent, key, index, OBJECT)
@@ -552,7 +576,9 @@ class _Walk:
 
     def container(self, holder: Any, hkey: Any, sig: int, key: str | None, pii: int) -> bool:
         """Container/number check (Relay's `before_process`); True if the value was removed."""
-        plan = self.plan_for(sig, pii)
+        plan = self.plans.get(sig * 4 + pii, _NO_PLAN)
+        if plan is _NO_PLAN:
+            plan = self.plan_for(sig, pii)
         if plan is None:
             return False
         origin = plan.removal(key)
@@ -588,7 +614,7 @@ class _Walk:
             if plan.cannot_change(text, key_class):
                 return None, None
             scrubbed = Scrubbed(text, list(prior or ()))
-            return scrubbed, scrub_string(plan.steps, key, scrubbed)
+            return scrubbed, plan.scrub(key_class, scrubbed)
         return self.proc.cached_scrub(plan, text, key, key_class, prior_key, prior)
 
     def string(
@@ -601,7 +627,18 @@ class _Walk:
         mnode: MetaNode,
         pii: int,
     ) -> None:
-        scrubbed, removed_by = self._scrub(value, sig, key, mnode, pii)
+        if mnode is None and len(value) <= VALUE_CACHE_MAX_LEN:
+            # `_scrub` inlined for the common case: no `_meta`, a cacheable length.
+            plan = self.plans.get(sig * 4 + pii, _NO_PLAN)
+            if plan is _NO_PLAN:
+                plan = self.plan_for(sig, pii)
+            if plan is None:
+                return
+            scrubbed, removed_by = self.proc.cached_scrub(
+                plan, value, key, plan.key_class(key), (), None
+            )
+        else:
+            scrubbed, removed_by = self._scrub(value, sig, key, mnode, pii)
         if scrubbed is None:
             return
         if removed_by is not None:
@@ -655,16 +692,26 @@ class _Walk:
         elif kind == sc.K_OBJECT:
             item = node.item
             assert item is not None
+            visit = self.visit
+            if mnode is None:
+                for k, v in value.items():
+                    visit(item, value, k, v, sig, k, None, None, pii, dyn)
+                return
             for k, v in value.items():
-                self.visit(item, value, k, v, sig, k, None, _child(mnode, k), pii, dyn)
+                visit(item, value, k, v, sig, k, None, _child(mnode, k), pii, dyn)
         elif kind == sc.K_ARRAY:
             item = node.item
             assert item is not None
             if item is sc.VALUE and _is_pairlist(value):
                 self.pairs(sc.VALUE, value, sig, mnode, pii, dyn)
                 return
+            visit = self.visit
+            if mnode is None:
+                for i, v in enumerate(value):
+                    visit(item, value, i, v, sig, None, i, None, pii, dyn)
+                return
             for i, v in enumerate(value):
-                self.visit(item, value, i, v, sig, None, i, _child(mnode, str(i)), pii, dyn)
+                visit(item, value, i, v, sig, None, i, _child(mnode, str(i)), pii, dyn)
         elif kind == sc.K_PAIRS:
             item = node.item
             assert item is not None
@@ -785,23 +832,22 @@ class _Walk:
         if node.is_user:
             ip = value.get("ip_address")
             user_ip_valid = ip is None or _is_valid_ip(ip)
+        visit = self.visit
         for k, v in list(value.items()):
             if (skip_type and k == "type") or (sig == 0 and k == "_meta"):
                 continue
+            child_meta = None if mnode is None else _child(mnode, k)
             spec = fields.get(k)
             if spec is not None:
-                child_meta = _child(mnode, k)
                 if child_meta is None and k in inert:
                     continue
                 child, child_pii = spec
-                self.visit(child, value, k, v, sig, k, None, child_meta, child_pii, None)
+                visit(child, value, k, v, sig, k, None, child_meta, child_pii, None)
             elif other is not None:
                 if other >= sc.DYN_SPAN_DATA:
-                    self.visit(
-                        sc.VALUE, value, k, v, sig, k, None, _child(mnode, k), Pii.TRUE, ("span",)
-                    )
+                    visit(sc.VALUE, value, k, v, sig, k, None, child_meta, Pii.TRUE, ("span",))
                 else:
-                    self.visit(sc.VALUE, value, k, v, sig, k, None, _child(mnode, k), other, None)
+                    visit(sc.VALUE, value, k, v, sig, k, None, child_meta, other, None)
         if node.is_user and user_ip_valid:
             self._user_ip(value)
 
@@ -833,6 +879,7 @@ class _Walk:
 # A cached string result: (new value, remarks, original length, removing rule, changed).
 _Cached = tuple[str | None, tuple[tuple[Any, ...], ...], int | None, str | None, bool]
 _UNCHANGED: _Cached = (None, (), None, None, False)
+_NO_PLAN: Any = object()  # not looked up yet (None: no rule applies)
 _CacheKey = tuple[int, int, str, tuple[tuple[object, ...], ...]]
 
 

@@ -26,16 +26,30 @@ __all__ = [
     "CrashpadModule",
     "MinidumpError",
     "MinidumpInfo",
+    "MinidumpRegion",
     "parse_stability_report",
     "read_minidump",
+    "scrub_regions",
 ]
 
 _HEADER_VERSION: Final = 0xA793
+_THREAD_LIST_STREAM: Final = 3
 _MODULE_LIST_STREAM: Final = 4
+_MEMORY_LIST_STREAM: Final = 5
+_LINUX_CMD_LINE_STREAM: Final = 0x47670006
+_LINUX_ENVIRON_STREAM: Final = 0x47670007
 _BREAKPAD_INFO_STREAM: Final = 0x47670001
 _CRASHPAD_INFO_STREAM: Final = 0x43500001
 _STABILITY_REPORT_STREAM: Final = 0x4B6B0002
 _MODULE_SIZE: Final = 108
+_THREAD_SIZE: Final = 48
+_MEMORY_DESCRIPTOR_SIZE: Final = 16
+_HEADER_SIZE: Final = 32
+_SIGNATURE: Final = 0x504D444D  # "MDMP" read as a little-endian u32
+#: PDB CodeView record signatures ("RSDS", "NB10") and where their file name starts.
+_CV_PDB70: Final = 0x53445352
+_CV_PDB20: Final = 0x3031424E
+_CV_NAME_OFFSET: Final = {_CV_PDB70: 24, _CV_PDB20: 16}
 _CRASHPAD_INFO_SIZE: Final = 52
 _ANNOTATION_STRING: Final = 1
 #: Bounds on list lengths read from the dump, so a forged count cannot cost much.
@@ -134,8 +148,8 @@ def read_minidump(data: bytes) -> MinidumpInfo:
     streams: dict[int, tuple[int, int]] = {}
     for index in range(stream_count):
         stream_type, size, rva = reader.unpack("III", directory_rva + 12 * index)
-        # The first stream of a type wins, as in rust-minidump.
-        streams.setdefault(stream_type, (rva, size))
+        # The last stream of a type wins, as in rust-minidump (a map insert per entry).
+        streams[stream_type] = (rva, size)
 
     if _CRASHPAD_INFO_STREAM in streams:
         sdk_name = "minidump.crashpad"
@@ -241,6 +255,143 @@ def _string_annotations(reader: _Reader, rva: int) -> list[tuple[str, str]]:
         value = reader.byte_array(value_rva).decode("utf-8", "replace")
         entries.append((reader.utf8_string(name_rva), value))
     return entries
+
+
+# --- regions for PII scrubbing -------------------------------------------------------------
+
+#: Region kinds, named after the selector keys Relay's minidump scrubbing uses for them.
+STACK_MEMORY: Final = "stack_memory"
+HEAP_MEMORY: Final = "heap_memory"
+LINUX_STREAM: Final = ""  # the environ and cmdline streams (Relay enters them as key "")
+CODE_FILE: Final = "code_file"  # UTF-16LE module path
+DEBUG_FILE: Final = "debug_file"  # UTF-8 debug file path (CodeView record)
+
+
+class MinidumpRegion(msgspec.Struct, frozen=True):
+    """A byte range of a minidump that PII rules may rewrite (same length), and its kind."""
+
+    kind: str
+    start: int
+    end: int
+
+
+def scrub_regions(data: bytes) -> list[MinidumpRegion]:
+    """The regions Relay scrubs in a minidump, in its order (relay-pii ``minidumps.rs``).
+
+    Memory regions (stack memory when a thread's stack points at them, else heap), the
+    Linux environ and cmdline streams, then per module (each name once) its code file name
+    and the debug file name of its PDB CodeView record. Requires the thread, memory and
+    module lists and fails like rust-minidump 0.26 does on what it cannot read: then
+    :class:`MinidumpError` (Relay then scrubs the file as a plain attachment). A region's
+    range is not checked against the data here (Relay fails on it only when it gets there).
+    """
+    reader, streams = _directory(data)
+    stack_rvas = {
+        reader.u32(entry + 36)
+        for entry in _stream_list(reader, streams, _THREAD_LIST_STREAM, _THREAD_SIZE)
+    }
+    regions: list[MinidumpRegion] = []
+    for entry in _stream_list(reader, streams, _MEMORY_LIST_STREAM, _MEMORY_DESCRIPTOR_SIZE):
+        size, rva = reader.unpack("II", entry + 8)
+        # rust-minidump skips empty, null and out-of-bounds regions.
+        if rva == 0 or size == 0 or rva + size > len(data):
+            continue
+        kind = STACK_MEMORY if rva in stack_rvas else HEAP_MEMORY
+        regions.append(MinidumpRegion(kind, rva, rva + size))
+    for stream_type in (_LINUX_ENVIRON_STREAM, _LINUX_CMD_LINE_STREAM):
+        if stream_type in streams:
+            rva, size = _stream_range(reader, streams, stream_type)
+            if rva == 0:
+                raise MinidumpError("stream at offset zero")
+            regions.append(MinidumpRegion(LINUX_STREAM, rva, rva + size))
+    seen: set[int] = set()
+    for entry in _stream_list(reader, streams, _MODULE_LIST_STREAM, _MODULE_SIZE):
+        if not _module_is_valid(reader, entry):
+            continue
+        name_rva = reader.u32(entry + 20)
+        cv_size, cv_rva = reader.unpack("II", entry + 76)
+        if name_rva in seen:
+            continue
+        seen.add(name_rva)
+        name_size = reader.u32(name_rva)
+        regions.append(MinidumpRegion(CODE_FILE, name_rva + 4, name_rva + 4 + name_size))
+        offset = _CV_NAME_OFFSET.get(reader.u32(cv_rva))
+        if offset is not None:
+            regions.append(MinidumpRegion(DEBUG_FILE, cv_rva + offset, cv_rva + cv_size))
+    return regions
+
+
+def _directory(data: bytes) -> tuple[_Reader, dict[int, tuple[int, int]]]:
+    if len(data) < _HEADER_SIZE:
+        raise MinidumpError("missing minidump header")
+    signature = struct.unpack_from("<I", data)[0]
+    if signature == _SIGNATURE:
+        reader = _Reader(data, "<")
+    elif struct.unpack_from(">I", data)[0] == _SIGNATURE:
+        reader = _Reader(data, ">")
+    else:
+        raise MinidumpError("missing minidump magic")
+    _, version, stream_count, directory_rva = reader.unpack("IIII", 0)
+    if version & 0xFFFF != _HEADER_VERSION:
+        raise MinidumpError("unsupported minidump version")
+    if stream_count > _MAX_ENTRIES:
+        raise MinidumpError("implausible stream count")
+    streams: dict[int, tuple[int, int]] = {}
+    for index in range(stream_count):
+        stream_type, size, rva = reader.unpack("III", directory_rva + 12 * index)
+        streams[stream_type] = (rva, size)
+    return reader, streams
+
+
+def _stream_range(
+    reader: _Reader, streams: dict[int, tuple[int, int]], stream_type: int
+) -> tuple[int, int]:
+    if stream_type not in streams:
+        raise MinidumpError("minidump stream not found")
+    rva, size = streams[stream_type]
+    reader.slice(rva, size)  # bounds check
+    return rva, size
+
+
+def _stream_list(
+    reader: _Reader, streams: dict[int, tuple[int, int]], stream_type: int, entry_size: int
+) -> list[int]:
+    """Offsets of the entries of a counted stream list (rust-minidump's ``read_stream_list``)."""
+    rva, size = _stream_range(reader, streams, stream_type)
+    if size < 4:
+        raise MinidumpError("minidump stream too small")
+    count = reader.u32(rva)
+    expected = 4 + count * entry_size
+    if size < expected or size - expected not in (0, 4):
+        raise MinidumpError("minidump stream size mismatch")
+    # Four extra bytes are padding after the count.
+    start = rva + 4 + (size - expected)
+    return [start + index * entry_size for index in range(count)]
+
+
+def _module_is_valid(reader: _Reader, entry: int) -> bool:
+    """Whether rust-minidump keeps the module (False); raises if it fails the whole list."""
+    base, image_size = reader.unpack("QI", entry)
+    if image_size == 0 or image_size > 0xFFFFFFFFFFFFFFFF - base:
+        return False
+    name_rva = reader.u32(entry + 20)
+    name_size = reader.u32(name_rva)
+    raw = reader.slice(name_rva + 4, name_size)
+    if name_size % 2:
+        raise MinidumpError("odd module name length")
+    try:
+        raw.decode("utf-16-be" if reader.endian == ">" else "utf-16-le")
+    except UnicodeDecodeError:
+        raise MinidumpError("module name is not UTF-16") from None
+    cv_size, cv_rva = reader.unpack("II", entry + 76)
+    if cv_size:
+        record = reader.slice(cv_rva, cv_size)
+        if len(record) < 4:
+            raise MinidumpError("truncated CodeView record")
+        signature = reader.u32(cv_rva)
+        if len(record) < _CV_NAME_OFFSET.get(signature, 4):
+            raise MinidumpError("truncated CodeView record")
+    return True
 
 
 # --- Chromium's stability report (protobuf) ---------------------------------------------

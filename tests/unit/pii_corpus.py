@@ -187,4 +187,65 @@ PII_CONFIGS: dict[str, dict[str, Any]] = {
     "sdk_and_breadcrumbs": {
         "applications": {"$sdk.** || $breadcrumb.data.*": ["@anything:remove"]}
     },
+    # Every built-in rule type written as a rule of its own (not through `@name`), each
+    # with another redaction, including the legacy spellings of two type names.
+    "explicit_rule_types": {
+        "rules": {
+            "r_imei": {"type": "imei", "redaction": {"method": "mask"}},
+            "r_mac": {"type": "mac", "redaction": {"method": "hash"}},
+            "r_uuid": {"type": "uuid", "redaction": {"method": "replace", "text": "<u>"}},
+            "r_email": {"type": "email", "redaction": {"method": "default"}},
+            "r_ip": {"type": "ip", "redaction": {"method": "mask"}},
+            "r_cc": {"type": "creditcard", "redaction": {"method": "hash"}},
+            "r_iban": {"type": "iban", "redaction": {"method": "remove"}},
+            "r_path": {"type": "userpath", "redaction": {"method": "replace", "text": "~"}},
+            "r_pem": {"type": "pemkey", "redaction": {"method": "mask"}},
+            "r_url": {"type": "url_auth", "redaction": {"method": "hash"}},
+            "r_ssn": {"type": "us_ssn", "redaction": {"method": "mask"}},
+            "r_bearer": {"type": "bearer", "redaction": {"method": "replace", "text": "B"}},
+            "r_password": {"type": "password", "redaction": {"method": "hash"}},
+            "r_cookies": {"type": "cookies", "redaction": {"method": "mask"}},
+        },
+        "applications": {
+            "$string": [
+                "r_imei",
+                "r_mac",
+                "r_uuid",
+                "r_email",
+                "r_ip",
+                "r_cc",
+                "r_iban",
+                "r_path",
+                "r_pem",
+                "r_url",
+                "r_ssn",
+                "r_bearer",
+                "r_password",
+            ],
+            "$http.cookies || $http.headers.*": ["r_cookies"],
+        },
+    },
+    "pattern_flags_and_groups": {
+        "rules": {
+            "kv": {
+                "type": "pattern",
+                "pattern": r"(?i)(user|id)=([a-z0-9]{2,})",
+                "replaceGroups": [1, 2],
+                "redaction": {"method": "hash"},
+            },
+            "hex": {
+                "type": "pattern",
+                "pattern": r"\b{start}\x{30}x[0-9a-f]+",
+                "redaction": {"method": "replace", "text": "0x?"},
+            },
+        },
+        "applications": {"$string": ["kv", "hex"]},
+    },
+    "value_types_misc": {
+        "applications": {
+            "$error.value || $thread.name || $breadcrumb.message": ["@anything:mask"],
+            "$boolean || $datetime": ["@anything:remove"],
+            "!$frame.** && $frame.*": ["@ip:replace"],
+        }
+    },
 }

@@ -126,12 +126,15 @@ CONFIGS = [sentry_relay.convert_datascrubbing_config(s) for s in DATASCRUBBING_V
         "pattern_groups",
         "and_or_not",
         "anything_hash_strings",
+        "explicit_rule_types",
+        "pattern_flags_and_groups",
+        "value_types_misc",
     )
 ]
 DEFAULT = CONFIGS[1]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event=events, config_index=st.integers(0, len(CONFIGS) - 1))
 def test_generated_events_match_relay(event: dict[str, Any], config_index: int) -> None:
     canonical = sentry_relay.pii_strip_event({}, event)
