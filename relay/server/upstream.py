@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import random
 import time
+import zlib
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 import aiohttp
+import brotli
 import msgspec
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from relay import __version__
 from relay.config import Config
@@ -25,6 +28,7 @@ from relay.protocol.encoding import zstd_compress
 from relay.protocol.keys import Credentials, SecretKey
 from relay.server.backoff import RetryBackoff
 from relay.server.connection_monitor import ConnectionMonitor
+from relay.server.http_pool import HttpPool, PoolError
 from relay.telemetry.metrics import UPSTREAM_DURATION, upstream_route
 
 log = logging.getLogger(__name__)
@@ -92,6 +96,8 @@ class UpstreamClient:
         #: Signature of the empty payload (every forwarded envelope) and until when it is reused.
         self._empty_signature: tuple[str, float] | None = None
         self._session: aiohttp.ClientSession | None = None
+        #: The lean keep-alive pool envelopes are forwarded with (relay.server.http_pool).
+        self._pool: HttpPool | None = None
         self.authenticated = asyncio.Event()
         #: The upstream rejected this relay permanently: no more requests, as in Relay.
         self.denied = False
@@ -116,6 +122,14 @@ class UpstreamClient:
             headers={"User-Agent": f"sentry-relay-py/{__version__}"},
             auto_decompress=True,
         )
+        with contextlib.suppress(ValueError):  # other schemes: envelopes go through aiohttp
+            self._pool = HttpPool(
+                self.base_url,
+                limit=self.config.limits.max_concurrent_requests,
+                connect_timeout=self.config.http.connection_timeout,
+                keepalive=30,
+                default_headers={"User-Agent": f"sentry-relay-py/{__version__}"},
+            )
         if self.config.relay.mode == "managed" and self._secret is not None:
             self._auth_task = asyncio.create_task(self._auth_loop(), name="upstream-auth")
         else:
@@ -130,6 +144,8 @@ class UpstreamClient:
         await self.connection.stop()
         if self._session is not None:
             await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -164,8 +180,13 @@ class UpstreamClient:
         timeout: float | None = None,
         direct: bool = False,
         no_content_type: bool = False,
+        pooled: bool = False,
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         """One HTTP request to the upstream; returns status, headers and body.
+
+        ``pooled``: a POST whose answer is only looked at for its status and headers (the
+        envelope hot path) goes through the lean keep-alive pool (relay.server.http_pool)
+        instead of aiohttp; the answer body is not decompressed.
 
         ``no_content_type``: send no ``Content-Type`` (aiohttp adds one to every POST), for
         endpoints that refuse one, such as TUS creation.
@@ -184,9 +205,13 @@ class UpstreamClient:
             if not await self.connection.wait_connected(wait):
                 raise UpstreamError(f"{method} {path}: network outage, the upstream is unreachable")
         try:
-            result = await self._send(
-                method, path, body, headers, signed, sign_data, timeout, no_content_type
-            )
+            pool = self._pool if pooled and method == "POST" else None
+            if pool is not None:
+                result = await self._send_pooled(pool, path, body, headers, sign_data, timeout)
+            else:
+                result = await self._send(
+                    method, path, body, headers, signed, sign_data, timeout, no_content_type
+                )
         except UpstreamError:
             if not direct:
                 self.connection.notify_error()
@@ -231,6 +256,28 @@ class UpstreamClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             UPSTREAM_DURATION.observe(time.monotonic() - started, upstream_route(path), "error")
             raise UpstreamError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+
+    async def _send_pooled(
+        self,
+        pool: HttpPool,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        sign_data: bytes | None,
+        timeout: float | None,
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        all_headers = dict(headers or {})
+        all_headers.update(self._sign_headers(body if sign_data is None else sign_data))
+        started = time.monotonic()
+        try:
+            status, pairs, data = await pool.post(
+                path, all_headers, body, self.config.http.timeout if timeout is None else timeout
+            )
+        except PoolError as exc:
+            UPSTREAM_DURATION.observe(time.monotonic() - started, upstream_route(path), "error")
+            raise UpstreamError(f"POST {self.base_url}{path}: {exc}") from exc
+        UPSTREAM_DURATION.observe(time.monotonic() - started, upstream_route(path), str(status))
+        return status, CIMultiDictProxy(CIMultiDict(pairs)), data
 
     async def request_json(
         self, path: str, payload: Any, *, signed: bool = True, direct: bool = False
@@ -319,22 +366,21 @@ class UpstreamClient:
         headers: Mapping[str, str],
         deadline: float,
     ) -> None:
-        """Forward a serialized envelope, zstd-compressed, retrying until ``deadline``.
+        """Forward a serialized envelope, retrying until ``deadline``.
 
+        The body is compressed as ``http.encoding`` says (zstd by default), as in Relay.
         Raises UpstreamError when the upstream rejects it (4xx) or the deadline passes.
         """
-        body = zstd_compress(envelope)
-        all_headers = {
-            **headers,
-            "Content-Type": ENVELOPE_CONTENT_TYPE,
-            "Content-Encoding": "zstd",
-        }
+        body, content_encoding = encode_body(envelope, self.config.http.encoding)
+        all_headers = {**headers, "Content-Type": ENVELOPE_CONTENT_TYPE}
+        if content_encoding is not None:
+            all_headers["Content-Encoding"] = content_encoding
         path = f"/api/{project_id}/envelope/"
         delay = self.config.http.retry_delay
         while True:
             try:
                 status, resp_headers, data = await self.request(
-                    "POST", path, body=body, headers=all_headers, sign_data=b""
+                    "POST", path, body=body, headers=all_headers, sign_data=b"", pooled=True
                 )
             except UpstreamError as exc:
                 if exc.denied:
@@ -357,6 +403,23 @@ class UpstreamClient:
             log.debug("retrying envelope for project %s in %.2fs: %s", project_id, wait, error)
             await asyncio.sleep(wait)
             delay = min(delay * 2, self.config.http.max_retry_interval)
+
+
+def encode_body(data: bytes, encoding: str) -> tuple[bytes, str | None]:
+    """``data`` in the ``http.encoding`` of upstream requests, and its ``Content-Encoding``.
+
+    ``identity`` (or anything unknown) sends the bytes as they are, with no header.
+    """
+    if encoding == "zstd":
+        return zstd_compress(data), "zstd"
+    if encoding == "gzip":
+        return gzip.compress(data, compresslevel=6), "gzip"
+    if encoding == "deflate":
+        # HTTP's ``deflate`` is the zlib format (header and checksum), as Relay sends it.
+        return zlib.compress(data, 6), "deflate"
+    if encoding == "br":
+        return brotli.compress(data, quality=5), "br"
+    return data, None
 
 
 def response_error(status: int, body: bytes) -> str:
