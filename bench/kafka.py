@@ -5,7 +5,7 @@ batch settings. The processing path is ``Processor.accept`` for the corpus envel
 (routing, encoding, the byte budget, waiting for acknowledgements, outcomes); the raw loop
 sends the very bytes the processor produced. The ratio is processor msgs/s / raw msgs/s.
 
-    .venv/bin/python bench/kafka.py [--rounds N] [--concurrency N]
+    .venv/bin/python bench/kafka.py [--rounds N] [--concurrency N] [--glob PATTERN]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from relay.config import config_from_dict
 from relay.dev.services import start_kafka
-from relay.kafka.producer import KafkaProducer
+from relay.kafka.producer import DEFAULT_LINGER_MS, DEFAULT_MAX_BATCH_SIZE, KafkaProducer
 from relay.kafka.topics import resolve_topics
 from relay.protocol.envelope import Envelope, parse_envelope
 from relay.protocol.project_config import ProjectState, PublicKeyConfig
@@ -39,8 +39,8 @@ STATE = ProjectState(
 )
 
 
-def corpus() -> list[bytes]:
-    return [p.read_bytes() for p in sorted(CORPUS.glob("*.envelope"))]
+def corpus(pattern: str = "*.envelope") -> list[bytes]:
+    return [p.read_bytes() for p in sorted(CORPUS.glob(pattern))]
 
 
 async def run_processor(
@@ -67,8 +67,9 @@ async def run_raw(
     bootstrap: str, messages: Sequence[tuple[str, bytes, bytes | None]], rounds: int
 ) -> tuple[int, float]:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1024 * 1024,
-        max_request_size=16 * 1024 * 1024, enable_idempotence=False,
+        bootstrap_servers=bootstrap, acks="all", linger_ms=DEFAULT_LINGER_MS,
+        max_batch_size=DEFAULT_MAX_BATCH_SIZE, max_request_size=16 * 1024 * 1024,
+        enable_idempotence=False,
     )  # fmt: skip
     await producer.start()
     try:
@@ -87,8 +88,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument(
+        "--glob", default="*.envelope",
+        help="corpus envelopes to send, e.g. '*error-unhandled__event-error.envelope'",
+    )  # fmt: skip
     args = parser.parse_args()
-    raw = corpus()
+    raw = corpus(args.glob)
     if not raw:
         print("bench/kafka.py: corpus not found, skipped")
         return

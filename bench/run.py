@@ -6,7 +6,12 @@ Targets (each a set of subprocesses started and stopped here):
 * ``pop``: one POP relay (managed, no processing) forwarding to a fake upstream;
 * ``processing``: one processing relay (normalization, filters, PII, Redis quotas, Kafka)
   writing to a local Tansu broker, its project config seeded in Redis;
-* ``processing-errors``: the same relay fed only the 7 KB unhandled-error event;
+* ``processing-errors``: the same relay fed the requests of the unhandled-error scenario
+  (the 7 KB error event with the transaction, session and log envelopes sent alongside);
+* ``processing-error-event``: the same relay fed only the 7 KB error event envelopes, as the
+  SDK sent them (gzip included); the issue's criterion. At the end the messages on
+  ``ingest-events`` are counted: every accepted request must be there (no data lost);
+* ``processing-error-event-workers2``: the same with ``relay run --workers 2`` (not pinned);
 * ``chain``: POP -> processing -> Kafka (relay.dev.chain.LocalChain, configserver on top);
 * ``pop-workers2``: ``relay run --workers 2`` (POP), not pinned (it needs both cores).
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gzip
 import json
 import os
 import platform
@@ -60,9 +66,15 @@ CORPUS = ROOT.parent / "shared" / "corpus" / "python" / "wire"
 PUBLIC_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 RESULTS = ROOT / "bench" / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
-ALL_TARGETS = ["baseline", "pop", "processing", "processing-errors", "chain", "pop-workers2"]
+ALL_TARGETS = [
+    "baseline", "pop", "processing", "processing-errors", "processing-error-event", "chain",
+    "pop-workers2",
+]  # fmt: skip
+OPTIONAL_TARGETS = ["processing-error-event-workers2"]
 #: The 7 KB unhandled-error event of the corpus (the issue's processing criterion).
 ERROR_LABELS = {"error-unhandled"}
+#: The Kafka topic every error event must reach.
+EVENTS_TOPIC = "ingest-events"
 
 
 # ---------------------------------------------------------------- /proc accounting
@@ -123,8 +135,12 @@ class Target:
     infra_pids: Callable[[], list[int]] = list
     stop: Callable[[], None] = lambda: None
     labels: set[str] | None = None
+    #: Only requests whose envelope's first item has one of these types (None: all).
+    item_types: set[str] | None = None
     pinned: bool = True
     notes: list[str] = field(default_factory=list)
+    #: Broker to check for the events at the end (error-event targets: one per request).
+    kafka_address: str | None = None
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -218,7 +234,14 @@ def _seed_redis(workdir: Path, redis_url: str) -> None:
     )  # fmt: skip
 
 
-def start_processing(workdir: Path, labels: set[str] | None = None) -> Target:
+def start_processing(
+    workdir: Path,
+    labels: set[str] | None = None,
+    *,
+    name: str | None = None,
+    item_types: set[str] | None = None,
+    workers: int = 0,
+) -> Target:
     redis: Service = start_redis(workdir=workdir / "redis")
     kafka: Service = start_kafka(workdir=workdir / "kafka")
     redis_url = f"redis://{redis.address}/0"
@@ -233,7 +256,8 @@ def start_processing(workdir: Path, labels: set[str] | None = None) -> Target:
         },
         "logging": {"level": "warn"},
     })  # fmt: skip
-    proc = _relay(config_dir, workdir / "processing.log")
+    extra = ["--workers", str(workers)] if workers else []
+    proc = _relay(config_dir, workdir / "processing.log", *extra)
 
     def stop() -> None:
         stop_process(proc, 30)
@@ -247,14 +271,26 @@ def start_processing(workdir: Path, labels: set[str] | None = None) -> Target:
         stop()
         raise
     infra = [p.pid for p in (redis.proc, kafka.proc) if p is not None]
-    name = "processing" if labels is None else "processing-errors"
+    name = name or ("processing" if labels is None else "processing-errors")
     target = Target(name, port, lambda: tree([proc.pid]), lambda: infra, stop, labels)
-    if labels is not None:
+    target.item_types = item_types
+    if item_types is not None:
+        target.kafka_address = kafka.address
+        target.notes.append(
+            "only the error-unhandled scenario's 7 KB error event envelopes (gzip, as the SDK "
+            f"sent them); every accepted request is checked to be on {EVENTS_TOPIC}"
+        )
+    elif labels is not None:
         target.notes.append(
             "only the error-unhandled scenario's requests (7 KB error event, with the "
             "transaction, session and log envelopes the SDK sent alongside)"
         )
     target.notes.append("project config read from Redis (seeded by `configserver push`)")
+    if workers:
+        target.pinned = False
+        target.notes.append(
+            f"--workers {workers}, not pinned (workers and load generator share all CPUs)"
+        )
     return target
 
 
@@ -280,9 +316,70 @@ def start_target(name: str, workdir: Path) -> Target:
         return start_processing(workdir)
     if name == "processing-errors":
         return start_processing(workdir, ERROR_LABELS)
+    if name in ("processing-error-event", "processing-error-event-workers2"):
+        workers = 2 if name.endswith("workers2") else 0
+        return start_processing(
+            workdir, ERROR_LABELS, name=name, item_types={"event"}, workers=workers
+        )
     if name == "chain":
         return start_chain(workdir)
     raise ValueError(name)
+
+
+# ---------------------------------------------------------------- what is sent, what arrived
+
+
+def first_item_type(headers: dict[str, str], body: bytes) -> str | None:
+    """The type of the first item of a recorded envelope request (gzip bodies unpacked)."""
+    encoding = {k.lower(): v for k, v in headers.items()}.get("content-encoding", "")
+    data = gzip.decompress(body) if encoding.lower() == "gzip" else body
+    lines = data.split(b"\n", 2)
+    if len(lines) < 2:
+        return None
+    try:
+        item_type = json.loads(lines[1]).get("type")
+    except (ValueError, AttributeError):
+        return None
+    return item_type if isinstance(item_type, str) else None
+
+
+def target_corpus(target: Target) -> list[tuple[str, dict[str, str], bytes]]:
+    """The recorded requests a target is fed."""
+    corpus = load_corpus(CORPUS, target.labels)
+    if target.item_types is not None:
+        corpus = [r for r in corpus if first_item_type(r[1], r[2]) in target.item_types]
+    if not corpus:
+        raise RuntimeError(f"no corpus requests for target {target.name}")
+    return corpus
+
+
+async def count_messages(address: str, topic: str, expected: int, timeout: float = 30.0) -> int:
+    """Messages on ``topic``, read from the start: at least ``expected`` or all by ``timeout``.
+
+    Read rather than taken from offsets: Tansu reports a partition's end offset as the base
+    offset of its last batch plus one, which undercounts by that batch's size.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=address, auto_offset_reset="earliest",
+        enable_auto_commit=False, fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    count = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=20_000)
+            got = sum(len(records) for records in batches.values())
+            count += got
+            # Past the expected count, drain what is left (duplicates would show).
+            if not got and count >= expected:
+                break
+    finally:
+        await consumer.stop()
+    return count
 
 
 # ---------------------------------------------------------------- measuring
@@ -312,6 +409,10 @@ def row(target: Target, kind: str, m: Measured, rss: float) -> dict[str, Any]:
         "mode": kind,
         "target_rate": load.target_rate,
         "envelopes_per_s": round(load.rate, 1),
+        # Error-event targets: one event per request; only the accepted ones count.
+        "events_per_s": (
+            round(load.ok / load.seconds, 1) if target.kafka_address and load.seconds else None
+        ),
         "requests": load.count,
         "ok": load.ok,
         "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
@@ -370,16 +471,18 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
 async def bench_target(
     target: Target, seconds: float, concurrency: int, profile: bool = False
 ) -> list[dict[str, Any]]:
-    corpus = load_corpus(CORPUS, target.labels)
+    corpus = target_corpus(target)
     requests = serialize([(p, h, b) for p, h, b in corpus], "127.0.0.1", target.port)
     host, port = "127.0.0.1", target.port
     # Warm up: project configs fetched, connections and caches filled.
-    await max_rate(host, port, requests, 1.0, 4)
+    accepted = (await max_rate(host, port, requests, 1.0, 4)).ok
     if profile:
         # A separate profiled run, so that the sampler's cost stays out of the numbers.
         out = RESULTS / f"profile-{target.name}"
-        spies = py_spy(target.relay_pids()[:1], seconds, out)
-        await max_rate(host, port, requests, seconds, concurrency)
+        # With workers, the supervisor itself does no work: sample the first worker.
+        pids = target.relay_pids()
+        spies = py_spy(pids[1:2] if not target.pinned and len(pids) > 1 else pids[:1], seconds, out)
+        accepted += (await max_rate(host, port, requests, seconds, concurrency)).ok
         for spy in spies:
             await asyncio.to_thread(spy.wait, 30)
         raw = out.with_suffix(".txt")
@@ -389,7 +492,15 @@ async def bench_target(
     rate = max(10.0, 0.8 * top.load.rate)
     fixed = await measure(target, lambda: fixed_rate(host, port, requests, seconds, rate))
     rss = peak_rss_mb(target.relay_pids())
-    return [row(target, "max", top, rss), row(target, "fixed 80%", fixed, rss)]
+    rows = [row(target, "max", top, rss), row(target, "fixed 80%", fixed, rss)]
+    if target.kafka_address is not None:
+        accepted += top.load.ok + fixed.load.ok
+        delivered = await count_messages(target.kafka_address, EVENTS_TOPIC, accepted)
+        for r in rows:
+            r["kafka"] = {"accepted": accepted, "on_topic": delivered, "topic": EVENTS_TOPIC}
+        print(f"   {target.name}: {delivered} messages on {EVENTS_TOPIC} for {accepted} "
+              "accepted requests", flush=True)  # fmt: skip
+    return rows
 
 
 def _cpu_split() -> tuple[set[int], set[int]]:
@@ -409,7 +520,7 @@ def run_all(
     for name in names:
         print(f"-- {name}", flush=True)
         # Children inherit the affinity of this process at start.
-        pinned = name != "pop-workers2"
+        pinned = not name.endswith("workers2")
         os.sched_setaffinity(0, servers if pinned else all_cpus)
         try:
             target = start_target(name, workdir / name)
@@ -448,19 +559,33 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['server_cpus']}, load generator to {meta['client_cpus']}"
         " (except unpinned targets). Ratios are to the baseline of the same run.",
         "",
-        "| target | mode | env/s | vs base | p50 ms | p99 ms | p99.9 ms | CPU s/1k | CPU vs base"
-        " | infra CPU s/1k | peak RSS MB | non-200 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | mode | env/s | events/s | vs base | p50 ms | p99 ms | p99.9 ms | CPU s/1k"
+        " | CPU vs base | infra CPU s/1k | peak RSS MB | non-200 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         bad = r["requests"] - r["ok"] + r["failures"]
+        events = "" if r.get("events_per_s") is None else f"{r['events_per_s']:.0f}"
         lines.append(
-            f"| {r['target']} | {r['mode']} | {r['envelopes_per_s']:.0f} | "
+            f"| {r['target']} | {r['mode']} | {r['envelopes_per_s']:.0f} | {events} | "
             f"{r.get('throughput_vs_baseline', 0):.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['p999_ms']:.2f} | {r['cpu_s_per_1k']:.3f} | {r.get('cpu_vs_baseline', 0):.1f}x | "
             f"{r['infra_cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | {bad} |"
         )
     lines += ["", "Notes:"]
+    for r in rows:
+        kafka = r.get("kafka")
+        if kafka and r["mode"] == "max":
+            lost = kafka["accepted"] - kafka["on_topic"]
+            verdict = (
+                "none lost"
+                if lost == 0
+                else (f"**{lost} LOST**" if lost > 0 else f"**{-lost} DUPLICATED**")
+            )
+            lines.append(
+                f"- {r['target']}: {kafka['on_topic']} messages on {kafka['topic']} for "
+                f"{kafka['accepted']} accepted requests (all runs, warm-up included): {verdict}"
+            )
     seen = set()
     for r in rows:
         for note in r["notes"]:
@@ -487,7 +612,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per run (max, then fixed)")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--targets", default=",".join(ALL_TARGETS))
+    parser.add_argument(
+        "--targets",
+        default=",".join(ALL_TARGETS),
+        help=f"comma-separated, of {', '.join(ALL_TARGETS + OPTIONAL_TARGETS)}",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest")
     parser.add_argument("--profile", default="", help="targets to profile with py-spy first")
     opts = parser.parse_args()
@@ -516,6 +645,14 @@ def main() -> int:
     opts.out.with_suffix(".md").write_text(table)
     print()
     print(table)
+    lost = [
+        r["target"]
+        for r in rows
+        if r.get("kafka") and r["kafka"]["on_topic"] != r["kafka"]["accepted"]
+    ]
+    if lost:
+        print(f"events lost or duplicated by: {', '.join(sorted(set(lost)))}", file=sys.stderr)
+        return 1
     return 0
 
 

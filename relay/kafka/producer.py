@@ -46,6 +46,8 @@ DEFAULT_DELIVERY_TIMEOUT = 30.0
 #: Largest request (and so message) the client builds: a 10 MB message (Sentry's
 #: topics allow 10 MB) and its framing fit; the broker enforces its own topic limits.
 DEFAULT_MAX_REQUEST_SIZE = 16 * 1024 * 1024
+#: ``linger.ms`` unless configured (see ``_client_kwargs``).
+DEFAULT_LINGER_MS = 0
 #: Batch buffer per partition. aiokafka's 16 KB default sends one or two events per
 #: request, which caps throughput far below what the broker takes.
 DEFAULT_MAX_BATCH_SIZE = 1024 * 1024
@@ -341,7 +343,11 @@ class KafkaProducer:
         kwargs: dict[str, Any] = {
             # librdkafka's defaults, which Relay runs with unless configured otherwise.
             "acks": "all",
-            "linger_ms": 5,
+            # Except the linger: aiokafka keeps one produce request in flight per broker,
+            # so what arrives meanwhile is batched anyway; librdkafka's 5 ms on top only
+            # delays every answer (each waits for its ack): on the 7 KB error event bench,
+            # 5 ms cut the throughput of 16 connections by a third (bench/results/NOTES.md).
+            "linger_ms": DEFAULT_LINGER_MS,
             "request_timeout_ms": 30_000,
             "max_batch_size": DEFAULT_MAX_BATCH_SIZE,
             "max_request_size": DEFAULT_MAX_REQUEST_SIZE,
