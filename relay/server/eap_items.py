@@ -15,6 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from relay.normalize.ourlogs import LOG_CONTAINER_CONTENT_TYPE, log_byte_size, normalize_log
+from relay.pii import ScrubbingPipeline
 from relay.protocol.envelope import Envelope, Item
 from relay.protocol.items import ItemType
 from relay.protocol.project_config import ProjectState
@@ -34,6 +35,9 @@ SPAN_CONTAINER_CONTENT_TYPE: Final = "application/vnd.sentry.items.span.v2+json"
 _HEADER: Final = "__header"
 
 _encoder = msgspec.json.Encoder()
+_STR_TYPE: Final = frozenset({str})
+_DICT_TYPE: Final = frozenset({dict})
+_NONE_TYPE: Final = type(None)
 
 
 def _infers_user_agent(container: dict[str, Any]) -> bool:
@@ -49,25 +53,67 @@ def _infers_user_agent(container: dict[str, Any]) -> bool:
     return False
 
 
+def _log_size(entry: dict[str, Any]) -> int:
+    """`log_byte_size` of a container entry, in a few C-level passes.
+
+    Logs are sized on every first hop and carry dozens of attributes, nearly always of
+    JSON scalars: their strings are joined and measured at once, and the other scalars
+    counted by type. Any other shape (or a subclass of a JSON type) goes to
+    `log_byte_size` itself, which only reads `body` and `attributes` (so the `__header`
+    may stay in `entry`): both always give the same number.
+    """
+    raw_body = entry.get("body")
+    attributes = entry.get("attributes")
+    body = ""
+    if type(raw_body) is str:
+        body = raw_body
+    elif isinstance(raw_body, str):
+        return log_byte_size(entry)
+    if type(attributes) is not dict:
+        if isinstance(attributes, dict):
+            return log_byte_size(entry)
+        attributes = {}
+    attrs = list(attributes.values())
+    if not set(map(type, attributes)) <= _STR_TYPE or not set(map(type, attrs)) <= _DICT_TYPE:
+        return log_byte_size(entry)
+    values = [attr.get("value") for attr in attrs]
+    types = list(map(type, values))
+    strings = types.count(str)
+    numbers = types.count(int) + types.count(float)
+    bools = types.count(bool)
+    if strings + numbers + bools + types.count(_NONE_TYPE) != len(types):
+        return log_byte_size(entry)
+    if strings != len(values):
+        values = [value for value in values if type(value) is str]
+    # The UTF-8 length of a concatenation is the sum of the lengths: one encode at most.
+    text = "".join(values) + "".join(attributes) + body
+    size = len(text) if text.isascii() else len(text.encode())
+    return max(size + 8 * numbers + bools, 1)
+
+
 def prepare_log(
     entry: dict[str, Any],
     meta: RequestMeta,
     state: ProjectState,
     *,
     infer_user_agent: bool = True,
+    scrubber: ScrubbingPipeline | None = None,
 ) -> int:
     """Size, normalize and scrub one log of a container, in place (Relay's order).
 
     The first relay (the client is not a relay) measures the log's `byte_size` before
     anything is added; later hops keep the size they were given. Returns that size.
+    `scrubber` is the project's `pii_pipeline` (looked up when not given).
     """
     header = entry.get(_HEADER)
     if not isinstance(header, dict):
         header = {}
     size = header.get("byte_size")
     if meta.relay_id is None or not isinstance(size, int) or size <= 0:
-        size = log_byte_size({k: v for k, v in entry.items() if k != _HEADER})
-    rest = {k: v for k, v in entry.items() if k != _HEADER}
+        size = _log_size(entry)
+    # The header goes first, where containers carry it.
+    rest = entry.copy()
+    rest.pop(_HEADER, None)
     entry.clear()
     entry[_HEADER] = {**header, "byte_size": size}
     entry.update(rest)
@@ -77,8 +123,17 @@ def prepare_log(
         ingress="container",
         user_agent=meta.user_agent if infer_user_agent else None,
     )
-    pii_pipeline(state).process_log(entry)
+    if scrubber is None:
+        scrubber = pii_pipeline(state)
+    if _scrubs_eap(scrubber):
+        scrubber.process_log(entry)
     return size
+
+
+def _scrubs_eap(scrubber: ScrubbingPipeline) -> bool:
+    # Without piiConfig rules or datascrubbingSettings, scrubbing a log or span changes
+    # nothing (its `__header` is already in front): skip the walk.
+    return scrubber.advanced is not None or scrubber.legacy is not None
 
 
 def infers_user_agent(item: Item, meta: RequestMeta) -> bool:
@@ -119,12 +174,15 @@ def process_eap_items(envelope: Envelope, meta: RequestMeta, state: ProjectState
             log.debug("%s container is not valid JSON; forwarded as is", item.type)
             continue
         entries = [entry for entry in container["items"] if isinstance(entry, dict)]
+        scrubber = pii_pipeline(state)
         if logs:
             infer = _infers_user_agent(container)
             for entry in entries:
-                prepare_log(entry, meta, state, infer_user_agent=infer)
+                prepare_log(entry, meta, state, infer_user_agent=infer, scrubber=scrubber)
         else:
-            scrubber = pii_pipeline(state)
+            scrubs = _scrubs_eap(scrubber)
             for span in entries:
-                scrubber.process_span(span)
+                # Scrubbing also moves a span's `__header` to the front: keep doing that.
+                if scrubs or (_HEADER in span and next(iter(span)) != _HEADER):
+                    scrubber.process_span(span)
         item.set_payload(_encoder.encode(container))

@@ -100,8 +100,12 @@ class RateLimiting:
         Returns the 429 to answer when a limit applied: Relay answers 429 with
         ``X-Sentry-Rate-Limits`` even when some items of the envelope went on.
         """
-        scoping = quota_scoping(meta, state)
         quotas = project_quotas(state)
+        if self._nothing_limited(meta.public_key, quotas):
+            # The common case: no limit is known and no quota rejects everything, so every
+            # check would come back empty, keep all items and emit no outcome.
+            return None
+        scoping = quota_scoping(meta, state)
         cache = self.cache_for(meta.public_key)
         # A dropped transaction reports its spans too: count them, but only when a
         # transaction limit is active (parsing costs), as Relay does.
@@ -122,6 +126,13 @@ class RateLimiting:
             if limits.is_limited() and not only_outcome_buckets(envelope):
                 enforcement.rate_limits.merge(limits)
         return too_many(enforcement) if enforcement.rate_limits.is_limited() else None
+
+    def _nothing_limited(self, public_key: str, quotas: tuple[Quota, ...]) -> bool:
+        """Whether no cached check of the key can hit: no active limit, no ``limit: 0``."""
+        cache = self._caches.get(public_key)
+        if cache is not None and cache.current():
+            return False
+        return not any(quota.limit == 0 for quota in quotas)
 
     async def enforce_redis(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
