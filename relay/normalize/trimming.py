@@ -27,7 +27,7 @@ from typing import Any
 from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
 from relay.normalize.meta import Meta, child, set_original_length
 from relay.normalize.schema import EVENT
-from relay.normalize.types import ArrayKind, Kind, MapKind, Struct, ValueKind
+from relay.normalize.types import ArrayKind, Kind, MapKind, Prim, Struct, ValueKind
 
 __all__ = ["trim_event"]
 
@@ -115,9 +115,13 @@ _FRAME_ALLOWANCE = 50
 _DELETE: Any = object()
 
 
-def trim_event(event_kind: Struct, event: dict[str, Any], meta: Meta) -> None:
-    """Trim ``event`` (typed, in place) to Relay's limits, annotating ``meta``."""
-    _Trimmer().struct_fields(event_kind, event, meta, 0)
+def trim_event(event_kind: Struct, event: dict[str, Any], meta: Meta, *, fast: bool = True) -> None:
+    """Trim ``event`` (typed, in place) to Relay's limits, annotating ``meta``.
+
+    ``fast=False`` walks every value of every bag node by node (the reference the fast path
+    is tested against); the default skips subtrees that provably fit their bags.
+    """
+    _Trimmer(fast).struct_fields(event_kind, event, meta, 0)
 
 
 # -- size estimates --------------------------------------------------------------------
@@ -274,13 +278,36 @@ def _split_chunks(text: str, remarks: list[Any]) -> list[tuple[str, Any]]:
 class _Trimmer:
     """One trimming run. ``bags`` holds ``[max_depth, depth_entered, bytes_left]`` entries."""
 
-    __slots__ = ("bags", "notrim")
+    __slots__ = ("bags", "fast", "notrim")
 
-    def __init__(self) -> None:
+    def __init__(self, fast: bool = True) -> None:
         self.bags: list[list[Any]] = []
+        #: Skip the walk of plain subtrees that fit every open bag (see ``fits``).
+        self.fast = fast
         #: Inside a struct declared ``trim = false`` (spans): nothing is cut or dropped,
         #: containers are not entered; only ``max_chars`` applies.
         self.notrim = 0  # 1: not entered either; 2: entered, sizes counted
+
+    def fits(self, plan: Any, value: Any, depth: int) -> int:
+        """The bytes a plain subtree at ``depth`` spends, if the walk would leave it as is.
+
+        Exact because the walk only ever changes a plain subtree when a bag runs out of
+        bytes (strings are cut to what is left, later items dropped) or of depth
+        (containers serialized or dropped): when the whole subtree costs no more than what
+        every open bag has left, and its deepest container stays two levels above every
+        depth limit, each check along the walk passes. Returns -1 otherwise (walk it).
+        """
+        budget: int | None = None
+        room = _NO_LIMIT
+        for bag in self.bags:
+            left = bag[2]
+            if left is not None and (budget is None or left < budget):
+                budget = left
+            if bag[0] is not None:
+                room = min(room, bag[0] - (depth - bag[1]))
+        if room < 1:
+            return -1
+        return _plain_cost(plan, value, room, _NO_LIMIT if budget is None else budget)
 
     def remaining_size(self) -> int | None:
         best: int | None = None
@@ -323,10 +350,28 @@ class _Trimmer:
         attrs: Attrs | None,
     ) -> Any:
         pushed = False
-        if attrs is not None and (attrs[2] is not None or attrs[3] is not None):
-            self.bags.append([attrs[2], depth, attrs[3]])
-            pushed = True
         bags = self.bags
+        if attrs is not None and (attrs[2] is not None or attrs[3] is not None):
+            bags.append([attrs[2], depth, attrs[3]])
+            pushed = True
+        if (
+            bags
+            and self.fast
+            and not self.notrim
+            and value is not None
+            and (attrs is None or attrs[0] is None)
+        ):
+            plan = _plain_plan(kind)
+            if plan is not None:
+                cost = self.fits(plan, value, depth)
+                if cost >= 0:
+                    # Nothing in the subtree is cut: account for it as the walk would.
+                    if pushed:
+                        bags.pop()
+                    for bag in bags:
+                        if bag[2] is not None:
+                            bag[2] -= cost
+                    return value
         if (
             value is not None
             and bags
@@ -401,6 +446,22 @@ class _Trimmer:
         bags = self.bags
         outer_notrim = self.notrim
         is_span = name == "Span"
+        if not bags and not outer_notrim and not is_span:
+            # Outside of bags only fields with limits (or holding some) can change, and
+            # unknown keys never do: skip the rest.
+            fast = self.fast
+            for fname, kind, attrs, max_len, bag in _struct_plan(struct):
+                v = value.get(fname)
+                if v is None or (v.__class__ is str and len(v) <= max_len):
+                    # A string within its ``max_chars`` (and allowance) stays as it is.
+                    continue
+                if fast and bag is not None and _plain_cost(bag[0], v, bag[1], bag[2]) >= 0:
+                    # A plain bag that fits (``fits``, with this bag the only one open).
+                    continue
+                new = self.value(kind, v, meta, fname, inner, attrs)
+                if new is not v:
+                    value[fname] = None if new is _DELETE else new
+            return
         for field in struct.fields:
             fname = field.name
             attrs = _ATTRS.get((name, fname))
@@ -474,9 +535,28 @@ class _Trimmer:
                 return value
             sub, fresh = self._sub(meta, key)
             keys: Any = range(len(value)) if cls is list else list(value)
+            # Structs outside of bags: what ``value``/``dispatch`` would do, minus the calls.
+            direct = (
+                not self.bags
+                and item_attrs is None
+                and item.__class__ is Struct
+                and item.name != "Stacktrace"
+            )
             for k in keys:
                 v = value[k]
                 if v is None:
+                    continue
+                if direct:
+                    if v.__class__ is dict:
+                        item_key = str(k)
+                        item_meta = sub.get(item_key)
+                        if item_meta is None:
+                            item_meta = {}
+                            self.struct_fields(item, v, item_meta, depth + 1)  # type: ignore[arg-type]
+                            if item_meta:
+                                sub[item_key] = item_meta
+                        else:
+                            self.struct_fields(item, v, item_meta, depth + 1)  # type: ignore[arg-type]
                     continue
                 new = self.value(item, v, sub, str(k), depth + 1, item_attrs)
                 if new is not v:
@@ -576,7 +656,15 @@ class _Trimmer:
             if ctx is None:
                 continue
             struct = kind.known.get(str(ctx.get("type"))) if ctx.__class__ is dict else None
-            self.bags.append([7, inner, 8192])
+            if (
+                self.fast
+                and not self.bags
+                and not self.notrim
+                and ctx.__class__ is dict
+                and _context_cost(struct, ctx) >= 0
+            ):
+                continue  # fits its bag: nothing is cut, and no outer bag to account to
+            self.bags.append([_CONTEXT_DEPTH, inner, _CONTEXT_BYTES])
             if ctx.__class__ is dict:
                 if struct is not None:
                     csub, cfresh = self._sub(sub, name)
@@ -695,6 +783,234 @@ def _values_array(kind: ValuesKind) -> ArrayKind:
     if arr is None:
         arr = _VALUES_ARRAYS[id(kind)] = ArrayKind(kind.item)
     return arr
+
+
+#: Fields of a struct (by id) that the walk enters outside of bags: with attributes, or
+#: of a kind that may hold something with a limit.
+#: Then: the longest string the field leaves alone outside of bags (``-1`` when a string
+#: may still change: no ``max_chars``, or the field opens a bag); and for a field that
+#: opens a bag of a plain kind, ``(plain plan, depth limit, byte limit)`` (else ``None``).
+_FieldPlan = tuple[str, Kind, Attrs | None, int, tuple[Any, int, int] | None]
+_STRUCT_PLANS: dict[int, list[_FieldPlan]] = {}
+
+
+def _struct_plan(struct: Struct) -> list[_FieldPlan]:
+    plan = _STRUCT_PLANS.get(id(struct))
+    if plan is None:
+        plan = []
+        for field in struct.fields:
+            attrs = _ATTRS.get((struct.name, field.name))
+            if attrs is not None or _needs_walk(field.kind):
+                max_len = -1
+                if attrs is not None and attrs[0] is not None and attrs[2:] == (None, None):
+                    max_len = attrs[0] + attrs[1]
+                bag = None
+                plain = _plain_plan(field.kind)
+                if attrs is not None and attrs[0] is None and plain is not None:
+                    bag = (plain, attrs[2] or _NO_LIMIT, attrs[3] or _NO_LIMIT)
+                plan.append((field.name, field.kind, attrs, max_len, bag))
+        _STRUCT_PLANS[id(struct)] = plan
+    return plan
+
+
+#: Per known context struct: its declared fields but ``type``, each with its plain plan
+#: (``None``: not plain), the longest string its ``max_chars`` leaves alone, and the depth
+#: and byte limits of a bag of its own.
+_ContextPlan = list[tuple[str, Any, int, int, int]]
+_CONTEXT_PLANS: dict[int, _ContextPlan] = {}
+#: A context is a bag of its own (``Trimmer.contexts``).
+_CONTEXT_DEPTH = 7
+_CONTEXT_BYTES = 8192
+
+
+def _context_plan(struct: Struct) -> _ContextPlan:
+    plan = _CONTEXT_PLANS.get(id(struct))
+    if plan is None:
+        plan = []
+        for field in struct.fields:
+            if field.name == "type":
+                continue
+            attrs = _ATTRS.get((struct.name, field.name)) or (None, 0, None, None)
+            max_len = _NO_LIMIT if attrs[0] is None else attrs[0] + attrs[1]
+            plan.append((
+                field.name, _plain_plan(field.kind), max_len,
+                attrs[2] or _NO_LIMIT, attrs[3] or _NO_LIMIT,
+            ))  # fmt: skip
+        _CONTEXT_PLANS[id(struct)] = plan
+    return plan
+
+
+def _context_cost(struct: Struct | None, ctx: dict[str, Any]) -> int:
+    """``_plain_cost`` of a whole context in its own bag, with no other bag open, else -1.
+
+    What ``Trimmer.contexts`` spends: each declared field but ``type`` (one byte when
+    absent), then each other key (one byte when null). Its values sit one level below
+    the bag, so ``_CONTEXT_DEPTH - 1`` levels are left for them.
+    """
+    room = _CONTEXT_DEPTH - 1
+    budget = _CONTEXT_BYTES
+    total = 0
+    known: Any = ()
+    if struct is not None:
+        known = struct.by_name
+        for fname, plan, max_len, depth_limit, byte_limit in _context_plan(struct):
+            v = ctx.get(fname)
+            if v is None:
+                total += 1
+                continue
+            if plan is None or (v.__class__ is str and len(v) > max_len):
+                return -1
+            cost = _plain_cost(plan, v, min(room, depth_limit), min(budget - total, byte_limit))
+            if cost < 0:
+                return -1
+            total += cost
+    for k, v in ctx.items():
+        if k in known:
+            continue
+        cost = _plain_cost(_JSON, v, room, budget - total)
+        if cost < 0:
+            return -1
+        total += cost
+    return total if total <= budget else -1
+
+
+# -- plain subtrees --------------------------------------------------------------------
+#
+# A "plain" kind is one the walk treats like JSON: no struct fields (which cost a byte
+# each even when absent), no pairs, no per-item bags, no string limits inside. For those
+# the walk's effect is a function of the sizes alone, which ``_plain_cost`` computes in a
+# single tight pass.
+
+_NO_LIMIT = 1 << 62
+#: Plans: a leaf (the walk never enters the value), JSON (``any_value``), or
+#: ``(item plan, item depth limit, item byte limit)`` for an array or object of plain items
+#: (the limits of a bag each item opens, ``_NO_LIMIT`` if none).
+_LEAF = 0
+_JSON = 1
+_PAIRS = 2
+_PAIR_NAMES = frozenset({"cookies", "query", "tags", "headers"})
+_PLAIN_PLANS: dict[int, Any] = {}
+
+
+def _plain_plan(kind: Kind) -> Any:
+    """How to size values of ``kind`` without walking them, or ``None`` if it is not plain."""
+    key = id(kind)
+    if key in _PLAIN_PLANS:
+        return _PLAIN_PLANS[key]
+    _PLAIN_PLANS[key] = None  # recursion guard
+    cls = kind.__class__
+    plan: Any = None
+    if cls is ValueKind or kind.name == "params":
+        plan = _JSON
+    elif cls is PairsKind or kind.name in _PAIR_NAMES:
+        # Tags cut their values to 200 characters: not plain.
+        plan = None if kind.name == "tags" else _PAIRS
+    elif cls is Kind or cls is Prim:
+        plan = _LEAF
+    elif cls is ArrayKind or cls is MapKind:
+        item = _plain_plan(kind.item)  # type: ignore[attr-defined]
+        if item is not None:
+            # Items of ``extra``'s kind are bags of their own (``container``'s item_attrs).
+            extra = kind is _EXTRA_KIND
+            depth_limit = _EXTRA_VALUE[2] if extra else None
+            byte_limit = _EXTRA_VALUE[3] if extra else None
+            plan = (item, depth_limit or _NO_LIMIT, byte_limit or _NO_LIMIT)
+    _PLAIN_PLANS[key] = plan
+    return plan
+
+
+def _leaf_cost(value: Any) -> int:
+    cls = value.__class__
+    if cls is str:
+        return len(value) + 3 if value.isascii() else len(value.encode()) + 3
+    return _flat_size(value) + 1
+
+
+def _plain_cost(plan: Any, value: Any, room: int, budget: int) -> int:
+    """What the walk spends on ``value`` (``room`` levels of depth left), else -1.
+
+    -1 when the walk could change something: the cost exceeds ``budget``, or a container
+    sits where the depth limit serializes or drops it (``room`` < 2).
+    """
+    if value is None:
+        return 1
+    cls = value.__class__
+    if plan == _PAIRS and cls is list:
+        return _pairs_cost(value, room, budget)
+    if plan in (_LEAF, _PAIRS) or (cls is not list and cls is not dict):
+        cost = _leaf_cost(value)
+        return cost if cost <= budget else -1
+    if room < 2:
+        return -1
+    if plan == _JSON:
+        return _json_cost(value, room, budget)
+    item, item_room, item_budget = plan
+    item_room = min(room - 1, item_room)
+    total = 3
+    children = value.values() if cls is dict else value
+    if item == _LEAF and item_budget == _NO_LIMIT:
+        # E.g. ``modules``: leaves only, sized inline.
+        for leaf in children:
+            if leaf.__class__ is str:
+                total += len(leaf) + 3 if leaf.isascii() else len(leaf.encode()) + 3
+            elif leaf is None:
+                total += 1
+            else:
+                total += _flat_size(leaf) + 1
+        return total if total <= budget else -1
+    for child_value in children:
+        cost = _plain_cost(item, child_value, item_room, min(budget - total, item_budget))
+        if cost < 0:
+            return -1
+        total += cost
+    return total if total <= budget else -1
+
+
+def _json_cost(value: Any, room: int, budget: int) -> int:
+    """``_plain_cost`` of a JSON list or object (the hot case, with leaves inlined)."""
+    if room < 2:
+        return -1
+    total = 3
+    for item in value.values() if value.__class__ is dict else value:
+        cls = item.__class__
+        if cls is str:
+            total += len(item) + 3 if item.isascii() else len(item.encode()) + 3
+        elif item is None:
+            total += 1
+        elif cls is dict or cls is list:
+            cost = _json_cost(item, room - 1, budget - total)
+            if cost < 0:
+                return -1
+            total += cost
+        else:
+            total += _flat_size(item) + 1
+        if total > budget:
+            return -1
+    return total if total <= budget else -1
+
+
+def _pairs_cost(value: list[Any], room: int, budget: int) -> int:
+    """``_plain_cost`` of a pair list (``Trimmer.pairs``: pairs, then their two values)."""
+    if room < 3:
+        return -1
+    total = 3
+    for pair in value:
+        if pair is None:
+            total += 1
+            continue
+        if pair.__class__ is list:
+            cost = 3
+            for part in pair:
+                part_cost = _plain_cost(_JSON, part, room - 2, budget - total - cost)
+                if part_cost < 0:
+                    return -1
+                cost += part_cost
+        else:
+            cost = _flat_size(pair) + 1
+        total += cost
+        if total > budget:
+            return -1
+    return total if total <= budget else -1
 
 
 #: Whether a kind (by id) may contain anything to trim outside of a bag.
