@@ -5,9 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, unquote_to_bytes
 
-from relay.normalize.meta import Meta, child, expected, set_error
-from relay.normalize.primitives import lenient_str, to_str
+from relay.normalize.chrono import RUST_WHITESPACE
+from relay.normalize.meta import (
+    MAX_ORIGINAL_SIZE,
+    Meta,
+    add_error,
+    child,
+    estimate_size,
+    expected,
+    invalid,
+    set_error,
+)
+from relay.normalize.primitives import json_lenient_str, lenient_str, to_str
 from relay.normalize.types import Kind, Struct, TypeLike, _rust_char, as_kind
 
 
@@ -57,6 +68,8 @@ class ValuesKind(Kind):
                     if items.__class__ is list:
                         rest["values"] = conv_list(items, sub)
                     elif items is None:
+                        # ``values`` is required: an explicit null is reported.
+                        set_error(sub, "values", "missing_attribute")
                         rest["values"] = None
                     else:
                         set_error(sub, "values", expected("an array"), items)
@@ -93,8 +106,15 @@ class PairsKind(Kind):
 
         def pair(item: Any, meta: Meta, index: str) -> Any:
             if item.__class__ is list and len(item) == 2:
-                sub = child(meta, index)
-                return [key_conv(item[0], sub, "0"), value_conv(item[1], sub, "1")]
+                # The pair's meta node is attached only if something is recorded in it.
+                sub = meta.get(index)
+                if sub is not None:
+                    return [key_conv(item[0], sub, "0"), value_conv(item[1], sub, "1")]
+                sub = {}
+                converted = [key_conv(item[0], sub, "0"), value_conv(item[1], sub, "1")]
+                if sub:
+                    meta[index] = sub
+                return converted
             if item is None:
                 return None
             set_error(meta, index, expected("a tuple"), item)
@@ -137,10 +157,12 @@ def _fingerprint(value: Any, meta: Meta, key: str) -> Any:
             if item is None:
                 continue
             converted = lenient_str(item, scratch, str(i))
-            if converted is None:
-                bad.append(item)
-            else:
+            if converted is not None:
                 good.append(converted)
+            elif estimate_size(item) < MAX_ORIGINAL_SIZE:
+                # Bad entries are reported by their original value, which Relay keeps
+                # only when it is small; larger ones are dropped without a trace.
+                bad.append(item)
         if bad:
             sub = child(meta, key)
             own = sub.setdefault("", {})
@@ -165,7 +187,7 @@ def _tag_key(value: Any, meta: Meta, key: str) -> Any:
     text = lenient_str(value, meta, key)
     if text is None:
         return None
-    text = text.replace(" ", "-").strip()
+    text = text.replace(" ", "-").strip(RUST_WHITESPACE)
     bad = _TAG_KEY_BAD.search(text)
     if bad is not None:
         set_error(
@@ -182,7 +204,7 @@ def _tag_value(value: Any, meta: Meta, key: str) -> Any:
     text = lenient_str(value, meta, key)
     if text is None:
         return None
-    text = text.strip()
+    text = text.strip(RUST_WHITESPACE)
     if "\n" in text:
         set_error(meta, key, ["invalid_data", {"reason": "invalid character '\\n'"}], text)
         return None
@@ -194,25 +216,34 @@ TAGS = PairsKind("tags", _tag_key, _tag_value)
 
 
 def _header_value(value: Any, meta: Meta, key: str) -> Any:
+    """A header value; a list of values is joined with commas (empty ones add nothing
+    at the start), and the errors of invalid items go to the header value."""
     if value.__class__ is list:
-        parts = []
+        joined = ""
         scratch: Meta = {}
         for i, item in enumerate(value):
             converted = lenient_str(item, scratch, str(i))
             if converted is not None:
-                parts.append(converted)
-        return ",".join(parts)
+                joined = f"{joined},{converted}" if joined else converted
+        for item_meta in scratch.values():
+            for error in item_meta.get("", {}).get("err", ()):
+                add_error(child(meta, key), error)
+        return joined
     return lenient_str(value, meta, key)
+
+
+_HEADER_NAMES: dict[str, str] = {}
 
 
 def header_name(name: str) -> str:
     """Upper-case the first letter of each dash-separated word, leaving the rest alone."""
-    out = []
-    upper = True
-    for c in name:
-        out.append(c.upper() if upper else c)
-        upper = c == "-"
-    return "".join(out)
+    normalized = _HEADER_NAMES.get(name)
+    if normalized is None:
+        normalized = "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+        # The same few header names come again and again; keep the cache bounded.
+        if len(_HEADER_NAMES) < 4096:
+            _HEADER_NAMES[name] = normalized
+    return normalized
 
 
 def _header_key(value: Any, meta: Meta, key: str) -> Any:
@@ -230,34 +261,61 @@ def _headers_sorted(value: Any, meta: Meta, key: str) -> Any:
     return HEADERS.conv(value, meta, key)
 
 
-def parse_cookies(text: str) -> list[list[str]] | None:
-    """Split a Cookie header into pairs; ``None`` when a cookie has no name."""
-    from urllib.parse import unquote
+# The error wording of the ``cookie`` crate Relay parses cookies with.
+_COOKIE_NO_PAIR = invalid("the cookie is missing a name/value pair")
+_COOKIE_NO_NAME = invalid("the cookie's name is empty")
+_COOKIE_BAD_UTF8 = invalid("decoding the cookie's name or value resulted in invalid UTF-8")
 
-    pairs = []
+
+def _parse_cookie(part: str) -> list[str] | list[Any]:
+    """One ``name=value`` cookie: the decoded pair, or ``[error]`` when it is invalid."""
+    name, sep, value = part.partition("=")
+    if not sep:
+        return [_COOKIE_NO_PAIR]
+    name = name.strip(RUST_WHITESPACE)
+    if not name:
+        return [_COOKIE_NO_NAME]
+    value = value.strip(RUST_WHITESPACE)
+    if "%" not in name and "%" not in value:
+        return [name, value]
+    try:
+        # Percent escapes decode to bytes (bad escapes stay literal); the result must be
+        # UTF-8. Quotes around the value are kept, as Relay keeps them.
+        return [
+            unquote_to_bytes(name).decode("utf-8"),
+            unquote_to_bytes(value).decode("utf-8"),
+        ]
+    except UnicodeDecodeError:
+        return [_COOKIE_BAD_UTF8]
+
+
+def parse_cookies(text: str) -> tuple[list[list[str]], list[Any]]:
+    """Split a Cookie header into ``[name, value]`` pairs, plus the errors of bad cookies.
+
+    Empty segments are skipped; every other ``;``-separated segment is one cookie.
+    """
+    pairs: list[list[str]] = []
+    errors: list[Any] = []
     for part in text.split(";"):
-        if not part.strip():
+        if not part.strip(RUST_WHITESPACE):
             continue
-        name, sep, val = part.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            return None
-        val = val.strip()
-        if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
-            val = val[1:-1]
-        pairs.append([unquote(name), unquote(val)])
-    return pairs
+        parsed = _parse_cookie(part)
+        if len(parsed) == 2:
+            pairs.append(parsed)
+        elif parsed[0] not in errors:
+            errors.append(parsed[0])
+    return pairs, errors
 
 
 _COOKIE_PAIRS = PairsKind("cookies", to_str, to_str)
 
 
 def _cookies(value: Any, meta: Meta, key: str) -> Any:
+    """A Cookie header string (bad cookies are reported and left out) or a pair list."""
     if value.__class__ is str:
-        pairs = parse_cookies(value)
-        if pairs is None:
-            set_error(meta, key, ["invalid_data", {"reason": "missing cookie name"}], value)
-            return []
+        pairs, errors = parse_cookies(value)
+        for error in errors:
+            set_error(meta, key, error, value)
         return pairs
     if value.__class__ in (dict, list):
         return _COOKIE_PAIRS.conv(value, meta, key)
@@ -272,26 +330,32 @@ COOKIES = Kind("cookies", _cookies)
 
 def parse_query(text: str) -> list[list[str]]:
     """``a=1&b=2`` to pairs, decoding like ``application/x-www-form-urlencoded``."""
-    from urllib.parse import parse_qsl
-
     if text.startswith("?"):
         text = text[1:]
+    if "%" not in text and "+" not in text:
+        # Nothing to decode: the same split as ``parse_qsl`` (empty parts skipped, a
+        # part without ``=`` is a name with an empty value), without its overhead.
+        pairs = []
+        for part in text.split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                pairs.append([name, value])
+        return pairs
     return [[k, v] for k, v in parse_qsl(text, keep_blank_values=True)]
 
 
 def _query(value: Any, meta: Meta, key: str) -> Any:
-    from relay.normalize.primitives import json_lenient_str
-
     if value.__class__ is str:
         return parse_query(value)
     if value.__class__ in (dict, list):
-        return PairsKind("query", to_str, json_lenient_str).conv(value, meta, key)
+        return _QUERY_PAIRS.conv(value, meta, key)
     if value is None:
         return None
     set_error(meta, key, expected("a query string or map"), value)
     return None
 
 
+_QUERY_PAIRS = PairsKind("query", to_str, json_lenient_str)
 QUERY = Kind("query", _query)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from relay.normalize.chrono import RUST_WHITESPACE
 from relay.normalize.request import normalize_response
 
 _WINDOWS_1 = re.compile(
@@ -75,7 +76,7 @@ def _marketing_name(description: str) -> tuple[str, str] | None:
     name, sep, version = description.partition(" ")
     if not sep:
         return None
-    name, version = name.strip(), version.strip()
+    name, version = name.strip(RUST_WHITESPACE), version.strip(RUST_WHITESPACE)
     if not name.isascii() or (not name.isalpha() and name):
         return None
     if any(c not in "0123456789.-" for c in version):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from relay.normalize.chrono import RUST_WHITESPACE
 from relay.normalize.config import NormalizationConfig
-from relay.normalize.meta import Meta, add_remark, child, set_original_length
+from relay.normalize.meta import Meta, add_remark, child, set_original, set_original_length
 
 VALID_PLATFORMS = frozenset(
     {
@@ -61,7 +62,7 @@ def sdk_from_client(client: str | None) -> dict[str, Any] | None:
 def shorten_logger(logger: str, meta: Meta) -> str:
     """Java loggers longer than 64 chars keep their tail, cut at a package boundary."""
     original_len = len(logger)
-    trimmed = logger.strip()
+    trimmed = logger.strip(RUST_WHITESPACE)
     if len(trimmed) <= _LOGGER_MAX:
         if trimmed == logger:
             return logger
@@ -98,7 +99,7 @@ def normalize_default_attributes(
         meta.pop(key, None)
     platform = event.get("platform")
     if platform is not None and platform not in VALID_PLATFORMS:
-        child(meta, "platform").setdefault("", {}).setdefault("val", platform)
+        set_original(child(meta, "platform"), platform)
         event["platform"] = None
     if event.get("errors") is None:
         event["errors"] = []
@@ -184,12 +185,12 @@ def normalize_dist(event: dict[str, Any], meta: Meta) -> None:
     dist = event.get("dist")
     if dist is None:
         return
-    trimmed = dist.strip()
+    trimmed = dist.strip(RUST_WHITESPACE)
     if not trimmed:
         event["dist"] = None
     elif len(trimmed) > 64:
         child(meta, "dist").setdefault("", {}).setdefault("err", []).append("value_too_long")
-        meta["dist"][""].setdefault("val", dist)
+        set_original(meta["dist"], dist)
         event["dist"] = None
     else:
         event["dist"] = trimmed

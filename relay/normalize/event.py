@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from relay.normalize import (
@@ -22,7 +21,7 @@ from relay.normalize import (
 from relay.normalize.clock_drift import correct_clock_drift
 from relay.normalize.config import NormalizationConfig
 from relay.normalize.durations import positive_millis
-from relay.normalize.meta import Meta, add_error, child, merge
+from relay.normalize.meta import Meta, add_error, child, copy_meta
 from relay.normalize.release import is_valid_environment, is_valid_release
 from relay.normalize.schema import EVENT
 from relay.normalize.serialize import finish_event
@@ -42,10 +41,10 @@ def parse_event(payload: dict[str, Any]) -> tuple[dict[str, Any], Meta]:
     incoming = payload.get("_meta")
     holder: Meta = {}
     if incoming.__class__ is dict:
-        merge(child(holder, "e"), copy.deepcopy(incoming))
+        holder["e"] = copy_meta(incoming)
         payload = {k: v for k, v in payload.items() if k != "_meta"}
     event = EVENT.conv(payload, holder, "e")
-    return event, holder["e"]
+    return event, holder.setdefault("e", {})
 
 
 def _validate_attribute(event: dict[str, Any], meta: Meta, key: str, valid: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from relay.normalize.chrono import RUST_WHITESPACE
 from relay.normalize.meta import Meta, add_error, child, invalid, node
 from relay.normalize.primitives import Converter, canonical_unit
 
@@ -78,7 +79,7 @@ def named_map_converter(map_conv: Converter, what: str, *, lowercase: bool) -> C
         renamed: dict[str, Any] = {}
         errors: list[Any] = []
         for name in sorted(value):
-            trimmed = name.strip()
+            trimmed = name.strip(RUST_WHITESPACE)
             if is_valid_name(trimmed):
                 renamed[trimmed.lower() if lowercase else trimmed] = value[name]
             elif lowercase and not trimmed:

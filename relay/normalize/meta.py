@@ -7,6 +7,8 @@ node's own annotations (``err``, ``val``, ``rem``, ``len``), every other key is 
 
 from __future__ import annotations
 
+import copy
+from decimal import Decimal
 from typing import Any
 
 Meta = dict[str, Any]
@@ -31,11 +33,67 @@ def node(meta: Meta) -> dict[str, Any]:
     return own
 
 
-def add_error(meta: Meta, error: Any, original: Any = MISSING) -> None:
-    """Record ``error`` (a kind string or ``[kind, data]``) and keep the first original value."""
+def add_error(meta: Meta, error: Any, original: Any = MISSING, size: int | None = None) -> None:
+    """Record ``error`` (a kind string or ``[kind, data]``, once) and keep the first original
+    value, if it is small enough (``size`` overrides its estimated size)."""
     own = node(meta)
-    own.setdefault("err", []).append(error)
-    if original is not MISSING and "val" not in own:
+    errors = own.setdefault("err", [])
+    # Relay never records the same error twice on one value.
+    if error not in errors:
+        errors.append(error)
+    if (
+        original is not MISSING
+        and "val" not in own
+        and (estimate_size(original) if size is None else size) < MAX_ORIGINAL_SIZE
+    ):
+        own["val"] = original
+
+
+#: Relay keeps an original value in ``_meta`` only when its estimated JSON size is below this.
+MAX_ORIGINAL_SIZE = 500
+
+
+def _float_text(value: float) -> str:
+    """Rust's ``f64`` ``Display``: shortest round-trip digits, never an exponent."""
+    text = repr(value)
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def estimate_size(value: Any, skip_nulls: bool = False) -> int:
+    """Relay's ``estimate_size`` of a JSON value: compact JSON length, strings unescaped.
+
+    ``skip_nulls`` leaves null object members out, as for typed structs (whose null fields
+    Relay does not serialize).
+    """
+    cls = value.__class__
+    if cls is str:
+        return len(value) + 2 if value.isascii() else len(value.encode()) + 2
+    if value is None:
+        return 4
+    if cls is bool:
+        return 4 if value else 5
+    if cls is int:
+        return len(str(value))
+    if cls is float:
+        return len(_float_text(value))
+    if cls is list:
+        return 1 + sum(estimate_size(v, skip_nulls) + 1 for v in value) if value else 2
+    if cls is dict:
+        size = sum(
+            estimate_size(k) + estimate_size(v, skip_nulls) + 2
+            for k, v in value.items()
+            if v is not None or not skip_nulls
+        )
+        return size + 1 if size else 2
+    return 0
+
+
+def set_original(meta: Meta, original: Any) -> None:
+    """Keep ``original`` as the node's original value (the first one, if small enough)."""
+    own = node(meta)
+    if "val" not in own and estimate_size(original) < MAX_ORIGINAL_SIZE:
         own["val"] = original
 
 
@@ -86,6 +144,38 @@ def merge(into: Meta, other: Meta) -> None:
                     own.setdefault(name, value)
         else:
             merge(child(into, key), sub)
+
+
+def copy_meta(other: Meta) -> Meta:
+    """A private copy of an incoming ``_meta`` tree: what :func:`merge` into an empty tree
+    makes of a deep copy of it (non-object children are dropped)."""
+    out: Meta = {}
+    for key, sub in other.items():
+        if not isinstance(sub, dict):
+            continue
+        if key == "":
+            own: dict[str, Any] = {}
+            for name, value in sub.items():
+                if name in ("err", "rem") and isinstance(value, list):
+                    own[name] = [copy_json(v) for v in value]
+                else:
+                    own[name] = copy_json(value)
+            out[""] = own
+        else:
+            out[key] = copy_meta(sub)
+    return out
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (objects and arrays copied, scalars shared)."""
+    cls = value.__class__
+    if cls is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    if cls is list:
+        return [copy_json(v) for v in value]
+    if isinstance(value, (dict, list, set)):
+        return copy.deepcopy(value)
+    return value
 
 
 def prune(meta: Meta) -> bool:

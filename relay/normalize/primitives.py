@@ -8,15 +8,15 @@ returns ``None`` and records an ``invalid_data`` error plus the original value u
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from relay.normalize.meta import Meta, expected, invalid, set_error
+from relay.normalize import serde_json
+from relay.normalize.chrono import MIN_TIMESTAMP, ChronoError, parse_datetime, utc_timestamp
+from relay.normalize.meta import Meta, add_remark, child, expected, invalid, set_error
 
 Converter = Callable[[Any, Meta, str], Any]
 
@@ -174,8 +174,8 @@ def lenient_str(value: Any, meta: Meta, key: str) -> Any:
 
 
 def json_dumps_compact(value: Any) -> str:
-    """JSON the way serde_json writes it: compact, non-ASCII kept."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON the way serde_json writes it: compact, keys sorted, non-ASCII kept."""
+    return serde_json.dumps(value)
 
 
 def json_lenient_str(value: Any, meta: Meta, key: str) -> Any:
@@ -191,12 +191,7 @@ def any_value(value: Any, meta: Meta, key: str) -> Any:
 
 # -- timestamps -------------------------------------------------------------------------
 
-_TS_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(Z|z|[+-]\d{2}:?\d{2})?"
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: chrono's representable range, roughly year -262143..262142; Python's datetime is 1..9999.
+#: Relay rejects timestamps from the year 10000 on (Python's datetime cannot hold them).
 _MAX_TS = 253402300800.0
 
 
@@ -205,55 +200,57 @@ def micros_timestamp(secs: int, micros: int) -> float:
     return secs + micros / 1_000_000
 
 
+def round_half_away(value: float) -> int:
+    """Round a non-negative float to the nearest integer, halves up (Rust's ``f64::round``)."""
+    whole = math.floor(value)
+    return whole + 1 if value - whole >= 0.5 else whole
+
+
 def float_timestamp(ts: float) -> float:
     """Round a float timestamp to whole microseconds exactly like Relay."""
     secs = math.floor(ts)
-    micros = round((ts - secs) * 1_000_000)
+    micros = round_half_away((ts - secs) * 1_000_000)
     if micros == 1_000_000:
         return float(secs + 1)
     return micros_timestamp(secs, micros)
 
 
 def parse_timestamp_str(text: str) -> float | str:
-    """Seconds since the epoch, or the error reason when ``text`` is not a datetime."""
-    match = _TS_RE.fullmatch(text)
-    if match is None:
-        return "input contains invalid characters"
-    year, month, day, hour, minute, second, frac, tz = match.groups()
+    """Seconds since the epoch, or chrono's error reason when ``text`` is not a datetime."""
     try:
-        dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    except ValueError:
-        return "input is out of range"
-    nanos = int((frac or "0")[:9].ljust(9, "0"))
-    secs = int((dt.replace(tzinfo=UTC) - _EPOCH).total_seconds())
-    if tz and tz not in ("Z", "z"):
-        sign = -1 if tz[0] == "-" else 1
-        digits = tz[1:].replace(":", "")
-        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        secs -= sign * int(offset.total_seconds())
-    micros = round(nanos / 1000)
-    if micros == 1_000_000:
-        return float(secs + 1)
-    return micros_timestamp(secs, micros)
+        secs, nanos = parse_datetime(text)
+    except ChronoError as error:
+        return error.reason
+    # Relay rounds to whole microseconds, halves away from zero.
+    return micros_timestamp(secs, (nanos + 500) // 1000)
 
 
 def to_timestamp(value: Any, meta: Meta, key: str) -> Any:
     """Accept RFC 3339 strings and numeric Unix timestamps; return float seconds."""
     cls = value.__class__
     if cls is float:
-        if not math.isfinite(value) or value >= _MAX_TS:
+        if not math.isfinite(value) or not MIN_TIMESTAMP <= math.floor(value) < _MAX_TS:
             set_error(meta, key, invalid("timestamp out of range"), value)
             return None
         return float_timestamp(value)
     if cls is int:
-        if value >= _MAX_TS:
+        if not MIN_TIMESTAMP <= value < _MAX_TS:
             set_error(meta, key, invalid("timestamp out of range"), value)
             return None
         return float(value)
     if cls is str:
-        parsed = parse_timestamp_str(value)
-        if parsed.__class__ is str:
-            set_error(meta, key, invalid(parsed), value)
+        fast = utc_timestamp(value)
+        if fast is not None:
+            return fast
+        try:
+            secs, nanos = parse_datetime(value)
+        except ChronoError as error:
+            set_error(meta, key, invalid(error.reason), value)
+            return None
+        parsed = micros_timestamp(secs, (nanos + 500) // 1000)
+        if secs >= _MAX_TS:
+            # Relay keeps the parsed timestamp (not the string) as the original value.
+            set_error(meta, key, invalid("timestamp out of range"), parsed)
             return None
         return parsed
     if value is None:
@@ -268,25 +265,89 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+_UUID_HYPHENS = (8, 13, 18, 23)
+_UUID_GROUP_STARTS = (0, 9, 14, 19, 24)
+_URN = "urn:uuid:"
+
+
+def _parse_hyphenated(text: str) -> str | None:
+    if len(text) != 36 or any(text[i] != "-" for i in _UUID_HYPHENS):
+        return None
+    digits = text.replace("-", "")
+    if len(digits) != 32 or not _HEX.issuperset(digits):
+        return None
+    return digits.lower()
+
+
 def parse_uuid(text: str) -> str | None:
-    """A UUID in any of the spellings the Rust ``uuid`` crate accepts, as 32 lowercase hex."""
+    """A UUID in a spelling the Rust ``uuid`` crate accepts, as 32 lowercase hex digits.
+
+    Accepted: 32 hex digits, the hyphenated form, and that form in braces or after
+    ``urn:uuid:`` (Python's ``uuid.UUID`` is more lenient, hence no use of it here).
+    """
     if _HEX32.fullmatch(text):
         return text
-    try:
-        return uuid.UUID(text).hex
-    except ValueError:
-        return None
-
-
-_UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
+    size = len(text)
+    if size == 32:
+        return text.lower() if _HEX.issuperset(text) else None
+    if size == 36:
+        return _parse_hyphenated(text)
+    if size == 38 and text[0] == "{" and text[-1] == "}":
+        return _parse_hyphenated(text[1:-1])
+    if size == 45 and text.startswith(_URN):
+        return _parse_hyphenated(text[9:])
+    return None
 
 
 def uuid_error(text: str) -> str:
-    """The Rust ``uuid`` crate's wording for the common ways a UUID string is wrong."""
-    for i, c in enumerate(text):
-        if c not in _UUID_CHARS:
-            return f"invalid character: found `{c}` at {i}"
-    return f"invalid length: found {len(text)}"
+    """The error message of the Rust ``uuid`` crate (as built into Relay) for a bad UUID.
+
+    Inputs longer than the longest spelling fail on their length. Inputs with the length
+    of a hyphenated spelling are diagnosed as hyphenated (without their braces or URN
+    prefix); others by their look (braces or URN prefix mean hyphenated). Indices are
+    byte offsets into the input.
+    """
+    size = len(text.encode())
+    if size > 45:
+        return f"invalid length: found {size}"
+    if size == 36:
+        body, offset, simple = text, 0, False
+    elif size == 38 and text[0] == "{" and text[-1] == "}":
+        body, offset, simple = text[1:-1], 0, False
+    elif size == 45 and text.startswith(_URN):
+        body, offset, simple = text[9:], 0, False
+    elif len(text) >= 2 and text[0] == "{" and text[-1] == "}":
+        body, offset, simple = text[1:-1], 1, False
+    elif text.startswith(_URN):
+        body, offset, simple = text[9:], 9, False
+    else:
+        body, offset, simple = text, 0, True
+    hyphens: list[int] = []
+    index = 0  # a byte offset
+    for char in body:
+        # The crate classifies a character by its lowest byte only (so ``\u0830`` passes
+        # for a ``0``) and counts positions in bytes.
+        low = chr(ord(char) & 0xFF)
+        if low == "-":
+            hyphens.append(index)
+        elif low not in _HEX:
+            return f"invalid character: found `{char}` at {index + offset}"
+        index += 1 if char.isascii() else len(char.encode())
+    if not hyphens and simple:
+        return f"invalid length: found {size}"
+    if len(hyphens) != 4:
+        return f"invalid group count: expected 5, found {len(hyphens) + 1}"
+    expected = (8, 4, 4, 4, 12)
+    for group in range(4):
+        if hyphens[group] != _UUID_GROUP_STARTS[group + 1] - 1:
+            found = hyphens[group] - _UUID_GROUP_STARTS[group]
+            return (
+                f"invalid group length in group {group}: expected {expected[group]}, found {found}"
+            )
+    # The last group is measured against the whole input, braces included.
+    found = len((text if offset else body).encode()) - _UUID_GROUP_STARTS[4]
+    return f"invalid group length in group 4: expected 12, found {found}"
 
 
 def to_event_id(value: Any, meta: Meta, key: str) -> Any:
@@ -313,16 +374,23 @@ def to_uuid(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
+_NIL_TRACE_ID = "0" * 32
+
+
 def to_trace_id(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
     if value.__class__ is str:
         parsed = parse_uuid(value)
-        if parsed is not None and parsed != "0" * 32:
-            return parsed
-        set_error(meta, key, invalid("invalid trace id"), value)
-        return None
-    _fail(meta, key, "a trace identifier", value)
+        if parsed is None:
+            set_error(meta, key, invalid("not a valid trace id"), value)
+            return None
+        if parsed == _NIL_TRACE_ID:
+            # Relay replaces the nil trace id with a random one and says so.
+            add_remark(child(meta, key), ["nil_trace_id", "s"])
+            return uuid.uuid4().hex
+        return parsed
+    _fail(meta, key, "trace id", value)
     return None
 
 
@@ -332,23 +400,28 @@ def to_span_id(value: Any, meta: Meta, key: str) -> Any:
     if value.__class__ is str:
         if _HEX16.fullmatch(value) and value != "0" * 16:
             return value.lower()
-        set_error(meta, key, invalid("invalid span id"), value)
+        set_error(meta, key, invalid("not a valid span id"), value)
         return None
-    _fail(meta, key, "a span identifier", value)
+    _fail(meta, key, "span id", value)
     return None
+
+
+def is_ip_address(text: str) -> bool:
+    """Whether Rust's ``IpAddr`` parses ``text`` (which, unlike Python, takes no IPv6 scope)."""
+    if "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def to_ip(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
     if value.__class__ is str:
-        if value == "{{auto}}" or value == "":
-            return value
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            pass
-        else:
+        if value == "{{auto}}" or is_ip_address(value):
             return value
         set_error(meta, key, expected("an ip address"), value)
         return None

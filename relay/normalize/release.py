@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import re
 
-_BAD_RELEASE = re.compile(r"[\\/\r\n\t\x0c\x00]")
-_BAD_ENVIRONMENT = re.compile(r"[\r\n\x0c/\x00]")
+#: Control characters, DEL and both slashes are never allowed.
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+#: Limits are in UTF-8 bytes, not characters.
+_MAX_RELEASE_BYTES = 200
+_MAX_ENVIRONMENT_BYTES = 64
+
+
+def _too_long(text: str, limit: int) -> bool:
+    return len(text) > limit if text.isascii() else len(text.encode()) > limit
 
 
 def is_valid_release(release: str) -> bool:
     """Whether Sentry accepts ``release`` as a release name."""
-    if not release or len(release) > 200:
+    if not release or _too_long(release, _MAX_RELEASE_BYTES):
         return False
     if release in (".", "..") or release.lower() == "latest":
         return False
-    return _BAD_RELEASE.search(release) is None
+    return _BAD_CHARS.search(release) is None
 
 
 def is_valid_environment(environment: str) -> bool:
     """Whether Sentry accepts ``environment`` as an environment name."""
-    if len(environment) > 64:
+    if _too_long(environment, _MAX_ENVIRONMENT_BYTES):
         return False
-    return _BAD_ENVIRONMENT.search(environment) is None
+    if environment in (".", "..") or environment.lower() == "none":
+        return False
+    return _BAD_CHARS.search(environment) is None

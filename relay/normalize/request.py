@@ -108,10 +108,14 @@ def _take_cookie_header(holder: dict[str, Any], header: str) -> None:
     raw = _header(headers, header)
     if raw is None:
         return
-    cookies = parse_cookies(raw)
-    if cookies is not None:
+    cookies, errors = parse_cookies(raw)
+    # Relay takes the header over only when every cookie in it parses.
+    if not errors:
         holder["cookies"] = cookies
         holder["headers"] = [p for p in headers if p is None or p[0] != header]
+
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def normalize_request(event: dict[str, Any], meta: Meta) -> None:
@@ -121,7 +125,8 @@ def normalize_request(event: dict[str, Any], meta: Meta) -> None:
         return
     method = request.get("method")
     if method is not None:
-        method = method.upper()
+        # Only ASCII letters are uppercased (Rust's ``make_ascii_uppercase``).
+        method = method.translate(_ASCII_UPPER)
         request["method"] = method
         req_meta = meta.get("request") or {}
         if not has_errors(req_meta.get("method")) and not _METHOD.fullmatch(method):

@@ -591,9 +591,12 @@ EVENT = Struct(
 
 def _logentry_from_string(value: object, meta: dict[str, object], key: str) -> object:
     """A bare string (``"message": "..."``) is a log entry's formatted text; other non-object
-    values are formatted as JSON."""
+    values (except ``false``) are formatted as JSON."""
     if value.__class__ is str:
         return {"formatted": value}
+    if value is False:
+        # Old SDKs send ``"message": false`` for "no message": Relay drops it silently.
+        return None
     if value is not None and value.__class__ is not dict:
         return {"formatted": p.json_dumps_compact(value)}
     return LOGENTRY_CONV(value, meta, key)

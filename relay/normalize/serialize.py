@@ -17,8 +17,10 @@ from relay.normalize.types import (
     SKIP_EMPTY,
     SKIP_NEVER,
     ArrayKind,
+    Field,
     Kind,
     MapKind,
+    Prim,
     Struct,
     ValueKind,
 )
@@ -96,13 +98,16 @@ class Finisher:
 
     def finish(self, kind: Kind, value: Any, meta: Meta | None, path: str) -> Any:
         """Finish ``value`` of type ``kind`` whose meta subtree is ``meta``."""
-        self.emit(meta, path)
-        if kind.name in _NEWTYPES and meta and value is not None:
-            # Relay visits these newtype wrappers and their inner value with the same meta.
+        if meta:
             self.emit(meta, path)
+            if value is not None and kind.name in _NEWTYPES:
+                # Relay visits these newtype wrappers and their inner value with the same meta.
+                self.emit(meta, path)
         if value is None:
             return None
         cls = kind.__class__
+        if cls is Prim and not meta:
+            return value  # the common leaf: nothing to report, nothing to drop
         if cls is Struct:
             return self.finish_struct(kind, value, meta, path)  # type: ignore[arg-type]
         if cls is ArrayKind or cls is MapKind:
@@ -134,7 +139,7 @@ class Finisher:
         if cls is ValuesKind:
             return self.finish_values(kind, value, meta, path)  # type: ignore[arg-type]
         if cls is PairsKind or kind.name in ("cookies", "query", "tags", "headers"):
-            return self.finish_pairs(value, meta, path)
+            return self.finish_pairs(value, meta, path, kind.name == "headers")
         if cls is ContextsKind:
             return self.finish_contexts(kind, value, meta, path)  # type: ignore[arg-type]
         if meta and value.__class__ in (dict, list):
@@ -160,36 +165,67 @@ class Finisher:
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         prefix = f"{path}." if path else ""
-        by_name = struct.by_name
-        for field in struct.fields:
-            name = field.name
+        # Values of one struct mostly share their keys (frames of one SDK): which fields
+        # to visit, in declaration order, is computed once per key tuple.
+        keys = tuple(value)
+        plan = struct.plans.get(keys)
+        if plan is None:
+            plan = _plan(struct, keys)
+        entries, others = plan
+        if meta and not meta.keys() <= value.keys():
+            # Fields without a value but with meta are visited as well.
+            names = struct.names
+            extra = (meta.keys() & names) - value.keys()
+            if extra:
+                position = struct.position
+                entries = sorted(
+                    [*entries, *(_entry(struct.by_name[k]) for k in extra)],
+                    key=lambda entry: position[entry[0]],
+                )
+        for name, leaf, skip, kind in entries:
             sub = meta.get(name) if meta else None
             v = value.get(name)
-            if v is None and not sub:
-                if field.skip == SKIP_NEVER and name in value:
-                    out[name] = None
-                continue
-            fv = self.finish(field.kind, v, sub, prefix + name)
             if not sub:
-                skip = field.skip
+                if v is None:
+                    if skip == SKIP_NEVER and name in value:
+                        out[name] = None
+                    continue
+                if leaf:
+                    # Values that finish as they are without meta (see ``_entry``).
+                    if leaf == _PASS:
+                        out[name] = v
+                        continue
+                    if leaf == _PASS_SKIP_EMPTY:
+                        if v.__class__ in _SCALARS:
+                            if v != "":
+                                out[name] = v
+                            continue
+                    elif v.__class__ is (list if leaf == _PASS_LIST else dict):
+                        if v or skip != SKIP_EMPTY:
+                            out[name] = v
+                        continue
+            fv = self.finish(kind, v, sub, prefix + name)
+            if skip == SKIP_DEEP and fv is not None:
+                # "Deep" skipping also applies to the items, unless they carry meta.
+                fv = _without_deep_empty_items(kind, fv, sub)
+            if not sub:
                 if fv is None:
                     if skip != SKIP_NEVER:
                         continue
                 elif skip == SKIP_EMPTY:
-                    if field.kind.__class__ is ValuesKind:
-                        # ``Values`` is empty only when its list is (items are not inspected).
+                    if kind.__class__ is ValuesKind:
+                        # Relay checks ``Values`` before serializing it: the list counts
+                        # even when all its items are left out as empty.
                         values_obj = cast(dict[str, Any], v)
                         if not values_obj.get("values") and len(values_obj) <= 1:
                             continue
-                    elif _empty_for(field.kind, fv):
+                    elif is_empty_kind(kind, fv):
                         continue
-                elif skip == SKIP_DEEP and is_deep_empty(fv):
+                elif skip == SKIP_DEEP and is_deep_empty_kind(kind, fv):
                     continue
             out[name] = fv
-        if len(value) > len(out):
-            others = sorted(k for k in value if k not in by_name)
-            for name in others:
-                self.finish_other(struct, name, value[name], meta, prefix, out)
+        for name in others:
+            self.finish_other(struct, name, value[name], meta, prefix, out)
         return out
 
     def finish_other(
@@ -227,7 +263,7 @@ class Finisher:
         items = value.get("values")
         if items is not None or sub:
             fv = self._finish_items(kind.item, items, sub, f"{path}.values")
-            if sub or not is_deep_empty(fv):
+            if sub or not is_deep_empty_kind(ArrayKind(kind.item), fv):
                 out["values"] = fv
         if not self.remove_other:
             for k, v in value.items():
@@ -247,11 +283,15 @@ class Finisher:
             sub = meta.get(str(i)) if meta else None
             fv = self.finish(item, v, sub, f"{path}.{i}")
             # ``values`` serializes "deep": empty items without meta are left out.
-            if sub or fv is None or not is_deep_empty(fv):
+            if sub or not is_deep_empty_kind(item, fv):
                 out.append(fv)
         return out
 
-    def finish_pairs(self, value: list[Any], meta: Meta | None, path: str) -> list[Any]:
+    def finish_pairs(
+        self, value: list[Any], meta: Meta | None, path: str, newtype_values: bool = False
+    ) -> list[Any]:
+        """Pair lists; ``newtype_values`` (header values) report their errors twice when a
+        value remains, as Relay visits the newtype and its string."""
         if not meta:
             return value
         for i, pair in enumerate(value):
@@ -262,6 +302,8 @@ class Finisher:
             if pair is not None:
                 self.emit(sub.get("0"), f"{path}.{i}.0")
                 self.emit(sub.get("1"), f"{path}.{i}.1")
+                if newtype_values and pair[1] is not None:
+                    self.emit(sub.get("1"), f"{path}.{i}.1")
         return value
 
     def finish_contexts(
@@ -283,18 +325,170 @@ class Finisher:
 
 
 _NONE: Any = object()
-_NEWTYPES = frozenset({"contexts", "tags", "measurements", "breakdowns"})
+_NO_KEYS: list[str] = []
+#: Plans kept per struct at most (values with arbitrary key sets must not grow memory).
+_MAX_PLANS = 512
 
 
-def _empty_for(kind: Kind, value: Any) -> bool:
-    """Relay's ``is_empty`` for a finished value of ``kind``: only structs look inside."""
-    if kind.__class__ is Struct:
-        return is_empty(value)
-    if value is None or value == "":
+#: ``leaf`` of a plan entry, how a value without meta finishes: through ``finish``; as it
+#: is; as it is unless ``""`` (scalars only); as it is unless empty and skipped (lists,
+#: objects).
+_NOT_LEAF = 0
+_PASS = 1
+_PASS_SKIP_EMPTY = 2
+_PASS_LIST = 3
+_PASS_DICT = 4
+#: A field as the serializer visits it: name, leaf mode (above), skip rule and type.
+Entry = tuple[str, int, int, Kind]
+
+
+def _entry(field: Field) -> Entry:
+    """The plan entry of ``field``; the modes mirror what :meth:`Finisher.finish` and the
+    skip rules do with a meta-less value of that type."""
+    kind = field.kind
+    kind_cls = kind.__class__
+    skip = field.skip
+    keeps_empty = skip != SKIP_EMPTY and skip != SKIP_DEEP
+    leaf = _NOT_LEAF
+    if kind_cls is Prim:
+        leaf = _PASS if keeps_empty else _PASS_SKIP_EMPTY
+    elif kind_cls is ValueKind and keeps_empty:
+        leaf = _PASS
+    elif skip != SKIP_DEEP and skip != SKIP_NEVER:
+        item_cls = getattr(kind, "item", None).__class__
+        if kind_cls is ArrayKind and item_cls is not Struct and item_cls is not MapKind:
+            leaf = _PASS_LIST
+        elif kind_cls is MapKind and item_cls is ValueKind:
+            leaf = _PASS_DICT
+    return (field.name, leaf, skip, kind)
+
+
+def _plan(struct: Struct, keys: tuple[str, ...]) -> tuple[list[Entry], list[str]]:
+    """The declared fields among ``keys`` in declaration order, and the unknown keys sorted."""
+    names = struct.names
+    position = struct.position.__getitem__
+    entries = [_entry(struct.by_name[k]) for k in sorted(names.intersection(keys), key=position)]
+    plan = (entries, sorted(k for k in keys if k not in names))
+    if len(struct.plans) >= _MAX_PLANS:
+        struct.plans.clear()
+    struct.plans[keys] = plan
+    return plan
+
+
+#: Leaf values that need no finishing (no items to skip, not empty unless ``""``).
+_SCALARS = frozenset({str, int, float, bool})
+#: Kinds Relay models as newtypes (visited twice: errors are reported twice if a value is left).
+_NEWTYPES = frozenset({"contexts", "tags", "measurements", "breakdowns", "cookies", "tid"})
+
+
+def is_empty_kind(kind: Kind, value: Any) -> bool:
+    """Relay's ``Empty::is_empty`` of a finished meta-less ``value`` of type ``kind``.
+
+    Structs are empty when all their fields are; lists and objects when they have no
+    entries (their entries are not inspected); strings when they are ``""``.
+    """
+    if value is None:
         return True
-    if value.__class__ in (list, dict):
+    cls = value.__class__
+    if cls is str:
+        return not value
+    kind_cls = kind.__class__
+    if cls is dict and (kind_cls is Struct or kind_cls is ValuesKind):
+        by_name = kind.by_name if kind_cls is Struct else _VALUES_FIELDS  # type: ignore[attr-defined]
+        for key, item in value.items():
+            if item is None:
+                continue
+            field = by_name.get(key)
+            if field is None:
+                if item == "" or item == [] or item == {}:
+                    continue
+                return False
+            if field is _VALUES_LIST:
+                if item:
+                    return False
+            elif not is_empty_kind(field.kind, item):
+                return False
+        return True
+    if cls is list or cls is dict:
         return not value
     return False
+
+
+def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
+    """Relay's ``Empty::is_deep_empty`` of a finished meta-less ``value`` of type ``kind``.
+
+    A struct is deep-empty when each field would be skipped by its own serialization rule
+    (unknown fields only when null); lists and objects when all their entries are.
+    """
+    if value is None:
+        return True
+    cls = value.__class__
+    if cls is str:
+        return not value
+    kind_cls = kind.__class__
+    if cls is dict:
+        if kind_cls is Struct:
+            struct = cast(Struct, kind)
+            for field in struct.fields:
+                item = value.get(field.name)
+                skip = field.skip
+                if item is None:
+                    if skip == SKIP_NEVER and field.name in value:
+                        return False
+                    continue
+                if skip == SKIP_EMPTY:
+                    if not is_empty_kind(field.kind, item):
+                        return False
+                elif skip == SKIP_DEEP:
+                    if not is_deep_empty_kind(field.kind, item):
+                        return False
+                else:
+                    return False
+            by_name = struct.by_name
+            return all(v is None for k, v in value.items() if k not in by_name)
+        if kind_cls is ValuesKind:
+            item_kind = cast(ValuesKind, kind).item
+            for key, item in value.items():
+                if key == "values":
+                    if item is not None and not all(is_deep_empty_kind(item_kind, v) for v in item):
+                        return False
+                elif item is not None:
+                    return False
+            return True
+        item_kind = kind.item if kind_cls is MapKind else _VALUE  # type: ignore[attr-defined]
+        return all(is_deep_empty_kind(item_kind, v) for v in value.values())
+    if cls is list:
+        item_kind = kind.item if kind_cls is ArrayKind else _VALUE  # type: ignore[attr-defined]
+        return all(is_deep_empty_kind(item_kind, v) for v in value)
+    return False
+
+
+def _without_deep_empty_items(kind: Kind, value: Any, meta: Meta | None) -> Any:
+    """Leave out the deep-empty entries (without meta) of a list or object."""
+    cls = value.__class__
+    kind_cls = kind.__class__
+    if cls is list:
+        item_kind = kind.item if kind_cls is ArrayKind else _VALUE  # type: ignore[attr-defined]
+        return [
+            v
+            for i, v in enumerate(value)
+            if (meta and meta.get(str(i))) or not is_deep_empty_kind(item_kind, v)
+        ]
+    if cls is dict and kind_cls is MapKind:
+        item_kind = cast(MapKind, kind).item
+        return {
+            k: v
+            for k, v in value.items()
+            if (meta and meta.get(k)) or not is_deep_empty_kind(item_kind, v)
+        }
+    return value
+
+
+#: Arbitrary JSON (``Value``), for entries whose type is not declared.
+_VALUE: Kind = ValueKind("value", lambda value, meta, key: value)
+#: Marker for the list field of ``Values`` (see :func:`is_empty_kind`).
+_VALUES_LIST: Any = object()
+_VALUES_FIELDS: dict[str, Any] = {"values": _VALUES_LIST}
 
 
 def finish_event(

@@ -7,7 +7,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from relay.normalize.meta import Meta, add_error, child
+from relay.normalize.chrono import RUST_WHITESPACE
+from relay.normalize.meta import Meta, add_error, child, estimate_size, node, prune
 
 _TYPE_VALUE = re.compile(r"^(\w+):(.*)$", re.DOTALL)
 _URL_PREFIXES = ("file:", "http:", "https:", "applewebdata:")
@@ -94,15 +95,22 @@ def normalize_exceptions(event: dict[str, Any], meta: Meta) -> None:
             match = _TYPE_VALUE.match(value)
             if match is not None:
                 exc["type"] = ty = match.group(1)
-                exc["value"] = value = match.group(2).strip()
+                exc["value"] = value = match.group(2).strip(RUST_WHITESPACE)
         if not ty and not value:
             if values_meta is None:
                 values_meta = child(child(meta, "exception"), "values")
+            exc_meta = child(values_meta, str(i))
+            # The removed exception's own field annotations travel with its original value
+            # (into the ``errors`` entry), as Relay keeps them inside the original.
+            fields = {k: exc_meta.pop(k) for k in [k for k in exc_meta if k != ""]}
             add_error(
-                child(values_meta, str(i)),
+                exc_meta,
                 ["missing_attribute", {"attribute": "type or value"}],
                 _original_exception(exc),
+                estimate_size(exc, skip_nulls=True),
             )
+            if prune(fields):
+                node(exc_meta)["val_meta"] = fields
             exceptions[i] = None
             continue
         mechanism = exc.get("mechanism")

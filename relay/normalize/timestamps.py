@@ -6,10 +6,12 @@ a drifted client clock, and every timestamp of the event is shifted by the same 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
 from typing import Any
 
+from relay.normalize.chrono import format_utc
 from relay.normalize.meta import Meta, add_error, child, invalid
+from relay.normalize.primitives import round_half_away
 
 
 class InvalidTransaction(ValueError):
@@ -31,7 +33,7 @@ def _shift(ts: float, drift_ns: int) -> float:
 def rfc3339_ns(total_ns: int) -> str:
     """chrono's ``to_rfc3339`` (automatic 0/3/6/9 fractional digits, ``+00:00``)."""
     secs, nanos = divmod(total_ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = format_utc(secs).replace(" ", "T")
     if nanos == 0:
         frac = ""
     elif nanos % 1_000_000 == 0:
@@ -113,8 +115,12 @@ def check_stale(event: dict[str, Any], meta: Meta) -> None:
 
 def _display(ts: float) -> str:
     """chrono's ``Display`` of a UTC datetime (``2020-01-01 00:00:00.500 UTC``)."""
-    secs, micros = divmod(_us(ts), 1_000_000)
-    text = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    # Split before scaling: far timestamps do not survive ``ts * 1e6`` exactly.
+    secs = math.floor(ts)
+    micros = round_half_away((ts - secs) * 1_000_000)
+    if micros == 1_000_000:
+        secs, micros = secs + 1, 0
+    text = format_utc(secs)
     if micros % 1000 == 0 and micros:
         text += f".{micros // 1000:03d}"
     elif micros:

@@ -9,9 +9,12 @@ Unknown keys of a struct stay in the dict; the serializer decides their fate.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+from relay.normalize import primitives
+from relay.normalize.chrono import RUST_WHITESPACE
 from relay.normalize.meta import Meta, add_error, child, expected, has_errors, invalid, set_error
 from relay.normalize.primitives import Converter
 
@@ -34,11 +37,13 @@ class Field:
         "chars",
         "conv",
         "kind",
+        "leaf",
         "max_chars",
         "name",
         "nonempty",
         "required",
         "skip",
+        "skips_empty",
         "trim_ws",
     )
 
@@ -68,6 +73,10 @@ class Field:
         self.trim_ws = trim_ws
         self.nonempty = nonempty
         self.required = required
+        #: A primitive: without meta, its value is serialized as it is.
+        self.leaf = self.kind.__class__ is Prim
+        #: Whether an empty value is left out (``SKIP_EMPTY`` and ``SKIP_DEEP``).
+        self.skips_empty = skip in (SKIP_EMPTY, SKIP_DEEP)
 
 
 class Kind:
@@ -100,11 +109,25 @@ class ArrayKind(Kind):
     def __init__(self, item: TypeLike) -> None:
         self.item: Kind = as_kind(item)
         item_conv = self.item.conv
+        # Items of this class come out of the item converter unchanged.
+        pass_class = _PASS_CLASS.get(item_conv)
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
             if value.__class__ is list:
-                sub = child(meta, key)
-                return [item_conv(v, sub, str(i)) for i, v in enumerate(value)]
+                if pass_class is not None:
+                    for v in value:
+                        if v.__class__ is not pass_class:
+                            break
+                    else:
+                        return value[:]
+                sub = meta.get(key)
+                if sub is not None:
+                    return [item_conv(v, sub, str(i)) for i, v in enumerate(value)]
+                sub = {}
+                items = [item_conv(v, sub, str(i)) for i, v in enumerate(value)]
+                if sub:
+                    meta[key] = sub
+                return items
             if value is None:
                 return None
             set_error(meta, key, expected("an array"), value)
@@ -140,7 +163,7 @@ class MapKind(Kind):
 class Struct(Kind):
     """A record with declared fields; ``other`` says what happens to unknown keys."""
 
-    __slots__ = ("aliases", "by_name", "fields", "other", "post")
+    __slots__ = ("aliases", "by_name", "fields", "names", "other", "plans", "position", "post")
 
     def __init__(
         self,
@@ -153,14 +176,40 @@ class Struct(Kind):
     ) -> None:
         self.fields = fields
         self.by_name = {f.name: f for f in fields}
+        #: Each field's declaration index, to visit a few present fields in order.
+        self.position = {f.name: i for i, f in enumerate(fields)}
+        self.names = frozenset(self.by_name)
+        #: The serializer's visiting plans, by the key tuple of a value (see serialize.py).
+        self.plans: dict[tuple[str, ...], Any] = {}
         self.aliases = aliases or {}
         self.other = other
         #: Optional hook run on the converted dict (struct-specific FromValue quirks).
         self.post: Callable[[dict[str, Any], Meta], None] | None = None
         what = expect or name.lower()
-        by_name = self.by_name
         aliases_ = self.aliases
         checked = [f for f in fields if f.required or f.nonempty or f.trim_ws or f.chars]
+        #: For each alias, the keys that take precedence over it.
+        outranked_by: dict[str, tuple[str, ...]] = {}
+        for alias, canonical in self.aliases.items():
+            earlier = [a for a, c in self.aliases.items() if c == canonical]
+            outranked_by[alias] = (canonical, *earlier[: earlier.index(alias)])
+
+        # The per-key dispatch table is built on the first conversion, not here: the
+        # schema still swaps a few fields' converters after declaring the struct. Each key
+        # (field or alias) maps to the class a value passes unchanged as (or None) and the
+        # field's converter (None for an alias).
+        table: dict[str, tuple[type | None, Converter | None]] = {}
+        convs: dict[str, Converter] = {}
+        ready = False
+
+        def compile_table() -> None:
+            nonlocal ready
+            for f in fields:
+                convs[f.name] = f.conv
+                table[f.name] = (_pass_class(f), f.conv)
+            for alias in aliases_:
+                table[alias] = (None, None)
+            ready = True
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
             if value.__class__ is not dict:
@@ -168,28 +217,67 @@ class Struct(Kind):
                     return None
                 set_error(meta, key, expected(what), value)
                 return None
-            sub = child(meta, key)
+            if not ready:
+                compile_table()
+            # The meta node is attached only if something was recorded in it: most values
+            # carry no meta, and empty nodes would only be pruned again.
+            existing: Meta | None = meta.get(key)
+            sub: Meta = {} if existing is None else existing
             out: dict[str, Any] = {}
             for k, v in value.items():
-                if aliases_ and k in aliases_:
-                    k = aliases_[k]
-                    if k in value:
-                        continue  # the canonical key wins over its legacy alias
-                field = by_name.get(k)
-                if field is None:
+                entry = table.get(k)
+                if entry is None:
+                    out[k] = v  # unknown: the serializer decides
+                    continue
+                pass_class, field_conv = entry
+                if v.__class__ is pass_class:
+                    # Already of the field's type (a string for a string field, ...):
+                    # the converter would return it unchanged.
                     out[k] = v
-                elif v is not None:
-                    out[k] = field.conv(v, sub, k)
+                    continue
+                if field_conv is None:
+                    # An alias. The canonical key wins over its legacy aliases, and an
+                    # alias over the aliases declared after it (all of them are consumed).
+                    if any(name in value for name in outranked_by[k]):
+                        continue
+                    k = aliases_[k]
+                    field_conv = convs.get(k)
+                    if field_conv is None:
+                        out[k] = v
+                        continue
+                if v is not None:
+                    out[k] = field_conv(v, sub, k)
             if checked:
                 _check_fields(out, checked, sub)
             if self.post is not None:
                 self.post(out, sub)
+            if existing is None and sub:
+                meta[key] = sub
             return out
 
         super().__init__(name, conv)
 
 
 TypeLike = Kind | str | Converter
+
+
+def _pass_class(field: Field) -> type | None:
+    """The class of values ``field``'s converter returns unchanged, if there is one."""
+    kind = field.kind
+    if isinstance(kind, MapKind) and field.conv is kind.conv and isinstance(kind.item, ValueKind):
+        return dict  # arbitrary JSON objects are kept as they are
+    return _PASS_CLASS.get(field.conv)
+
+
+#: Converters that return a value of this class unchanged (so it need not be converted).
+_PASS_CLASS: dict[Converter, type] = {
+    primitives.to_str: str,
+    primitives.lenient_str: str,
+    primitives.json_lenient_str: str,
+    primitives.to_bool: bool,
+    primitives.to_f64: float,
+    primitives.to_thread_id: str,
+}
 
 
 def as_kind(kind: TypeLike) -> Kind:
@@ -221,7 +309,7 @@ def _check_fields(out: dict[str, Any], fields: list[Field], meta: Meta) -> None:
             continue
         if value.__class__ is str:
             if field.trim_ws:
-                value = out[name] = value.strip()
+                value = out[name] = value.strip(RUST_WHITESPACE)
             if field.nonempty and not value:
                 add_error(child(meta, name), invalid("expected a non-empty string"))
                 out[name] = None
@@ -240,7 +328,38 @@ def _check_fields(out: dict[str, Any], fields: list[Field], meta: Meta) -> None:
             out[name] = None
 
 
+_CHAR_ESCAPES = {"\0": "\\0", "\n": "\\n", "\r": "\\r", "\t": "\\t", "'": "\\'", "\\": "\\\\"}
+#: Categories Rust prints as ``\u{..}``: controls, formats, private use, unassigned,
+#: surrogates and combining marks (which extend graphemes).
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Mn", "Me"})
+#: Spacing marks that extend graphemes, and the Hangul fillers: escaped by Rust as well.
+_ESCAPED_EXTRA = frozenset(
+    {
+        *(0x9BE, 0x9D7, 0xB3E, 0xB57, 0xBBE, 0xBD7, 0xCC0, 0xCC2, 0xCC7, 0xCC8, 0xCCA),
+        *(0xCCB, 0xCD5, 0xCD6, 0xD3E, 0xD57, 0xDCF, 0xDDF, 0x115F, 0x1160, 0x1715, 0x1734),
+        *(0x1B35, 0x1B3B, 0x1B3D, 0x1B43, 0x1B44, 0x1BAA, 0x1BF2, 0x1BF3, 0x302E, 0x302F),
+    }
+)
+#: Characters unassigned in Python's Unicode tables but assigned (printable) in Relay's.
+_PRINTABLE_NEWER = frozenset(
+    {
+        *(0x88F, 0xC5C, 0xCDC, 0xCF3, 0x1B4E, 0x1B4F, 0x1B7F, 0x1C89, 0x1C8A, 0x20C1),
+        *(0x2427, 0x2428, 0x2429, 0x2B96, 0x2FFC, 0x2FFD, 0x2FFE, 0x2FFF),
+    }
+)
+
+
 def _rust_char(c: str) -> str:
-    """A char as Rust's ``{:?}`` prints it."""
-    escapes = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "'": "\\'", "\\": "\\\\"}
-    return "'" + escapes.get(c, c) + "'"
+    """A char as Rust's ``{:?}`` prints it (``'a'``, ``'\\n'``, ``'\\u{1f}'``)."""
+    escaped = _CHAR_ESCAPES.get(c)
+    if escaped is None:
+        code = ord(c)
+        if code < 0x7F and code >= 0x20:
+            escaped = c
+        elif code in _ESCAPED_EXTRA or (
+            unicodedata.category(c) in _ESCAPED_CATEGORIES and code not in _PRINTABLE_NEWER
+        ):
+            escaped = f"\\u{{{code:x}}}"
+        else:
+            escaped = c
+    return f"'{escaped}'"

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from relay.normalize.geoip import GeoIpLookup, lookup_geo
 from relay.normalize.meta import Meta, add_error, child, has_errors
+from relay.normalize.primitives import is_ip_address
 
 
 def _valid_ip(value: Any) -> str | None:
-    if value.__class__ is not str:
-        return None
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
+    if value.__class__ is not str or not is_ip_address(value):
         return None
     return value
 
