@@ -191,7 +191,7 @@ class RelayApp:
                 config, producer, topics, self.outcomes,
                 rate_limits=self.rate_limits, metrics=self.metrics, objectstore=self.objectstore,
                 upload_keys=UploadKeys.from_config(config.upload, self.credentials),
-                global_config=self._global_config,
+                global_config=self._global_config, sampling_states=self._cached_state,
             )  # fmt: skip
         else:
             self.rate_limits = RateLimiting(self.outcomes)
@@ -202,7 +202,7 @@ class RelayApp:
             self.forwarder = Forwarder(
                 config, self.upstream, self.outcomes, FORWARD_BUDGET_BYTES,
                 rate_limits=self.rate_limits, metrics=self.metrics,
-                global_config=self._global_config,
+                global_config=self._global_config, sampling_states=self._cached_state,
             )  # fmt: skip
             sink = self.forwarder
             spool_cfg = config.spool.envelopes

@@ -116,11 +116,14 @@ def normalize_event_payload(
     max_secs_in_future: int = 60,
     global_config: dict[str, Any] | None = None,
     geoip: GeoIpLookup | None = None,
+    before_scrub: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Decode, normalize, filter, scrub and re-encode ``item``'s event; returns it.
 
     Raises EventRejected (``invalid_json`` or ``invalid_transaction``) when the event
     cannot be kept. A raw security report becomes a classified ``security`` item.
+    ``before_scrub`` sees the filtered event before PII scrubbing (dynamic sampling, which
+    Relay runs on unscrubbed data); it may raise to drop the event.
     """
     if item.type in SECURITY_ITEM_TYPES:
         event = security_event(item, meta)
@@ -146,7 +149,11 @@ def normalize_event_payload(
         max_secs_in_future=max_secs_in_future,
         global_config=global_config,
         geoip=geoip,
+        scrub=before_scrub is None,
     )
+    if before_scrub is not None:
+        before_scrub(normalized)
+        scrub_event(normalized, state)
     item.set_payload(_encoder.encode(normalized))
     if item.type == ItemType.RAW_SECURITY:
         # The report is an event now; the next hop gets it as a classified security item.
@@ -202,15 +209,18 @@ def normalize_event_dict(
     global_config: dict[str, Any] | None = None,
     normalize: bool = True,
     geoip: GeoIpLookup | None = None,
+    scrub: bool = True,
 ) -> dict[str, Any]:
     """Normalize, filter and scrub a decoded event, in Relay's order; raises EventRejected.
 
     Inbound filters run after normalization and before scrubbing, on every hop; a
     filtered event is rejected with outcome ``filtered`` and the filter's stat key.
     ``normalize=False`` (an event a trusted relay fully normalized) only filters and scrubs.
+    ``scrub=False`` leaves scrubbing to the caller (``scrub_event``), for the steps Relay
+    runs between filtering and scrubbing.
     """
     if not normalize:
-        return _filter_and_scrub(event, meta, state, global_config)
+        return _filter_and_scrub(event, meta, state, global_config, scrub)
     config = state.config
     scrubbing = config.get("datascrubbingSettings")
     key = state.key_config(meta.public_key)
@@ -244,7 +254,7 @@ def normalize_event_dict(
         )
     except InvalidTransaction:
         raise EventRejected("invalid_transaction") from None
-    return _filter_and_scrub(normalized, meta, state, global_config)
+    return _filter_and_scrub(normalized, meta, state, global_config, scrub)
 
 
 def _filter_and_scrub(
@@ -252,16 +262,23 @@ def _filter_and_scrub(
     meta: RequestMeta,
     state: ProjectState,
     global_config: dict[str, Any] | None,
+    scrub: bool,
 ) -> dict[str, Any]:
     filters = inbound_filters(state, global_config)
     if not filters.is_empty:
         reason = filters.should_filter(normalized, client_ip=meta.client_ip, user_agent=None)
         if reason is not None:
             raise EventRejected(reason, OutcomeCode.FILTERED)
+    if scrub:
+        scrub_event(normalized, state)
+    return normalized
+
+
+def scrub_event(event: dict[str, Any], state: ProjectState) -> None:
+    """Apply the project's PII scrubbing to a normalized event, in place."""
     scrubber = pii_pipeline(state)
     if not scrubber.is_empty:
-        scrubber.process_event(normalized)
-    return normalized
+        scrubber.process_event(event)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -340,3 +357,24 @@ def scrub_attachments(envelope: Envelope, state: ProjectState) -> None:
             scrubbed = scrubber.process_attachment(item.filename or "", item.payload)
             if scrubbed is not item.payload:
                 item.set_payload(scrubbed)
+
+
+def scrub_minidumps(envelope: Envelope, state: ProjectState) -> None:
+    """Apply the project's piiConfig to minidump attachments, as Relay does.
+
+    Only the dump's memory, Linux environ/cmdline and module paths are rewritten (lengths
+    unchanged; see ``relay.pii.minidumps``). Run after the crash expansion has read the
+    dump, as Relay scrubs last. Placeholders of uploaded dumps are left alone.
+    """
+    scrubber = pii_pipeline(state)
+    if scrubber.minidumps is None:
+        return
+    for item in envelope.items:
+        if item.type != ItemType.ATTACHMENT or item.attachment_type != AttachmentType.MINIDUMP:
+            continue
+        if (item.content_type or "").lower() in ATTACHMENT_REF_CONTENT_TYPES:
+            continue
+        scrubbed = scrubber.process_minidump(item.filename or "", item.payload)
+        default_type = None if item.content_type else "application/x-dmp"
+        if scrubbed is not item.payload or default_type is not None:
+            item.set_payload(scrubbed, default_type)

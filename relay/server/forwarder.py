@@ -8,18 +8,31 @@ with 503 + Retry-After instead of piling up.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from relay.config import Config
 from relay.errors import ServiceUnavailable
+from relay.kafka.outcomes import OutcomeCode
+from relay.metrics.usage import span_usage_buckets
 from relay.normalize.clock_drift import sent_at_now
-from relay.protocol.envelope import Envelope
+from relay.protocol.envelope import Envelope, Item
 from relay.protocol.items import ItemType
 from relay.protocol.project_config import ProjectState
 from relay.server.admission import is_heavy
 from relay.server.crash_expansion import expand_crash_envelope
+from relay.server.dynamic_sampling import (
+    StateLookup,
+    filters_supported,
+    indexed_quantities,
+    mark_profiles_unsampled,
+    may_sample,
+    sampled_out_reason,
+    span_count,
+)
 from relay.server.eap_items import process_eap_items
 from relay.server.event_normalization import (
     NORMALIZED_ITEM_TYPES,
@@ -30,6 +43,7 @@ from relay.server.event_normalization import (
     no_global_config,
     normalize_event_payload,
     scrub_attachments,
+    scrub_minidumps,
 )
 from relay.server.geoip import open_geoip
 from relay.server.log_integrations import expand_log_integrations
@@ -85,6 +99,15 @@ def forward_headers(meta: RequestMeta) -> dict[str, str]:
     return headers
 
 
+class _SampledOut(Exception):
+    """Raised from the sampling step: the transaction is dropped with ``reason``."""
+
+    def __init__(self, reason: str, event: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.event = event
+
+
 class Forwarder:
     """Sends envelopes upstream with bounded memory and concurrency."""
 
@@ -98,8 +121,11 @@ class Forwarder:
         rate_limits: RateLimiting | None = None,
         metrics: MetricsPipeline | None = None,
         global_config: GlobalConfigLookup | None = None,
+        sampling_states: StateLookup | None = None,
     ) -> None:
         self.config = config
+        #: Cached states of other projects: the trace root's sampling rules (DSC).
+        self.sampling_states = sampling_states
         #: The upstream's global config (global inbound filters, measurements), if known.
         self.global_config: GlobalConfigLookup = global_config or no_global_config
         #: ``user.geo`` lookups during normalization (``geoip.path``).
@@ -151,6 +177,7 @@ class Forwarder:
         self._normalize(envelope, meta, state)
         if self.config.relay.mode != "proxy":
             scrub_attachments(envelope, state)
+            scrub_minidumps(envelope, state)
             # Logs and V2 spans leave this relay normalized and scrubbed, as in Relay.
             process_eap_items(envelope, meta, state)
         if self.metrics is not None and self.config.relay.mode != "proxy":
@@ -186,12 +213,17 @@ class Forwarder:
                 continue
             # ``normalization.level: full`` makes this hop normalize like the last one.
             full = self.config.normalization.level == "full"
+            sample = None
+            if item.type == ItemType.TRANSACTION and self._may_sample(envelope, meta, state):
+                sample = functools.partial(self._sample, envelope, meta, state)
             try:
                 normalize_event_payload(
                     item, envelope, meta, state, processing=full,
-                    global_config=self.global_config(), geoip=self.geoip,
+                    global_config=self.global_config(), geoip=self.geoip, before_scrub=sample,
                 )  # fmt: skip
                 mark_fully_normalized(item, meta, full)
+            except _SampledOut as sampled:
+                self._drop_sampled(item, envelope, meta, state, sampled)
             except EventRejected as rejected:
                 # The event's attachments, profile, ... go with it, with the same outcome.
                 for dropped in (item, *event_bound_items(envelope, item)):
@@ -200,6 +232,49 @@ class Forwarder:
                         dropped, envelope, meta, state, rejected.reason, rejected.code
                     )
             break
+
+    def _may_sample(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> bool:
+        """Whether this relay runs dynamic sampling on the envelope's transaction."""
+        if not may_sample(envelope, meta.public_key, state, self.sampling_states):
+            return False
+        # The relay that can run every inbound filter decides, then samples.
+        return filters_supported(state, self.global_config())
+
+    def _sample(
+        self, envelope: Envelope, meta: RequestMeta, state: ProjectState, event: dict[str, Any]
+    ) -> None:
+        """Dynamic sampling at the edge, on the filtered event before scrubbing (as Relay);
+        raises _SampledOut when the transaction is dropped."""
+        reason = sampled_out_reason(
+            event, envelope, meta.public_key, state, self.sampling_states,
+            processing=False, client_ip=meta.client_ip,
+        )  # fmt: skip
+        if reason is not None:
+            raise _SampledOut(reason, event)
+
+    def _drop_sampled(
+        self,
+        item: Item,
+        envelope: Envelope,
+        meta: RequestMeta,
+        state: ProjectState,
+        sampled: _SampledOut,
+    ) -> None:
+        """Drop a sampled-out transaction with its attachments; its usage metrics stay for
+        billing and its profile goes on, marked unsampled."""
+        reason, event = sampled.reason, sampled.event
+        spans = span_count(event)
+        self.outcomes.item_dropped(
+            item, envelope, meta, state, reason, OutcomeCode.FILTERED, indexed_quantities(spans)
+        )
+        envelope.items.remove(item)
+        for dropped in [i for i in envelope.items if i.type == ItemType.ATTACHMENT]:
+            envelope.items.remove(dropped)
+            self.outcomes.item_dropped(dropped, envelope, meta, state, reason, OutcomeCode.FILTERED)
+        mark_profiles_unsampled(envelope)
+        if self.metrics is not None:
+            usage = span_usage_buckets(event, int(meta.received_at))
+            self.metrics.service.merge(meta.public_key, usage)
 
     async def _send(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState, body: bytes

@@ -86,6 +86,17 @@ from relay.server.crash_expansion import (
     expand_unreal_envelope,
     strip_context_types,
 )
+from relay.server.dynamic_sampling import (
+    SampledOut,
+    StateLookup,
+    indexed_quantities,
+    mark_profiles_unsampled,
+    may_sample,
+    sampled_out_reason,
+    span_count,
+    tag_error_sampled,
+    total_quantities,
+)
 from relay.server.eap_items import infers_user_agent, prepare_log
 from relay.server.event_normalization import (
     SECURITY_ITEM_TYPES,
@@ -98,6 +109,8 @@ from relay.server.event_normalization import (
     normalize_event_dict,
     pii_pipeline,
     scrub_attachments,
+    scrub_event,
+    scrub_minidumps,
     security_event,
 )
 from relay.server.geoip import open_geoip
@@ -225,8 +238,11 @@ class Processor:
         objectstore: AttachmentUploader | None = None,
         upload_keys: UploadKeys | None = None,
         global_config: GlobalConfigLookup | None = None,
+        sampling_states: StateLookup | None = None,
     ) -> None:
         self.config = config
+        #: Cached states of other projects: the trace root's sampling rules (DSC).
+        self.sampling_states = sampling_states
         #: The upstream's global config (global inbound filters, measurements), if known.
         self.global_config: GlobalConfigLookup = global_config or no_global_config
         #: ``user.geo`` lookups during normalization (``geoip.path``).
@@ -256,6 +272,8 @@ class Processor:
         # crash reports become their event, attachments and user report.
         expand_unreal_envelope(envelope, meta, state, self.outcomes, self.config)
         expand_crash_envelope(envelope, meta, state, self.outcomes, self.config)
+        # Minidumps are scrubbed once the expansion has read them (Relay scrubs last).
+        scrub_minidumps(envelope, state)
         # Placeholders of attachments uploaded before: stored already, if their location holds.
         placeholders = resolve_placeholders(
             envelope, self.upload_keys, meta.project_id,
@@ -412,6 +430,9 @@ class Processor:
                     ctx.drop(item, "invalid_event_id")
                 return None
             result = self._event_payload(ctx, event_item, attachments)
+            if isinstance(result, SampledOut):
+                self._sampled_out(ctx, result, attachments, user_reports, plan)
+                return None
             if isinstance(result, EventRejected):
                 assert event_item is not None
                 reason, code = result.reason, result.code
@@ -516,7 +537,7 @@ class Processor:
 
     def _event_payload(
         self, ctx: _Context, item: Item | None, attachments: list[Item] | None = None
-    ) -> tuple[bytes, str | None, Quantities] | EventRejected:
+    ) -> tuple[bytes, str | None, Quantities] | EventRejected | SampledOut:
         """The normalized event, its type and what it counts for; or why it is dropped."""
         assert ctx.event_id is not None
         if item is None:
@@ -560,6 +581,7 @@ class Processor:
                 global_config=self.global_config(),
                 normalize=normalize,
                 geoip=self.geoip,
+                scrub=False,  # after dynamic sampling, which Relay runs on unscrubbed data
             )
         except EventRejected as rejected:
             return rejected
@@ -571,7 +593,43 @@ class Processor:
             quantities = _transaction_quantities(1 + (len(spans) if isinstance(spans, list) else 0))
         else:
             quantities = [(_EVENT_TYPE_CATEGORY.get(event_type or "", DataCategory.ERROR), 1)]
+        if event_type == "transaction" and may_sample(
+            ctx.envelope, ctx.meta.public_key, ctx.state, self.sampling_states
+        ):
+            # After inbound filters, as Relay: a filtered event never counts as sampled.
+            reason = sampled_out_reason(
+                event, ctx.envelope, ctx.meta.public_key, ctx.state, self.sampling_states,
+                processing=True, client_ip=ctx.meta.client_ip,
+            )  # fmt: skip
+            if reason is not None:
+                return SampledOut(reason, span_count(event))
+        elif event_type not in ("transaction", "feedback") and ctx.envelope.trace is not None:
+            tag_error_sampled(
+                event, ctx.envelope, ctx.meta.public_key, ctx.state, self.sampling_states
+            )
+        scrub_event(event, ctx.state)
         return _json_encoder.encode(event), event_type, quantities
+
+    def _sampled_out(
+        self,
+        ctx: _Context,
+        sampled: SampledOut,
+        attachments: list[Item],
+        user_reports: list[Item],
+        plan: Plan,
+    ) -> None:
+        """Drop what dynamic sampling dropped; the totals stay billed, profiles stay."""
+        filtered = int(OutcomeCode.FILTERED)
+        for category, quantity in indexed_quantities(sampled.spans):
+            ctx.sink.track(ctx.scoping, filtered, sampled.reason, int(category), quantity)
+        # Relay bills these through the usage metrics it extracts before sampling.
+        for category, quantity in total_quantities(sampled.spans):
+            self.outcomes.accepted(ctx.scoping, category, quantity)
+        for item in attachments:
+            ctx.drop(item, sampled.reason, OutcomeCode.FILTERED)
+        for item in user_reports:
+            self._user_report(ctx, item, None, plan)
+        mark_profiles_unsampled(ctx.envelope)
 
     def _user_report(self, ctx: _Context, item: Item, unit: Unit | None, plan: Plan) -> None:
         try:
