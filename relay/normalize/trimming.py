@@ -27,6 +27,7 @@ from typing import Any
 from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
 from relay.normalize.meta import Meta, child, set_original_length
 from relay.normalize.schema import EVENT
+from relay.normalize.serde_json import float_text
 from relay.normalize.types import ArrayKind, Kind, MapKind, Prim, Struct, ValueKind
 
 __all__ = ["trim_event"]
@@ -155,20 +156,6 @@ def _flat_size(value: Any) -> int:
     return 2
 
 
-def _serde_float(value: float) -> str:
-    """A float as Relay's JSON writer does: ryu digits, ``e+N``/``e-N`` exponents."""
-    text = repr(value)
-    if "e" not in text:
-        return text
-    mantissa, _, exp_text = text.partition("e")
-    exp = int(exp_text)
-    if exp == -5:
-        digits = mantissa.replace(".", "").lstrip("-")
-        sign = "-" if mantissa.startswith("-") else ""
-        return f"{sign}0.0000{digits}"
-    return f"{mantissa}e{exp:+d}" if exp > 0 else f"{mantissa}e{exp}"
-
-
 def _serde_json(value: Any) -> str:
     """Compact JSON with sorted keys, as Relay's ``serde_json::to_string(&Value)``."""
     if value is None:
@@ -181,7 +168,7 @@ def _serde_json(value: Any) -> str:
     if cls is int:
         return str(value)
     if cls is float:
-        return _serde_float(value)
+        return float_text(value)
     if cls is list:
         return "[" + ",".join(_serde_json(v) for v in value) + "]"
     if cls is dict:

@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from relay.filters.condition import Getter
 from relay.sampling.config import RuleType, SamplingConfig
-from relay.sampling.dsc import DscView, trace_id_of
+from relay.sampling.dsc import DscView, trace_id_of, uuid_field
 from relay.sampling.evaluation import SamplingEvaluator, SamplingMatch
 
 __all__ = ["sampling_decision", "trace_sampled"]
 
 log = logging.getLogger(__name__)
-
-
-def _event_id(event: Mapping[str, Any]) -> uuid.UUID | None:
-    raw = event.get("event_id")
-    if not isinstance(raw, str):
-        return None
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
 
 
 def sampling_decision(
@@ -61,7 +50,7 @@ def sampling_decision(
         log.error("found unsupported sampling rules even as processing relay")
     evaluator = SamplingEvaluator(time.time() if now is None else now)
     if config is not None and event is not None and event_payload is not None:
-        seed = _event_id(event_payload)
+        seed = uuid_field(event_payload, "event_id")
         if seed is not None:
             found = evaluator.match_rules(seed, event, config.rules_of(RuleType.TRANSACTION))
             if found is not None:

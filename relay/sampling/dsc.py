@@ -6,18 +6,23 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["DscView", "trace_id_of"]
+__all__ = ["DscView", "trace_id_of", "uuid_field"]
 
 
-def trace_id_of(dsc: Mapping[str, Any]) -> uuid.UUID | None:
-    """The DSC's trace id (the seed of trace and project rules); None if it is not one."""
-    raw = dsc.get("trace_id")
+def uuid_field(mapping: Mapping[str, Any], key: str) -> uuid.UUID | None:
+    """``mapping[key]`` as a UUID; None when it is absent or not one."""
+    raw = mapping.get(key)
     if not isinstance(raw, str):
         return None
     try:
         return uuid.UUID(raw)
     except ValueError:
         return None
+
+
+def trace_id_of(dsc: Mapping[str, Any]) -> uuid.UUID | None:
+    """The DSC's trace id (the seed of trace and project rules); None if it is not one."""
+    return uuid_field(dsc, "trace_id")
 
 
 def _nonempty(value: Any) -> str | None:
