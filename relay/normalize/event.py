@@ -41,8 +41,8 @@ def parse_event(payload: dict[str, Any]) -> tuple[dict[str, Any], Meta]:
     incoming = payload.get("_meta")
     holder: Meta = {}
     if incoming.__class__ is dict:
-        holder["e"] = copy_meta(incoming)
         payload = {k: v for k, v in payload.items() if k != "_meta"}
+        holder["e"] = copy_meta(incoming, payload)
     event = EVENT.conv(payload, holder, "e")
     return event, holder.setdefault("e", {})
 

@@ -146,24 +146,46 @@ def merge(into: Meta, other: Meta) -> None:
             merge(child(into, key), sub)
 
 
-def copy_meta(other: Meta) -> Meta:
+_ANY: Any = object()
+
+
+def copy_meta(other: Meta, value: Any = _ANY) -> Meta:
     """A private copy of an incoming ``_meta`` tree: what :func:`merge` into an empty tree
-    makes of a deep copy of it (non-object children are dropped)."""
+    makes of a deep copy of it (non-object children are dropped).
+
+    With ``value`` (the JSON the tree annotates), a child is kept only where ``value`` has
+    that key or index, explicit nulls included: Relay attaches incoming meta to the raw
+    JSON, so annotations of absent fields vanish.
+    """
     out: Meta = {}
     for key, sub in other.items():
         if not isinstance(sub, dict):
             continue
         if key == "":
             own: dict[str, Any] = {}
-            for name, value in sub.items():
-                if name in ("err", "rem") and isinstance(value, list):
-                    own[name] = [copy_json(v) for v in value]
+            for name, item in sub.items():
+                if name in ("err", "rem") and isinstance(item, list):
+                    own[name] = [copy_json(v) for v in item]
                 else:
-                    own[name] = copy_json(value)
+                    own[name] = copy_json(item)
             out[""] = own
-        else:
+        elif value is _ANY:
             out[key] = copy_meta(sub)
+        else:
+            present, inner = _child_value(value, key)
+            if present:
+                out[key] = copy_meta(sub, inner)
     return out
+
+
+def _child_value(value: Any, key: str) -> tuple[bool, Any]:
+    """Whether the JSON ``value`` has child ``key`` (object key or array index), and it."""
+    if isinstance(value, dict):
+        return (True, value[key]) if key in value else (False, None)
+    if isinstance(value, list) and key.isascii() and key.isdigit():
+        index = int(key)
+        return (True, value[index]) if index < len(value) else (False, None)
+    return False, None
 
 
 def copy_json(value: Any) -> Any:
