@@ -119,14 +119,24 @@ def _replacement(rule: RuleRef, text: str, out: list[Chunk]) -> None:
 
 
 def _matches(regex: re.Pattern[AnyStr], text: AnyStr) -> list[re.Match[AnyStr]]:
-    # Rust's regex iterator skips an empty match that starts where the previous one ended.
+    # Rust's regex iterator, not Python's: an empty match where the previous match ended
+    # is skipped by searching again one character on. Python's finditer instead tries a
+    # non-empty match at that same position (`|a` on "a" gives 0..0, 0..1, 1..1 there
+    # and 0..0, 1..1 in Rust).
     found = []
     last_end = -1
-    for m in regex.finditer(text):
-        if m.start() == m.end() == last_end:
+    pos = 0
+    size = len(text)
+    while pos <= size:
+        m = regex.search(text, pos)
+        if m is None:
+            break
+        start, end = m.span()
+        if start == end == last_end:
+            pos = end + 1
             continue
         found.append(m)
-        last_end = m.end()
+        last_end = pos = end
     return found
 
 
