@@ -45,7 +45,6 @@ _MODULE_SIZE: Final = 108
 _THREAD_SIZE: Final = 48
 _MEMORY_DESCRIPTOR_SIZE: Final = 16
 _HEADER_SIZE: Final = 32
-_SIGNATURE: Final = 0x504D444D  # "MDMP" read as a little-endian u32
 #: PDB CodeView record signatures ("RSDS", "NB10") and where their file name starts.
 _CV_PDB70: Final = 0x53445352
 _CV_PDB20: Final = 0x3031424E
@@ -134,22 +133,8 @@ def read_minidump(data: bytes) -> MinidumpInfo:
     Raises :class:`MinidumpError` when the header or the stream directory cannot be read.
     Annotations that cannot be read are left out (``has_annotations`` is then False).
     """
-    if data[:4] == b"MDMP":
-        reader = _Reader(data, "<")
-    elif data[:4] == b"PMDM":
-        reader = _Reader(data, ">")
-    else:
-        raise MinidumpError("missing minidump magic")
-    _, version, stream_count, directory_rva, _, timestamp = reader.unpack("IIIIII", 0)
-    if version & 0xFFFF != _HEADER_VERSION:
-        raise MinidumpError("unsupported minidump version")
-    if stream_count > _MAX_ENTRIES:
-        raise MinidumpError("implausible stream count")
-    streams: dict[int, tuple[int, int]] = {}
-    for index in range(stream_count):
-        stream_type, size, rva = reader.unpack("III", directory_rva + 12 * index)
-        # The last stream of a type wins, as in rust-minidump (a map insert per entry).
-        streams[stream_type] = (rva, size)
+    reader, streams = _directory(data)
+    timestamp = reader.unpack("IIIIII", 0)[5]
 
     if _CRASHPAD_INFO_STREAM in streams:
         sdk_name = "minidump.crashpad"
@@ -285,6 +270,8 @@ def scrub_regions(data: bytes) -> list[MinidumpRegion]:
     :class:`MinidumpError` (Relay then scrubs the file as a plain attachment). A region's
     range is not checked against the data here (Relay fails on it only when it gets there).
     """
+    if len(data) < _HEADER_SIZE:
+        raise MinidumpError("missing minidump header")
     reader, streams = _directory(data)
     stack_rvas = {
         reader.u32(entry + 36)
@@ -322,12 +309,10 @@ def scrub_regions(data: bytes) -> list[MinidumpRegion]:
 
 
 def _directory(data: bytes) -> tuple[_Reader, dict[int, tuple[int, int]]]:
-    if len(data) < _HEADER_SIZE:
-        raise MinidumpError("missing minidump header")
-    signature = struct.unpack_from("<I", data)[0]
-    if signature == _SIGNATURE:
+    """The byte order's reader and the stream directory: stream type -> (rva, size)."""
+    if data[:4] == b"MDMP":
         reader = _Reader(data, "<")
-    elif struct.unpack_from(">I", data)[0] == _SIGNATURE:
+    elif data[:4] == b"PMDM":
         reader = _Reader(data, ">")
     else:
         raise MinidumpError("missing minidump magic")
@@ -339,6 +324,7 @@ def _directory(data: bytes) -> tuple[_Reader, dict[int, tuple[int, int]]]:
     streams: dict[int, tuple[int, int]] = {}
     for index in range(stream_count):
         stream_type, size, rva = reader.unpack("III", directory_rva + 12 * index)
+        # The last stream of a type wins, as in rust-minidump (a map insert per entry).
         streams[stream_type] = (rva, size)
     return reader, streams
 
