@@ -3,7 +3,8 @@
 Targets (each a set of subprocesses started and stopped here):
 
 * ``baseline``: a bare aiohttp + uvloop handler that reads the body and answers 200;
-* ``pop``: one POP relay (managed, no processing) forwarding to a fake upstream;
+* ``pop``: one POP relay (managed, no processing) forwarding to a fake upstream
+  (bench/servers.py, a bare asyncio protocol);
 * ``processing``: one processing relay (normalization, filters, PII, Redis quotas, Kafka)
   writing to a local Tansu broker, its project config seeded in Redis;
 * ``processing-errors``: the same relay fed the requests of the unhandled-error scenario
@@ -11,18 +12,24 @@ Targets (each a set of subprocesses started and stopped here):
 * ``processing-error-event``: the same relay fed only the 7 KB error event envelopes, as the
   SDK sent them (gzip included); the issue's criterion. At the end the messages on
   ``ingest-events`` are counted: every accepted request must be there (no data lost);
-* ``processing-error-event-workers2``: the same with ``relay run --workers 2`` (not pinned);
 * ``chain``: POP -> processing -> Kafka (relay.dev.chain.LocalChain, configserver on top);
-* ``pop-workers2``: ``relay run --workers 2`` (POP), not pinned (it needs both cores).
+* ``pop-workers1`` / ``pop-workers2`` and ``processing-error-event-workers1`` / ``-workers2``:
+  ``relay run --workers N``. With 2 CPUs no core is left to put the load generator apart from
+  two workers, so 1 and 2 workers run under the same placement (every process on every CPU)
+  and the report gives the ratio of the two from the same run.
+
+Placement (more than one CPU): the relay processes run on all CPUs but the last; the load
+generator (this process) and the infrastructure (fake upstream, configserver, Redis, broker:
+other machines in production) on the last, so the relay's core runs only the relay.
 
 For each target: a short warm-up, a maximum-rate run (closed loop) and a fixed-rate run at 80%
 of that maximum (open loop; latency from the scheduled send time). Measured: envelopes/s,
 p50/p99/p99.9 latency, CPU seconds per 1,000 envelopes of the relay processes (from
-/proc/PID/stat, workers included; Redis and the broker reported apart), peak RSS (VmHWM) of the
-largest relay process. The load generator (bench/loadgen.py) is pinned to the last CPU and the
-servers to the others when the machine has more than one. Results go to
-``bench/results/latest.json`` and ``latest.md`` with ratios to the baseline of the same run:
-absolute numbers on a shared machine are noise, ratios much less so.
+/proc/PID/stat, workers included), of the infrastructure and of the load generator apart,
+the CPU the load generator and processes outside the benchmark kept busy (a shared machine),
+and the peak RSS (VmHWM) of each relay process. Results go to ``bench/results/latest.json``
+and ``latest.md`` with ratios to the baseline of the same run: absolute numbers on a shared
+machine are noise, ratios much less so.
 """
 
 from __future__ import annotations
@@ -68,9 +75,10 @@ RESULTS = ROOT / "bench" / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
 ALL_TARGETS = [
     "baseline", "pop", "processing", "processing-errors", "processing-error-event", "chain",
-    "pop-workers2",
+    "pop-workers1", "pop-workers2",
+    "processing-error-event-workers1", "processing-error-event-workers2",
 ]  # fmt: skip
-OPTIONAL_TARGETS = ["processing-error-event-workers2"]
+OPTIONAL_TARGETS: list[str] = []
 #: The 7 KB unhandled-error event of the corpus (the issue's processing criterion).
 ERROR_LABELS = {"error-unhandled"}
 #: The Kafka topic every error event must reach.
@@ -105,21 +113,76 @@ def tree(roots: list[int]) -> list[int]:
     return out
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs of the machine spent not idle so far (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields]
+    # user nice system idle iowait irq softirq steal (guest time is already in user).
+    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
+    return busy / TICKS
+
+
 def cpu_seconds(pids: list[int]) -> float:
     return sum(s[1] for s in map(_stat, pids) if s is not None)
 
 
 def peak_rss_mb(pids: list[int]) -> float:
-    """The largest VmHWM (peak resident set) among ``pids``, in MB."""
-    peak = 0
+    """The largest VmHWM (peak resident set) among ``pids``, in MB: per process, not a sum."""
+    return max(rss_by_process(pids).values(), default=0.0)
+
+
+def _vmhwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def process_label(pid: int) -> str:
+    """A short name for a relay process: its config folder, ``worker`` or ``supervisor``."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return str(pid)
+    if any("resource_tracker" in a for a in args):
+        return "resource tracker"  # multiprocessing's helper of the supervisor
+    if any("spawn_main" in a for a in args):
+        return "worker"
+    label = Path(args[args.index("-c") + 1]).name if "-c" in args[:-1] else Path(args[0]).name
+    return f"{label} (supervisor)" if "--workers" in args else label
+
+
+def rss_by_process(pids: list[int]) -> dict[str, float]:
+    """Peak RSS (VmHWM, MB) of each process, by :func:`process_label` (``#n`` when repeated)."""
+    out: dict[str, float] = {}
+    for pid in sorted(set(pids)):
+        rss = _vmhwm_mb(pid)
+        if rss is None:
+            continue
+        label = process_label(pid)
+        name, n = label, 1
+        while name in out:
+            n += 1
+            name = f"{label} #{n}"
+        out[name] = round(rss, 1)
+    return out
+
+
+def pin(pids: list[int], cpus: set[int]) -> None:
+    """Move every thread of ``pids`` to ``cpus`` (threads started later inherit it)."""
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
+            tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
         except OSError:
             continue
-    return peak / 1024
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                continue
 
 
 # ---------------------------------------------------------------- targets
@@ -215,10 +278,15 @@ def start_pop(workdir: Path, workers: int = 0) -> Target:
     wait_http(f"http://127.0.0.1:{port}/api/relay/healthcheck/ready/", proc)
     target = Target(name, port, lambda: tree([proc.pid]), lambda: tree([upstream.pid]),
                     _stopper(proc, upstream))  # fmt: skip
-    target.notes.append("upstream: bench/servers.py (reads the body, answers 200)")
+    target.notes.append(
+        "upstream: bench/servers.py, a bare asyncio protocol (reads the body, answers 200)"
+    )
     if workers:
         target.pinned = False
-        target.notes.append("not pinned: the workers and the load generator share all CPUs")
+        target.notes.append(
+            f"`relay run --workers {workers}`, not pinned: the workers, the load generator "
+            "and the upstream share all CPUs (the same placement for 1 and 2 workers)"
+        )
     return target
 
 
@@ -270,7 +338,7 @@ def start_processing(
     except BaseException:
         stop()
         raise
-    infra = [p.pid for p in (redis.proc, kafka.proc) if p is not None]
+    infra = [p.pid for p in (redis.proc, kafka.proc, upstream) if p is not None]
     name = name or ("processing" if labels is None else "processing-errors")
     target = Target(name, port, lambda: tree([proc.pid]), lambda: infra, stop, labels)
     target.item_types = item_types
@@ -289,7 +357,8 @@ def start_processing(
     if workers:
         target.pinned = False
         target.notes.append(
-            f"--workers {workers}, not pinned (workers and load generator share all CPUs)"
+            f"`relay run --workers {workers}`, not pinned: workers, load generator, Redis and "
+            "the broker share all CPUs (the same placement for 1 and 2 workers)"
         )
     return target
 
@@ -297,11 +366,20 @@ def start_processing(
 def start_chain(workdir: Path) -> Target:
     chain = LocalChain(workdir / "chain", log_level="warn")
     chain.start()
-    relays = [p.proc.pid for p in chain.processes if p.proc is not None]
+    # The configserver stands in for Sentry (the upstream): infrastructure, like the broker.
+    relays = [p.proc.pid for p in (chain.processing, chain.pop) if p.proc is not None]
     infra = [s.proc.pid for s in (chain.redis, chain.kafka) if s is not None and s.proc]
-    target = Target("chain", chain.pop.port, lambda: tree(relays), lambda: infra, chain.stop)
-    target.notes.append("CPU: configserver + processing + POP relays")
+    if chain.configserver.proc is not None:
+        infra.append(chain.configserver.proc.pid)
+    target = Target("chain", chain.pop.port, lambda: tree(relays), lambda: tree(infra),
+                    chain.stop)  # fmt: skip
+    target.notes.append("CPU and RSS: processing + POP relays (two processes, RSS per process)")
     return target
+
+
+def _workers_of(name: str) -> int:
+    """N of a ``...-workersN`` target."""
+    return int(name.rsplit("-workers", 1)[1])
 
 
 def start_target(name: str, workdir: Path) -> Target:
@@ -310,14 +388,14 @@ def start_target(name: str, workdir: Path) -> Target:
         return start_baseline(workdir)
     if name == "pop":
         return start_pop(workdir)
-    if name == "pop-workers2":
-        return start_pop(workdir, workers=2)
+    if name.startswith("pop-workers"):
+        return start_pop(workdir, workers=_workers_of(name))
     if name == "processing":
         return start_processing(workdir)
     if name == "processing-errors":
         return start_processing(workdir, ERROR_LABELS)
-    if name in ("processing-error-event", "processing-error-event-workers2"):
-        workers = 2 if name.endswith("workers2") else 0
+    if name.startswith("processing-error-event"):
+        workers = _workers_of(name) if "-workers" in name else 0
         return start_processing(
             workdir, ERROR_LABELS, name=name, item_types={"event"}, workers=workers
         )
@@ -390,19 +468,36 @@ class Measured:
     load: LoadResult
     cpu_per_1k: float
     infra_cpu_per_1k: float
+    #: The load generator's own CPU (this process) per 1,000 requests.
+    client_cpu_per_1k: float = 0.0
+    #: Share of one CPU the load generator used over the run (near 1.0: it is the bottleneck).
+    client_busy: float = 0.0
+    #: Relay CPU seconds per wall second: how many cores the relay processes kept busy.
+    relay_cores: float = 0.0
+    #: CPUs kept busy by processes outside this benchmark (other users of a shared machine).
+    other_cores: float = 0.0
 
 
 async def measure(target: Target, run: Callable[[], Any]) -> Measured:
     relays, infra = target.relay_pids(), target.infra_pids()
     cpu0, infra0 = cpu_seconds(relays), cpu_seconds(infra)
+    # Only the event loop runs in this process during a run: its CPU is the load generator's.
+    client0, wall0, busy0 = time.process_time(), time.perf_counter(), machine_busy_seconds()
     load: LoadResult = await run()
+    client, wall = time.process_time() - client0, time.perf_counter() - wall0
+    busy = machine_busy_seconds() - busy0
     relays = target.relay_pids() or relays
+    relay_cpu = cpu_seconds(relays) - cpu0
+    infra_cpu = cpu_seconds(infra) - infra0
     per = 1000 / max(1, load.count)
-    return Measured(load, (cpu_seconds(relays) - cpu0) * per,
-                    (cpu_seconds(infra) - infra0) * per)  # fmt: skip
+    others = max(0.0, busy - relay_cpu - infra_cpu - client) / wall
+    return Measured(
+        load, relay_cpu * per, infra_cpu * per, client * per, client / wall, relay_cpu / wall,
+        others,
+    )  # fmt: skip
 
 
-def row(target: Target, kind: str, m: Measured, rss: float) -> dict[str, Any]:
+def row(target: Target, kind: str, m: Measured, rss: dict[str, float]) -> dict[str, Any]:
     load = m.load
     return {
         "target": target.name,
@@ -422,7 +517,13 @@ def row(target: Target, kind: str, m: Measured, rss: float) -> dict[str, Any]:
         "p999_ms": round(load.percentile_ms(0.999), 3),
         "cpu_s_per_1k": round(m.cpu_per_1k, 4),
         "infra_cpu_s_per_1k": round(m.infra_cpu_per_1k, 4),
-        "peak_rss_mb": round(rss, 1),
+        "loadgen_cpu_s_per_1k": round(m.client_cpu_per_1k, 4),
+        "loadgen_cpu_busy": round(m.client_busy, 3),
+        "relay_cores_busy": round(m.relay_cores, 3),
+        "other_cores_busy": round(m.other_cores, 3),
+        # The largest relay process (worker); every process's VmHWM in rss_by_process_mb.
+        "peak_rss_mb": max(rss.values(), default=0.0),
+        "rss_by_process_mb": rss,
         "pinned": target.pinned,
         "notes": target.notes,
     }
@@ -479,9 +580,10 @@ async def bench_target(
     if profile:
         # A separate profiled run, so that the sampler's cost stays out of the numbers.
         out = RESULTS / f"profile-{target.name}"
-        # With workers, the supervisor itself does no work: sample the first worker.
+        # With workers, the supervisor itself does no work: sample one worker.
         pids = target.relay_pids()
-        spies = py_spy(pids[1:2] if not target.pinned and len(pids) > 1 else pids[:1], seconds, out)
+        workers = [pid for pid in pids if process_label(pid) == "worker"]
+        spies = py_spy(workers[:1] or pids[:1], seconds, out)
         accepted += (await max_rate(host, port, requests, seconds, concurrency)).ok
         for spy in spies:
             await asyncio.to_thread(spy.wait, 30)
@@ -491,7 +593,7 @@ async def bench_target(
     top = await measure(target, lambda: max_rate(host, port, requests, seconds, concurrency))
     rate = max(10.0, 0.8 * top.load.rate)
     fixed = await measure(target, lambda: fixed_rate(host, port, requests, seconds, rate))
-    rss = peak_rss_mb(target.relay_pids())
+    rss = rss_by_process(target.relay_pids())
     rows = [row(target, "max", top, rss), row(target, "fixed 80%", fixed, rss)]
     if target.kafka_address is not None:
         accepted += top.load.ok + fixed.load.ok
@@ -520,12 +622,19 @@ def run_all(
     for name in names:
         print(f"-- {name}", flush=True)
         # Children inherit the affinity of this process at start.
-        pinned = not name.endswith("workers2")
+        pinned = "-workers" not in name
         os.sched_setaffinity(0, servers if pinned else all_cpus)
         try:
             target = start_target(name, workdir / name)
         finally:
             os.sched_setaffinity(0, client if pinned else all_cpus)
+        if pinned and servers != client and target.infra_pids():
+            # The relay's core runs only the relay: its upstream, Redis and the broker are
+            # other machines in production, so they go with the load generator.
+            pin(tree(target.infra_pids()), client)
+            target.notes.append(
+                f"infrastructure pinned with the load generator to {sorted(client)}"
+            )
         try:
             run = bench_target(target, seconds, concurrency, name in profile)
             rows += asyncio.run(run)
@@ -555,13 +664,20 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"Machine: {meta['machine']}. Corpus: {meta['corpus']}. {meta['seconds']:.0f}s per run, "
         f"{meta['concurrency']} connections at max rate; fixed rate = 80% of the measured max.",
-        "Servers pinned to CPUs "
-        f"{meta['server_cpus']}, load generator to {meta['client_cpus']}"
-        " (except unpinned targets). Ratios are to the baseline of the same run.",
+        "Relays pinned to CPUs "
+        f"{meta['server_cpus']}, load generator and infrastructure (fake upstream, Redis, "
+        f"broker, configserver) to {meta['client_cpus']}, except the `-workersN` targets (all "
+        "processes on all CPUs). Ratios are to the baseline of the same run.",
+        "CPU s/1k: CPU seconds of the relay processes per 1,000 requests; infra and load "
+        "generator apart. LG busy: share of one CPU the load generator used (near 1: it is "
+        "the bottleneck). Relay cores: relay CPU seconds per second. Peak RSS: VmHWM of the "
+        "largest relay process (a worker, not a sum). Others: CPUs kept busy by processes "
+        "outside the benchmark (a shared machine; the relay gets less than its core).",
         "",
         "| target | mode | env/s | events/s | vs base | p50 ms | p99 ms | p99.9 ms | CPU s/1k"
-        " | CPU vs base | infra CPU s/1k | peak RSS MB | non-200 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " | CPU vs base | infra CPU s/1k | LG CPU s/1k | LG busy | relay cores | others"
+        " | peak RSS MB | non-200 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         bad = r["requests"] - r["ok"] + r["failures"]
@@ -570,8 +686,12 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"| {r['target']} | {r['mode']} | {r['envelopes_per_s']:.0f} | {events} | "
             f"{r.get('throughput_vs_baseline', 0):.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['p999_ms']:.2f} | {r['cpu_s_per_1k']:.3f} | {r.get('cpu_vs_baseline', 0):.1f}x | "
-            f"{r['infra_cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | {bad} |"
+            f"{r['infra_cpu_s_per_1k']:.3f} | {r['loadgen_cpu_s_per_1k']:.3f} | "
+            f"{r['loadgen_cpu_busy']:.2f} | {r['relay_cores_busy']:.2f} | "
+            f"{r['other_cores_busy']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | {bad} |"
         )
+    lines += workers_table(rows)
     lines += ["", "Notes:"]
     for r in rows:
         kafka = r.get("kafka")
@@ -586,6 +706,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 f"- {r['target']}: {kafka['on_topic']} messages on {kafka['topic']} for "
                 f"{kafka['accepted']} accepted requests (all runs, warm-up included): {verdict}"
             )
+    for r in rows:
+        if r["mode"] == "max" and len(r.get("rss_by_process_mb", {})) > 1:
+            each = ", ".join(f"{k} {v:.0f}" for k, v in r["rss_by_process_mb"].items())
+            lines.append(f"- {r['target']}: peak RSS MB per process: {each}")
     seen = set()
     for r in rows:
         for note in r["notes"]:
@@ -593,6 +717,59 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 seen.add((r["target"], note))
                 lines.append(f"- {r['target']}: {note}")
     return "\n".join(lines) + "\n"
+
+
+def workers_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``X-workers2`` against ``X-workers1`` of the same run (same placement), per mode."""
+    by_key = {(r["target"], r["mode"]): r for r in rows}
+    out = []
+    for (name, mode), two in by_key.items():
+        if mode != "max" or not name.endswith("-workers2"):
+            continue
+        one = by_key.get((name[: -len("2")] + "1", mode))
+        if one is None or not one["envelopes_per_s"]:
+            continue
+        out.append({
+            "target": name[: -len("-workers2")], "mode": mode,
+            "workers1_per_s": one["envelopes_per_s"], "workers2_per_s": two["envelopes_per_s"],
+            "ratio": round(two["envelopes_per_s"] / one["envelopes_per_s"], 3),
+            "cpu_per_1k": (one["cpu_s_per_1k"], two["cpu_s_per_1k"]),
+            "relay_cores": (one["relay_cores_busy"], two["relay_cores_busy"]),
+            "other_cores": (one["other_cores_busy"], two["other_cores_busy"]),
+            # Envelopes per relay CPU-second, 2 workers over 1: below 1.0 the workers cost
+            # more per envelope; the raw ratio also depends on the cores they could get.
+            "per_core_ratio": (
+                round(one["cpu_s_per_1k"] / two["cpu_s_per_1k"], 3) if two["cpu_s_per_1k"] else 0.0
+            ),
+        })  # fmt: skip
+    return out
+
+
+def workers_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The ``--workers 2`` / ``--workers 1`` lines of the Markdown report."""
+    ratios = workers_ratios(rows)
+    if not ratios:
+        return []
+    lines = [
+        "",
+        "`--workers 2` against `--workers 1` at max rate, same placement (all CPUs shared),"
+        " same run. Per relay core: envelopes per relay CPU-second, 2 workers over 1 (1.00x:"
+        " a second worker costs nothing per envelope; the raw ratio is then the ratio of the"
+        " cores the relays could get next to the load generator, infrastructure and others):",
+        "",
+        "| target | mode | 1 worker env/s | 2 workers env/s | ratio | relay CPU s/1k (1 / 2)"
+        " | relay cores (1 / 2) | others (1 / 2) | per relay core |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in ratios:
+        lines.append(
+            f"| {r['target']} | {r['mode']} | {r['workers1_per_s']:.0f} | "
+            f"{r['workers2_per_s']:.0f} | {r['ratio']:.2f}x | {r['cpu_per_1k'][0]:.3f} / "
+            f"{r['cpu_per_1k'][1]:.3f} | {r['relay_cores'][0]:.2f} / {r['relay_cores'][1]:.2f} | "
+            f"{r['other_cores'][0]:.2f} / {r['other_cores'][1]:.2f} | "
+            f"{r['per_core_ratio']:.2f}x |"
+        )
+    return lines
 
 
 def machine() -> str:
@@ -640,7 +817,8 @@ def main() -> int:
         "client_cpus": sorted(client),
     }
     opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    report = {"meta": meta, "rows": rows, "workers": workers_ratios(rows)}
+    opts.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     table = markdown(rows, meta)
     opts.out.with_suffix(".md").write_text(table)
     print()
