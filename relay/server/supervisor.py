@@ -8,6 +8,14 @@ State: what must be shared lives in Redis (quotas, project configs on processing
 upstream; the rest is per worker (cached rate limits, project cache, metric buckets and
 outcomes, which the next hop or Kafka consumers merge anyway).
 
+Metrics: ``/metrics`` answers for all workers whichever worker a scrape lands on
+(relay.telemetry.shared). Statsd counters and timers from several workers add up in the
+statsd server, but a gauge (``buffer.bytes``, ...) sent by each worker under the same tags
+would be overwritten by whichever worker flushed last; so each worker tags its statsd
+metrics with ``worker:<index>`` (:data:`WORKER_TAG`, unless the config sets that tag
+itself) and dashboards sum or max a gauge over that tag. Health checks are answered by the
+worker a probe lands on, for itself (as one Relay process answers for itself).
+
 The supervisor handles SIGTERM/SIGINT and nothing else does here: it passes SIGTERM on to every
 worker, which drains as a single relay does (``limits.shutdown_timeout``), waits for them
 within that timeout plus a margin, kills what is left and exits. A worker that exits while
@@ -36,6 +44,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from relay.config import Config
 from relay.protocol.keys import Credentials
 
@@ -52,6 +62,9 @@ MAX_QUICK_FAILURES = 5
 KILL_MARGIN_SECS = 5.0
 
 WorkerTarget = Callable[..., Any]
+
+#: The statsd tag that tells workers apart (see the module docstring).
+WORKER_TAG = "worker"
 
 
 def default_workers() -> int:
@@ -237,6 +250,15 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
+def worker_config(config: Config, index: int) -> Config:
+    """``config`` for worker ``index``: its statsd metrics tagged with the worker."""
+    tags = config.metrics.default_tags
+    if WORKER_TAG in tags:
+        return config
+    metrics = msgspec.structs.replace(config.metrics, default_tags={**tags, WORKER_TAG: str(index)})
+    return msgspec.structs.replace(config, metrics=metrics)
+
+
 def worker_main(
     config: Config, credentials: Credentials | None, metrics_dir: str, index: int
 ) -> None:
@@ -248,6 +270,7 @@ def worker_main(
     setup_logging(config.logging.level, config.logging.format)
     logging.getLogger(__name__).debug("worker %d running in pid %d", index, os.getpid())
     metrics = WorkerMetrics(Path(metrics_dir), index)
+    config = worker_config(config, index)
     raise SystemExit(
         run_relay(config, credentials, reuse_port=True, parent_pid=os.getppid(), metrics=metrics)
     )
