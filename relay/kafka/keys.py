@@ -32,12 +32,11 @@ def partition_key_for(event_id: str | uuid.UUID, org_id: int) -> bytes | None:
     eight: Relay mixes in the org so that colliding ids of different orgs (an SDK bug or
     an attack) do not all land in one partition. A nil event id gives ``None`` (unkeyed).
     """
-    raw = event_uuid(event_id).bytes
-    if raw == bytes(16):
+    value = event_uuid(event_id).int
+    if value == 0:
         return None
-    org = (org_id & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
-    mixed = bytes(a ^ b for a, b in zip(raw[:8], org, strict=True))
-    return mixed + raw[8:]
+    # The id as a 128-bit big-endian integer: its first eight bytes are the high 64 bits.
+    return (value ^ ((org_id & 0xFFFF_FFFF_FFFF_FFFF) << 64)).to_bytes(16, "big")
 
 
 def _random_partition(all_partitions: Sequence[int], available: Sequence[int]) -> int:

@@ -195,13 +195,17 @@ class _Context:
         self.start_time = safe_timestamp(meta.received_at)
         self.retention = state.event_retention
         raw_id = envelope.event_id
-        self.event_id: str | None = None
+        #: The event id, parsed once (the partition key and event message reuse it).
+        self.event_uuid: uuid.UUID | None = None
         if raw_id is not None:
             try:
-                self.event_id = uuid.UUID(raw_id).hex
+                self.event_uuid = uuid.UUID(raw_id)
             except ValueError:
-                self.event_id = None
-        self.event_key = partition_key_for(self.event_id, self.org_id) if self.event_id else None
+                self.event_uuid = None
+        self.event_id = self.event_uuid.hex if self.event_uuid is not None else None
+        self.event_key = (
+            partition_key_for(self.event_uuid, self.org_id) if self.event_uuid else None
+        )
         #: Objectstore keys of attachments already uploaded, by ``id(item)``.
         self.stored: Mapping[int, str] = {}
         #: What valid attachment placeholders stand for, by ``id(item)``.
@@ -289,9 +293,14 @@ class Processor:
         if not plan.units:
             return
         scoping = scoping_for(meta, state)
-        results = await asyncio.gather(
-            *(self._send_unit(unit) for unit in plan.units), return_exceptions=True
-        )
+        results: list[BaseException | None]
+        if len(plan.units) == 1:
+            # The usual envelope (one event): sent from this task, without a task per unit.
+            results = [await self._unit_result(plan.units[0])]
+        else:
+            results = await asyncio.gather(
+                *(self._send_unit(unit) for unit in plan.units), return_exceptions=True
+            )
         retry: BaseException | None = None
         for unit, result in zip(plan.units, results, strict=True):
             if result is None:
@@ -312,11 +321,26 @@ class Processor:
             self.failed_items += 1
             raise retry
 
+    async def _unit_result(self, unit: Unit) -> BaseException | None:
+        """Send one unit; its error is returned, as ``gather(return_exceptions=True)`` does."""
+        try:
+            await self._send_unit(unit)
+        except Exception as exc:  # the caller sorts errors into outcomes
+            return exc
+        return None
+
     async def _send_unit(self, unit: Unit) -> None:
         if unit.first:
             # Attachment chunks must be in Kafka before the event that references them.
-            await asyncio.gather(*(self._send(m) for m in unit.first))
-        await asyncio.gather(*(self._send(m) for m in unit.then))
+            await self._send_all(unit.first)
+        await self._send_all(unit.then)
+
+    async def _send_all(self, messages: list[Message]) -> None:
+        if len(messages) == 1:
+            # No task for a lone message (the event): awaited directly.
+            await self._send(messages[0])
+        else:
+            await asyncio.gather(*(self._send(m) for m in messages))
 
     async def _send(self, message: Message) -> None:
         await self.producer.send(
@@ -496,7 +520,7 @@ class Processor:
             self._user_report(ctx, item, unit if payload is not None else None, plan)
 
         if payload is not None:
-            assert ctx.event_id is not None
+            assert ctx.event_uuid is not None
             topic = event_topic(
                 event_type, has_attachments=bool(refs), has_user_reports=bool(user_reports)
             )
@@ -504,7 +528,7 @@ class Processor:
                 Message(
                     topic,
                     encode_event_message(
-                        event_id=ctx.event_id,
+                        event_id=ctx.event_uuid,
                         project_id=ctx.project_id,
                         payload=payload,
                         start_time=ctx.start_time,
