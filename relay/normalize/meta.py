@@ -162,19 +162,91 @@ def copy_meta(other: Meta, value: Any = _ANY) -> Meta:
         if not isinstance(sub, dict):
             continue
         if key == "":
-            own: dict[str, Any] = {}
-            for name, item in sub.items():
-                if name in ("err", "rem") and isinstance(item, list):
-                    own[name] = [copy_json(v) for v in item]
-                else:
-                    own[name] = copy_json(item)
-            out[""] = own
+            own = _incoming_entry(sub)
+            if own is not None:
+                out[""] = own
         elif value is _ANY:
             out[key] = copy_meta(sub)
         else:
             present, inner = _child_value(value, key)
             if present:
                 out[key] = copy_meta(sub, inner)
+    return out
+
+
+#: Remark types Relay knows: annotated, removed, substituted, masked, pseudonymized, encrypted.
+_REMARK_TYPES = frozenset("axsmpe")
+_U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+
+
+def _is_uint(value: Any, limit: int) -> bool:
+    return value.__class__ is int and 0 <= value <= limit
+
+
+def _incoming_entry(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A node's own incoming annotations (``err``, ``rem``, ``len``, ``val``), copied and in
+    Relay's shapes, or None when Relay could not read them: then it drops the whole entry
+    (its children's annotations stay). Other keys are ignored, as Relay ignores them.
+    """
+    own: dict[str, Any] = {}
+    if "rem" in entry:
+        remarks = _incoming_remarks(entry["rem"])
+        if remarks is None:
+            return None
+        own["rem"] = remarks
+    if "err" in entry:
+        errors = _incoming_errors(entry["err"])
+        if errors is None:
+            return None
+        own["err"] = errors
+    length = entry.get("len")
+    if length is not None:
+        if not _is_uint(length, _U32_MAX):
+            return None
+        own["len"] = length
+    original = entry.get("val")
+    if original is not None:
+        own["val"] = copy_json(original)
+    return own
+
+
+def _incoming_remarks(remarks: Any) -> list[Any] | None:
+    """``[rule_id, type]`` or ``[rule_id, type, start, end]`` each; a lone start is dropped."""
+    if remarks.__class__ is not list:
+        return None
+    out: list[Any] = []
+    for remark in remarks:
+        if remark.__class__ is not list or len(remark) < 2:
+            return None
+        rule, kind = remark[0], remark[1]
+        if rule.__class__ is not str or kind.__class__ is not str or kind not in _REMARK_TYPES:
+            return None
+        bounds = remark[2:4]
+        if not all(_is_uint(b, _U64_MAX) for b in bounds):
+            return None
+        out.append([rule, kind, *bounds] if len(bounds) == 2 else [rule, kind])
+    return out
+
+
+def _incoming_errors(errors: Any) -> list[Any] | None:
+    """A name, or ``[name]`` / ``[name, {data}]`` with non-null data values, each."""
+    if errors.__class__ is not list:
+        return None
+    out: list[Any] = []
+    for error in errors:
+        if error.__class__ is str:
+            out.append(error)
+            continue
+        if error.__class__ is not list or not error or error[0].__class__ is not str:
+            return None
+        if len(error) < 2:
+            out.append(error[0])
+            continue
+        data = error[1]
+        if data.__class__ is not dict or any(v is None for v in data.values()):
+            return None
+        out.append([error[0], copy_json(data)] if data else error[0])
     return out
 
 
