@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from relay.filters.condition import Condition, compile_condition
@@ -33,15 +33,16 @@ MAX_GENERIC_FILTERS_VERSION = 1
 class FilterStatKey:
     """Outcome reasons of the built-in filters (generic filters use their own id)."""
 
-    IP_ADDRESS = "ip-address"
-    RELEASE_VERSION = "release-version"
-    ERROR_MESSAGE = "error-message"
-    BROWSER_EXTENSIONS = "browser-extensions"
-    LEGACY_BROWSERS = "legacy-browsers"
-    LOCALHOST = "localhost"
-    WEB_CRAWLERS = "web-crawlers"
-    INVALID_CSP = "invalid-csp"
-    FILTERED_TRANSACTION = "filtered-transaction"
+    # Final: class constants (mypyc compiles plain class assignments as instance fields).
+    IP_ADDRESS: Final = "ip-address"
+    RELEASE_VERSION: Final = "release-version"
+    ERROR_MESSAGE: Final = "error-message"
+    BROWSER_EXTENSIONS: Final = "browser-extensions"
+    LEGACY_BROWSERS: Final = "legacy-browsers"
+    LOCALHOST: Final = "localhost"
+    WEB_CRAWLERS: Final = "web-crawlers"
+    INVALID_CSP: Final = "invalid-csp"
+    FILTERED_TRANSACTION: Final = "filtered-transaction"
 
 
 # --- browser extensions ---------------------------------------------------------------------

@@ -206,7 +206,8 @@ def _timestamp(value: Any) -> float | None:
 
 
 def _last_timestamp(breadcrumbs: list[Any]) -> float | None:
-    for crumb in reversed(breadcrumbs):
+    # A reversed slice, not reversed(): mypyc cannot compile reversed() over list[Any].
+    for crumb in breadcrumbs[::-1]:
         if isinstance(crumb, dict):
             found = _timestamp(crumb.get("timestamp"))
             if found is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import uuid
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -103,7 +103,8 @@ _decoder = msgspec.json.Decoder(list[Any])
 class InvalidNelPayload(ValueError):
     """The NEL payload is not a JSON array of reports (outcome ``invalid_json``)."""
 
-    reason = "invalid_json"
+    # ClassVar: mypyc would otherwise make it an instance attribute, never set.
+    reason: ClassVar[str] = "invalid_json"
 
 
 def parse_nel_reports(payload: bytes) -> list[Any]:

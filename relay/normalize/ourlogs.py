@@ -10,7 +10,7 @@ bytes for quotas and outcomes even after attributes were added.
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import msgspec
 
@@ -47,7 +47,8 @@ _encoder = msgspec.json.Encoder()
 class LogTimestampOutOfRange(ValueError):
     """A log's timestamp is older than the project keeps data (outcome ``timestamp``)."""
 
-    reason = "timestamp"
+    # ClassVar: mypyc would otherwise make it an instance attribute, never set.
+    reason: ClassVar[str] = "timestamp"
 
 
 def _value_size(value: Any) -> int:

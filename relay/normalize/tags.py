@@ -18,7 +18,8 @@ def normalize_event_tags(event: dict[str, Any], meta: Meta) -> None:
     tags_meta = meta.get("tags") or {}
     if event.get("environment") == "":
         event["environment"] = None
-    entries = [(pair, tags_meta.get(str(i))) for i, pair in enumerate(tags)]
+    entries: list[tuple[Any, Any]] = [(tag, tags_meta.get(str(i))) for i, tag in enumerate(tags)]
+    pair: Any  # declared: mypyc would infer None for this loop target
     for position, (pair, _) in enumerate(entries):
         if pair is not None and pair[0] == "environment":
             del entries[position]
@@ -26,7 +27,7 @@ def normalize_event_tags(event: dict[str, Any], meta: Meta) -> None:
                 event["environment"] = pair[1]
             break
     seen: set[Any] = set()
-    kept = []
+    kept: list[tuple[Any, Any]] = []
     for pair, sub in entries:
         if pair is None:
             kept.append((pair, sub))

@@ -608,6 +608,8 @@ class _Walk:
         key_class = plan.key_class(key)
         entry = mnode.get("") if mnode else None
         prior = entry.get("rem") if isinstance(entry, dict) else None
+        if prior.__class__ is not list:  # client _meta the normalizer did not vet
+            prior = None
         # The result is a function of (plan, key class, text, earlier remarks).
         prior_key = _remarks_key(prior) if prior else ()
         if prior_key is None or len(text) > VALUE_CACHE_MAX_LEN:
@@ -782,12 +784,12 @@ class _Walk:
                     sc.VALUE, attr, "value", inner, parent, key, None,
                     _child(attr_meta, "value"), Pii.TRUE, dyn,
                 )  # fmt: skip
-                if not self.values_only:
-                    continue
-                for ok, ov in attr.items():
-                    if ok != "type" and ok != "value" and ov is not None:
-                        meta = _child(attr_meta, ok)
-                        self.visit(sc.VALUE, attr, ok, ov, sig, ok, None, meta, pii, None)
+                # No `continue` here: mypyc cannot compile one inside try/finally.
+                if self.values_only:
+                    for ok, ov in attr.items():
+                        if ok != "type" and ok != "value" and ov is not None:
+                            meta = _child(attr_meta, ok)
+                            self.visit(sc.VALUE, attr, ok, ov, sig, ok, None, meta, pii, None)
             finally:
                 path.pop()
 
