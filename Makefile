@@ -4,10 +4,14 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The hot-path modules are compiled with mypyc (tools/build_compiled.py), rebuilt whenever
+# one of their sources changes. RELAY_PURE=1 (or `make pure`) keeps plain Python.
+COMPILED_STAMP := build/mypyc/.compiled
+COMPILED_SOURCES := $(shell $(PYTHON) tools/build_compiled.py sources 2>/dev/null)
 
-.PHONY: install run test lint bench clean
+.PHONY: install compiled pure run test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) compiled
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required"; exit 1; }
@@ -15,6 +19,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+ifeq ($(RELAY_PURE),1)
+compiled: pure
+else
+compiled: $(COMPILED_STAMP)
+# The compiled modules were deleted behind make's back: the stamp no longer tells the truth.
+ifeq ($(wildcard relay/_mypyc__mypyc.*),)
+$(shell rm -f $(COMPILED_STAMP))
+endif
+endif
+
+# setuptools (mypyc's build backend) comes with a venv only up to Python 3.11.
+$(COMPILED_STAMP): $(STAMP) tools/build_compiled.py $(COMPILED_SOURCES)
+	$(BIN)/python -c 'import setuptools' 2>/dev/null || $(BIN)/python -m pip install --quiet setuptools
+	$(BIN)/python tools/build_compiled.py build || { \
+		echo "mypyc compilation failed; RELAY_PURE=1 make ... runs plain Python"; exit 1; }
+	touch $@
+
+# Plain Python: removes every compiled module (and the stamp, so `make install` rebuilds).
+pure:
+	$(PYTHON) tools/build_compiled.py purge
 
 run: install
 	$(BIN)/relay dev
@@ -34,6 +59,6 @@ bench: install
 	$(BIN)/python bench/normalize.py
 	$(BIN)/python bench/kafka.py
 
-clean:
+clean: pure
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache bench/results/*.tmp
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
+from relay._compiled import stale_compiled_modules, stale_message
 from relay.dev.services import Service, start_kafka, start_redis
 
 # Property tests explore at random on developer machines; in CI they replay a fixed
@@ -15,6 +16,13 @@ from relay.dev.services import Service, start_kafka, start_redis
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run on stale mypyc-compiled modules: the tests would check old code."""
+    stale = stale_compiled_modules()
+    if stale:
+        raise pytest.UsageError(stale_message(stale))
 
 
 @pytest.fixture(scope="session")
