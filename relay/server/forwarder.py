@@ -197,12 +197,17 @@ class Forwarder:
         self.bytes_in_flight += len(body)
         task = asyncio.create_task(self._send(envelope, meta, state, body))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         self._accepted_at[task] = time.monotonic()
-        task.add_done_callback(lambda done: self._accepted_at.pop(done, None))
         self._inflight[task] = (envelope, meta, body)
-        task.add_done_callback(lambda done: self._inflight.pop(done, None))
+        # One callback for the three books (a callback per book cost ~1 us per envelope).
+        task.add_done_callback(self._forget)
         return task
+
+    def _forget(self, task: asyncio.Task[bool]) -> None:
+        """A send ended: it is no longer in flight."""
+        self._tasks.discard(task)
+        self._accepted_at.pop(task, None)
+        self._inflight.pop(task, None)
 
     def _normalize(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
         """Relay's POP-side (light) normalization of the event item, before forwarding."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import time
 from collections.abc import Callable
@@ -83,10 +84,10 @@ def request_auth(
     found: list[Auth] = []
     header = _sentry_header(request, "X-Sentry-Auth")
     if header is not None:
-        found.append(_bad_auth(parse_auth_header, header))
+        found.append(_sentry_auth(header))
     authorization = _sentry_header(request, "Authorization")
     if authorization is not None:
-        found.append(_bad_auth(parse_auth_header, authorization))
+        found.append(_sentry_auth(authorization))
     basic = request.headers.get("Authorization", "")
     if basic[:6].lower() == "basic ":
         with contextlib.suppress(AuthError):
@@ -108,6 +109,23 @@ def request_auth(
         raise MissingAuth()
     validate_auth(auth)
     return auth
+
+
+#: Longest auth header value whose parse is cached (longer ones are parsed every time).
+_CACHED_AUTH_CHARS = 512
+
+
+def _sentry_auth(value: str) -> Auth:
+    """A ``Sentry ...`` auth header, parsed; an SDK sends the same value with every request."""
+    if len(value) > _CACHED_AUTH_CHARS:
+        return _bad_auth(parse_auth_header, value)
+    return _cached_sentry_auth(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_sentry_auth(value: str) -> Auth:
+    # Auth is frozen, so one instance can serve every request; errors are not cached.
+    return _bad_auth(parse_auth_header, value)
 
 
 def _bad_auth(parse: Callable[[str], Auth], value: str) -> Auth:
