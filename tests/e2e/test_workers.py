@@ -12,10 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -27,6 +25,7 @@ from relay.dev.services import free_port
 from relay.protocol.keys import save_credentials
 from relay.telemetry.shared import PUBLISH_SECS
 from tests.kafka_utils import collect
+from tests.workers import ready, wait_until
 
 AUTH = f"Sentry sentry_key={DEMO_PUBLIC_KEY}, sentry_version=7, sentry_client=workers/1.0"
 
@@ -46,23 +45,6 @@ def children(pid: int) -> set[int]:
         if ppid == pid and b"spawn_main" in cmdline:
             found.add(int(entry.name))
     return found
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-
-
-def ready(port: int) -> bool:
-    try:
-        url = f"http://127.0.0.1:{port}/api/relay/healthcheck/ready/"
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 def send_event(port: int) -> str:

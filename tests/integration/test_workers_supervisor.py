@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -35,6 +35,7 @@ import yaml
 
 from relay.dev.services import free_port
 from relay.protocol.keys import generate_credentials, save_credentials
+from tests.workers import ready, wait_until
 
 KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 AUTH = f"Sentry sentry_key={KEY}, sentry_version=7, sentry_client=workers-test/1.0"
@@ -171,23 +172,6 @@ def sockets_of(pid: int) -> set[int]:
         if target.startswith("socket:["):
             out.add(int(target[8:-1]))
     return out
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-
-
-def ready(port: int) -> bool:
-    try:
-        url = f"http://127.0.0.1:{port}/api/relay/healthcheck/ready/"
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 def send_event(port: int) -> tuple[str, int | None]:
