@@ -14,19 +14,7 @@ import pytest
 import sentry_relay.processing as sentry_relay
 
 import relay.pii as pii
-
-
-def _config(pattern: str) -> str:
-    rule = {"type": "pattern", "pattern": pattern, "redaction": {"method": "mask"}}
-    return json.dumps({"rules": {"r": rule}, "applications": {"$string": ["r"]}})
-
-
-def _relay_accepts(config: str) -> bool:
-    try:
-        sentry_relay.validate_pii_config(config)  # type: ignore[no-untyped-call]
-    except Exception:
-        return False
-    return True
+from tests.unit.pii_oracle import pattern_config, relay_accepts
 
 
 def _we_accept(config: str) -> bool:
@@ -81,15 +69,15 @@ KNOWN_GAPS = [r"\p{age=3.0}", r"\d{52}", r"\s{400}", "[\u03b1-\u03c9]{1311}"]
 
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_pattern_validation_matches_relay(pattern: str) -> None:
-    config = _config(pattern)
-    assert _we_accept(config) == _relay_accepts(config)
+    config = pattern_config(pattern)
+    assert _we_accept(config) == relay_accepts(config)
 
 
 @pytest.mark.parametrize("pattern", KNOWN_GAPS)
 @pytest.mark.xfail(strict=True, reason="known difference between Rust regex and Python re")
 def test_known_pattern_gaps(pattern: str) -> None:
-    config = _config(pattern)
-    assert _we_accept(config) == _relay_accepts(config)
+    config = pattern_config(pattern)
+    assert _we_accept(config) == relay_accepts(config)
 
 
 SELECTORS = [
@@ -107,7 +95,7 @@ SELECTORS = [
 @pytest.mark.parametrize("selector", SELECTORS)
 def test_selector_validation_matches_relay(selector: str) -> None:
     config = json.dumps({"applications": {selector: ["@ip"]}})
-    assert _we_accept(config) == _relay_accepts(config)
+    assert _we_accept(config) == relay_accepts(config)
 
 
 @pytest.mark.parametrize(
@@ -156,7 +144,7 @@ def test_selector_validation_matches_relay(selector: str) -> None:
     ],
 )
 def test_translated_patterns_scrub_like_relay(pattern: str, text: str, expected: str) -> None:
-    config = json.loads(_config(pattern))
+    config = json.loads(pattern_config(pattern))
     event = {"extra": {"k": text}}
     relay_result = sentry_relay.pii_strip_event(config, event)
     assert relay_result["extra"]["k"] == expected
