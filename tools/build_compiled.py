@@ -83,21 +83,21 @@ def unsafe_classes(module: str) -> list[str]:
 
 
 def package_sources() -> list[Path]:
-    """The ``.py`` files of :data:`PACKAGES`."""
-    return [p for package in PACKAGES for p in REPO.joinpath(*package.split(".")).glob("*.py")]
+    """The ``.py`` files of :data:`PACKAGES`, package by package, sorted by name."""
+    return [
+        p for package in PACKAGES for p in sorted(REPO.joinpath(*package.split(".")).glob("*.py"))
+    ]
 
 
 def compiled_modules() -> list[str]:
     """Every module of :data:`PACKAGES` but the excluded ones and those with unsafe classes."""
     modules: list[str] = []
-    for package in PACKAGES:
-        folder = REPO.joinpath(*package.split("."))
-        for source in sorted(folder.glob("*.py")):
-            module = f"{package}.{source.stem}"
-            # __init__ only re-exports: compiling it gains nothing.
-            if source.stem == "__init__" or module in EXCLUDED or unsafe_classes(module):
-                continue
-            modules.append(module)
+    for source in package_sources():
+        module = ".".join(source.relative_to(REPO).with_suffix("").parts)
+        # __init__ only re-exports: compiling it gains nothing.
+        if source.stem == "__init__" or module in EXCLUDED or unsafe_classes(module):
+            continue
+        modules.append(module)
     return modules
 
 
