@@ -49,6 +49,7 @@ from relay.server.geoip import open_geoip
 from relay.server.log_integrations import expand_log_integrations
 from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
+from relay.server.outgoing import Outgoing
 from relay.server.rate_limiting import RateLimiting
 from relay.server.request_meta import RequestMeta
 from relay.server.spool import SpooledEnvelope, SpoolError, SpoolFull, SpoolService
@@ -136,9 +137,9 @@ class Forwarder:
         self.metrics = metrics
         self.budget_bytes = budget_bytes
         self.bytes_in_flight = 0
-        self._tasks: set[asyncio.Task[bool]] = set()
-        #: When each in-flight envelope was accepted (for ``relay_queue_oldest_seconds``).
-        self._accepted_at: dict[asyncio.Task[bool], float] = {}
+        #: What each in-flight send holds: the envelope as it goes on the wire (to spool
+        #: it if shutdown cuts the send short, and for ``relay_queue_oldest_seconds``).
+        self._inflight: dict[asyncio.Task[bool], Outgoing] = {}
         self._slots = asyncio.Semaphore(config.limits.max_concurrent_requests)
         #: Heavy envelopes (relay.server.admission.is_heavy) have slots of their own, so
         #: slow uploads of big payloads never hold the slots of cheap envelopes.
@@ -147,8 +148,6 @@ class Forwarder:
         self.spool: SpoolService | None = None
         #: Set on shutdown with a permanent spool: new envelopes get 503 (as in Relay).
         self.closing = False
-        #: What each in-flight task sends (to spool it if shutdown cuts it short).
-        self._inflight: dict[asyncio.Task[bool], tuple[Envelope, RequestMeta, bytes]] = {}
 
     async def accept(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
@@ -192,22 +191,23 @@ class Forwarder:
             # Timestamps are drift-corrected now: the next hop must not correct them again.
             envelope.headers["sent_at"] = sent_at_now()
         body = envelope.serialize()
-        if self.bytes_in_flight + len(body) > self.budget_bytes and self.bytes_in_flight > 0:
+        # Compressed now, once: while it waits for the upstream, only the wire bytes are held.
+        heavy = is_heavy(envelope, len(body), self.config.limits.heavy_envelope_size)
+        held = Outgoing.encode(envelope, meta, body, self.config.http.encoding, heavy=heavy)
+        size = len(held.wire)
+        if self.bytes_in_flight + size > self.budget_bytes and self.bytes_in_flight > 0:
             raise ServiceUnavailable("the service is overloaded", retry_after=5)
-        self.bytes_in_flight += len(body)
-        task = asyncio.create_task(self._send(envelope, meta, state, body))
-        self._tasks.add(task)
-        self._accepted_at[task] = time.monotonic()
-        self._inflight[task] = (envelope, meta, body)
-        # One callback for the three books (a callback per book cost ~1 us per envelope).
+        self.bytes_in_flight += size
+        task = asyncio.create_task(self._send(held, state))
+        self._inflight[task] = held
         task.add_done_callback(self._forget)
         return task
 
     def _forget(self, task: asyncio.Task[bool]) -> None:
         """A send ended: it is no longer in flight."""
-        self._tasks.discard(task)
-        self._accepted_at.pop(task, None)
-        self._inflight.pop(task, None)
+        held = self._inflight.pop(task, None)
+        if held is not None:
+            self.bytes_in_flight -= len(held.wire)
 
     def _normalize(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
         """Relay's POP-side (light) normalization of the event item, before forwarding."""
@@ -281,64 +281,59 @@ class Forwarder:
             usage = span_usage_buckets(event, int(meta.received_at))
             self.metrics.service.merge(meta.public_key, usage)
 
-    async def _send(
-        self, envelope: Envelope, meta: RequestMeta, state: ProjectState, body: bytes
-    ) -> bool:
+    async def _send(self, held: Outgoing, state: ProjectState) -> bool:
         """Forward (or spool) the envelope; False if it ended as an outcome instead."""
+        meta = held.meta
         headers = forward_headers(meta)
         spool = self.spool
         try:
             if spool is not None and spool.upstream_down:
                 # The replay loop probes the upstream; meanwhile new data goes to disk.
-                return await self._to_spool(envelope, meta, headers, body)
+                return await self._to_spool(held, headers)
             spool_after = self.config.spool.envelopes.spool_after or SPOOL_AFTER_SECS
             budget = FORWARD_DEADLINE_SECS if spool is None else spool_after
-            heavy = is_heavy(envelope, len(body), self.config.limits.heavy_envelope_size)
-            async with self._heavy_slots if heavy else self._slots:
-                await self.upstream.send_envelope(
-                    meta.project_id, body, headers, time.monotonic() + budget
-                )
+            async with self._heavy_slots if held.heavy else self._slots:
+                await self.upstream.send_encoded(
+                    meta.project_id, held.wire, held.encoding, headers,
+                    time.monotonic() + budget,
+                )  # fmt: skip
             if spool is not None:
                 spool.mark_up()
             return True
         except UpstreamError as exc:
             if exc.is_received:
                 # The upstream decided (e.g. 403 for a disabled project) and owns the outcome.
-                log.debug("upstream rejected envelope %s: %s", envelope.event_id, exc)
+                log.debug("upstream rejected envelope %s: %s", held.event_id, exc)
                 if exc.status == 429 and self.rate_limits is not None:
                     retry_after = None if exc.retry_after is None else str(exc.retry_after)
                     self.rate_limits.learn_from_upstream(meta, state, exc.rate_limits, retry_after)
                 return True
             if spool is not None:
                 spool.mark_down()
-                return await self._to_spool(envelope, meta, headers, body)
-            log.error("dropping envelope %s after retries: %s", envelope.event_id, exc)
-            self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+                return await self._to_spool(held, headers)
+            log.error("dropping envelope %s after retries: %s", held.event_id, exc)
+            self.outcomes.envelope_dropped(held.envelope(), meta, None, "internal")
             return False
         except Exception:
-            log.exception("failed to forward envelope %s", envelope.event_id)
-            self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+            log.exception("failed to forward envelope %s", held.event_id)
+            self.outcomes.envelope_dropped(held.envelope(), meta, None, "internal")
             return False
-        finally:
-            self.bytes_in_flight -= len(body)
 
-    async def _to_spool(
-        self, envelope: Envelope, meta: RequestMeta, headers: dict[str, str], body: bytes
-    ) -> bool:
+    async def _to_spool(self, held: Outgoing, headers: dict[str, str]) -> bool:
         """Write to the spool; over its cap (or on a disk error) the envelope is an outcome
         (False)."""
         assert self.spool is not None
-        current = asyncio.current_task()
-        if current is not None:
-            self._inflight.pop(current, None)  # from here on, shutdown must not spool it again
+        held.spooled = True  # from here on, shutdown must not spool it again
+        meta = held.meta
+        body = held.body()
         try:
             # Shielded: a shutdown cancelling this task must not lose a half-written row.
             await asyncio.shield(
                 self.spool.put(meta.project_id, meta.public_key, headers, body, meta.received_at)
             )
         except (SpoolFull, SpoolError) as exc:
-            log.error("dropping envelope %s: cannot spool it: %s", envelope.event_id, exc)
-            self.outcomes.envelope_dropped(envelope, meta, None, "internal")
+            log.error("dropping envelope %s: cannot spool it: %s", held.event_id, exc)
+            self.outcomes.envelope_dropped(held.envelope(), meta, None, "internal")
             return False
         return True
 
@@ -365,26 +360,26 @@ class Forwarder:
 
     def oldest_queued_at(self) -> float | None:
         """Monotonic time the oldest envelope still in flight was accepted (None: none)."""
-        return min(self._accepted_at.values(), default=None)
+        return min((held.accepted_at for held in self._inflight.values()), default=None)
 
     async def drain(self, timeout: float) -> None:
         """Wait for in-flight envelopes (shutdown); what is left after ``timeout`` is logged."""
-        if not self._tasks:
+        if not self._inflight:
             return
         if self.spool is not None and not self.config.spool.envelopes.ephemeral:
             # Give in-flight sends half the time, then put what is left on disk.
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout / 2)
-            left = [self._inflight.pop(task) for task in pending if task in self._inflight]
+            _, pending = await asyncio.wait(set(self._inflight), timeout=timeout / 2)
+            left = [self._inflight[task] for task in pending if not self._inflight[task].spooled]
             for task in pending:
                 task.cancel()
-            for envelope, meta, body in left:
-                await self._to_spool(envelope, meta, forward_headers(meta), body)
+            for held in left:
+                await self._to_spool(held, forward_headers(held.meta))
             if left:
                 log.info("shutdown: spooled %d in-flight envelopes", len(left))
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
             return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        _, pending = await asyncio.wait(set(self._inflight), timeout=timeout)
         if pending:
             log.error("shutdown: %d envelopes still in flight were not forwarded", len(pending))
             for task in pending:

@@ -372,6 +372,17 @@ class UpstreamClient:
         Raises UpstreamError when the upstream rejects it (4xx) or the deadline passes.
         """
         body, content_encoding = encode_body(envelope, self.config.http.encoding)
+        await self.send_encoded(project_id, body, content_encoding, headers, deadline)
+
+    async def send_encoded(
+        self,
+        project_id: int | str,
+        body: bytes,
+        content_encoding: str | None,
+        headers: Mapping[str, str],
+        deadline: float,
+    ) -> None:
+        """:meth:`send_envelope` for a body already in ``content_encoding`` (None: plain)."""
         all_headers = {**headers, "Content-Type": ENVELOPE_CONTENT_TYPE}
         if content_encoding is not None:
             all_headers["Content-Encoding"] = content_encoding

@@ -66,6 +66,8 @@ async def test_forwarder_forgets_finished_sends() -> None:
     from relay.config import Config
     from relay.server.forwarder import Forwarder
     from relay.server.outcomes import OutcomeSink
+    from relay.server.outgoing import Outgoing
+    from relay.server.request_meta import RequestMeta
 
     config = Config()
     forwarder = Forwarder(config, None, OutcomeSink(config), 1024)  # type: ignore[arg-type]
@@ -74,11 +76,11 @@ async def test_forwarder_forgets_finished_sends() -> None:
         return True
 
     task = asyncio.create_task(done())
-    forwarder._tasks.add(task)
-    forwarder._accepted_at[task] = 0.0
-    forwarder._inflight[task] = None  # type: ignore[assignment]
+    forwarder._inflight[task] = Outgoing(RequestMeta(public_key="k", project_id=1), b"abc",
+                                         None, heavy=False, event_id=None)  # fmt: skip
+    forwarder.bytes_in_flight = 3
     task.add_done_callback(forwarder._forget)
     await task
     await asyncio.sleep(0)
-    assert not forwarder._tasks and not forwarder._accepted_at and not forwarder._inflight
+    assert not forwarder._inflight and forwarder.bytes_in_flight == 0
     assert forwarder.oldest_queued_at() is None
