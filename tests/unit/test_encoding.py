@@ -268,3 +268,19 @@ def test_corpus_wire_bodies_decode(body_path: Path) -> None:
     # The same bytes survive a re-encoding with each of the other codings.
     for encoding, encode in ENCODERS.items():
         assert decode_body(encode(decoded), encoding, len(decoded)) == decoded
+
+
+def test_zstd_compress_keeps_no_worst_case_buffer_alive() -> None:
+    # A POP holds compressed envelopes while its upstream is slow: each must cost its size.
+    import tracemalloc
+
+    data = b'{"message":"' + b"hello world " * 1000 + b'"}'
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [zstd_compress(data) for _ in range(20)]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(held[0]) < 200
+    assert grown < 20 * 400, f"{grown / 20:.0f} bytes held per {len(held[0])}-byte result"
