@@ -7,6 +7,7 @@ returns ``None`` and records an ``invalid_data`` error plus the original value u
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import re
@@ -406,8 +407,13 @@ def to_span_id(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_ip_address(text: str) -> bool:
-    """Whether Rust's ``IpAddr`` parses ``text`` (which, unlike Python, takes no IPv6 scope)."""
+    """Whether Rust's ``IpAddr`` parses ``text`` (which, unlike Python, takes no IPv6 scope).
+
+    Cached: the same few client addresses come with every event, and ``ip_address`` costs
+    1.5-3 us where a cache hit costs 0.05.
+    """
     if "%" in text:
         return False
     try:
