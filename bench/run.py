@@ -794,7 +794,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="per run (max, then fixed)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per run (max, then fixed)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
         "--targets",
