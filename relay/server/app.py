@@ -227,10 +227,17 @@ class RelayApp:
         shared = None if config.killswitches.redis else cluster
         self.killswitches = KillSwitchService(config, self.outcomes, shared)
         await self.killswitches.start()
+        # A POP aggregates received metric buckets at once, whether or not the project config
+        # is known (processing relays write them to Kafka with the envelope instead).
+        early_metrics = (
+            self.metrics.take_metric_buckets
+            if self.forwarder is not None and config.relay.mode != "proxy"
+            else None
+        )
         ingestor = Ingestor(
             config, projects, self.relays, sink, self.upstream, self.outcomes,
             rate_limits=self.rate_limits, killswitches=self.killswitches,
-            admission=self.admission, memory=self.memory,
+            admission=self.admission, memory=self.memory, early_metrics=early_metrics,
         )  # fmt: skip
         await ingestor.start()
         await self.metrics.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -140,8 +141,12 @@ class Ingestor:
         killswitches: KillSwitchService | None = None,
         admission: Admission | None = None,
         memory: MemoryChecker | None = None,
+        early_metrics: Callable[[Envelope, RequestMeta], int] | None = None,
     ) -> None:
         self.config = config
+        #: Takes ``metric_buckets`` items into the aggregator before the envelope waits for
+        #: its project config (Relay's ``queue_envelope``); None: they wait with it.
+        self.early_metrics = early_metrics
         #: The ``health`` memory watermarks; over them every envelope is refused (503).
         self.memory = memory
         #: In-memory byte budgets (relay.server.admission); None: unbounded here.
@@ -184,7 +189,7 @@ class Ingestor:
         state = self.projects.get_state(meta.public_key)
         if state is None:
             if deadline is None:
-                self.pending.push(envelope, meta)
+                self._park(envelope, meta)
                 return
             state = await durable.project_state(self.projects, meta.public_key, deadline)
         try:
@@ -200,7 +205,7 @@ class Ingestor:
         elif not self.projects.global_ready:
             # As Relay's envelope buffer: nothing is processed before the global config is
             # in; the envelope waits in its project's queue (bounded, with expiry).
-            self.pending.push(envelope, meta)
+            self._park(envelope, meta)
             return
         if self._wait_for_sampling_project(envelope, meta, state):
             return
@@ -222,6 +227,15 @@ class Ingestor:
             ENVELOPES_ACCEPTED.inc()
         if limited is not None:
             raise limited
+
+    def _park(self, envelope: Envelope, meta: RequestMeta) -> None:
+        """Queue the envelope until its project config is known; its metric buckets go to
+        the aggregator now (a flush waits for the config in their stead)."""
+        if self.early_metrics is not None:
+            self.early_metrics(envelope, meta)
+            if not envelope.items:
+                return
+        self.pending.push(envelope, meta)
 
     async def _to_sink(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState, ticket: Ticket | None

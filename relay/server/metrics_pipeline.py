@@ -13,10 +13,16 @@ upstream (POP): as one ``metric_buckets`` envelope per project and size-bounded 
 or, with ``http.global_metrics``, as batches of all projects to
 ``/api/0/relays/metrics/``. Every upstream request carries the flush partition in
 ``X-Sentry-Relay-Shard``. Each layer thus sends a fraction of what it received.
+
+As in Relay, a POP aggregates received buckets before their project config is known (the
+ingestor hands them over instead of parking them with the envelope). A flush that finds a
+project still being fetched returns its buckets to the aggregator for a later flush; the
+final flush at shutdown waits for such configs (within the shutdown timeout) instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -61,6 +67,11 @@ GlobalLookup = Callable[[], dict[str, Any] | None]
 _SESSION_ITEMS = frozenset({ItemType.SESSION, ItemType.SESSIONS})
 #: How long a POP relay keeps retrying a flushed batch towards its upstream.
 _UPSTREAM_DEADLINE = 60.0
+#: At shutdown, how often the final flush looks again for a config still being fetched.
+_STATE_POLL_SECS = 0.05
+#: Share of the shutdown timeout the final flush may wait for such configs (the rest is
+#: left for the delivery itself).
+_STATE_WAIT_SHARE = 0.6
 
 
 class MetricsPipeline:
@@ -90,6 +101,8 @@ class MetricsPipeline:
         self.service = AggregatorService(self.aggregator_config, deliver)
         #: ``metric_buckets`` items that were not a valid bucket list (dropped, as in Relay).
         self.invalid_items = 0
+        #: Set by :meth:`stop`: until then the final flush waits for pending configs.
+        self._state_deadline: float | None = None
 
     async def start(self) -> None:
         """Start the periodic flush."""
@@ -97,6 +110,7 @@ class MetricsPipeline:
 
     async def stop(self, timeout: float) -> None:
         """Flush everything (Relay flushes its aggregator on shutdown) and deliver it."""
+        self._state_deadline = time.monotonic() + timeout * _STATE_WAIT_SHARE
         await self.service.stop(timeout)
 
     def take_sessions(self, envelope: Envelope, meta: RequestMeta, state: ProjectState) -> None:
@@ -211,12 +225,31 @@ class MetricsPipeline:
 
     # --- delivery ------------------------------------------------------------------------
 
-    def _project_id(self, public_key: str, count: int) -> int | None:
+    async def _project(self, public_key: str, buckets: list[Bucket]) -> ProjectState | None:
+        """The enabled project the flushed buckets belong to; None: they are not delivered.
+
+        A config still being fetched sends the buckets back into the aggregator, as Relay
+        does (flushed again later); during the final flush its arrival is awaited instead.
+        Disabled and unknown projects drop their buckets.
+        """
         state = self.lookup(public_key)
-        if state is None or state.disabled or state.project_id is None:
-            log.debug("dropping %d metric buckets of unknown key %s", count, public_key)
+        deadline = self._state_deadline
+        while state is None and deadline is not None and time.monotonic() < deadline:
+            await asyncio.sleep(_STATE_POLL_SECS)
+            state = self.lookup(public_key)
+        if state is None:
+            if deadline is None:
+                self.service.merge(public_key, buckets)
+            else:
+                log.error(
+                    "dropping %d metric buckets of %s: no project config before shutdown",
+                    len(buckets), public_key,
+                )  # fmt: skip
             return None
-        return state.project_id
+        if state.disabled or state.project_id is None:
+            log.debug("dropping %d metric buckets of unknown key %s", len(buckets), public_key)
+            return None
+        return state
 
     async def _to_kafka(self, partition: int, by_project: dict[str, list[Bucket]]) -> None:
         del partition  # Kafka messages are keyed by nothing metric-specific
@@ -225,9 +258,8 @@ class MetricsPipeline:
 
     async def _project_to_kafka(self, public_key: str, buckets: list[Bucket]) -> None:
         assert self.producer is not None and self.metrics_topic is not None
-        state = self.lookup(public_key)
-        if state is None or state.disabled or state.project_id is None:
-            log.debug("dropping %d metric buckets of unknown key %s", len(buckets), public_key)
+        state = await self._project(public_key, buckets)
+        if state is None or state.project_id is None:
             return
         retention_days = state.event_retention
         headers = metric_headers("sessions")
@@ -255,9 +287,10 @@ class MetricsPipeline:
         self, partition: int, public_key: str, buckets: list[Bucket]
     ) -> None:
         assert self.upstream is not None
-        project_id = self._project_id(public_key, len(buckets))
-        if project_id is None:
+        state = await self._project(public_key, buckets)
+        if state is None or state.project_id is None:
             return
+        project_id = state.project_id
         headers = {
             "X-Sentry-Auth": f"Sentry sentry_key={public_key}, sentry_version=7",
             "X-Sentry-Relay-Shard": str(partition),
@@ -281,7 +314,7 @@ class MetricsPipeline:
         keyed = [
             (public_key, bucket)
             for public_key, buckets in by_project.items()
-            if self._project_id(public_key, len(buckets)) is not None
+            if await self._project(public_key, buckets) is not None
             for bucket in buckets
         ]
         for batch in split_keyed(keyed, self.aggregator_config.max_flush_bytes):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import msgspec
+import pytest
 
 from relay.config import Config, config_from_dict
 from relay.kafka.metrics import MetricBucket
@@ -146,7 +149,9 @@ async def test_envelopes_carry_the_shard_and_respect_max_flush_bytes() -> None:
         timestamp=int(NOW), width=1, name="d:sessions/foo@none", value=[float(i) for i in range(7)]
     )
     await pipeline._to_upstream(7, {KEY: [dist], "unknown" + KEY[7:]: [dist]})
-    assert len(upstream.envelopes) == 3  # 3 + 3 + 1 values; the unknown key is dropped
+    # 3 + 3 + 1 values; the key whose config is not known yet waits in the aggregator.
+    assert len(upstream.envelopes) == 3
+    assert len(pipeline.service.aggregator) == 1
     for project_id, body, headers in upstream.envelopes:
         assert project_id == 42
         assert headers["X-Sentry-Relay-Shard"] == "7"
@@ -214,3 +219,59 @@ async def test_over_budget_aggregator_is_unhealthy_until_a_flush() -> None:
     # Nothing is held, and the refused bucket's window has passed: accepting again.
     service._recover_budget(NOW + 2, flushed=False)
     assert service.can_accept()
+
+
+def _pending_pipeline() -> tuple[MetricsPipeline, FakeUpstream, dict[str, ProjectState]]:
+    """A pipeline whose project configs are known once the test puts them in ``states``."""
+    config = config_from_dict({"aggregator": {"bucket_interval": 1, "initial_delay": 0}})
+    states: dict[str, ProjectState] = {}
+    upstream = FakeUpstream()
+    pipeline = MetricsPipeline(config, states.get, upstream=cast(UpstreamClient, upstream))
+    return pipeline, upstream, states
+
+
+async def test_a_flush_keeps_the_buckets_of_a_project_still_being_fetched() -> None:
+    pipeline, upstream, states = _pending_pipeline()
+    counter = CounterBucket(timestamp=int(NOW), width=1, name="c:sessions/a@none", value=2.0)
+    await pipeline._to_upstream(0, {KEY: [counter]})
+    assert upstream.envelopes == []
+    assert len(pipeline.service.aggregator) == 1
+    states[KEY] = STATE
+    for partition in pipeline.service.aggregator.flush_all_partitions():
+        await pipeline._to_upstream(partition.partition_key, partition.buckets)
+    ((project_id, body, _),) = upstream.envelopes
+    assert project_id == 42
+    (item,) = parse_envelope(body).items
+    assert [(b["name"], b["value"]) for b in json.loads(item.payload)] == [
+        ("c:sessions/a@none", 2.0)
+    ]
+
+
+async def test_the_final_flush_waits_for_a_config_being_fetched() -> None:
+    pipeline, upstream, states = _pending_pipeline()
+    counter = CounterBucket(timestamp=int(NOW), width=1, name="c:sessions/a@none", value=2.0)
+    pipeline.service.merge(KEY, [counter])
+    asyncio.get_running_loop().call_later(0.2, states.__setitem__, KEY, STATE)
+    await pipeline.stop(3.0)
+    assert len(upstream.envelopes) == 1
+
+
+async def test_the_final_flush_drops_buckets_whose_config_never_comes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pipeline, upstream, _ = _pending_pipeline()
+    counter = CounterBucket(timestamp=int(NOW), width=1, name="c:sessions/a@none", value=2.0)
+    pipeline.service.merge(KEY, [counter])
+    started = time.monotonic()
+    await pipeline.stop(0.5)
+    assert time.monotonic() - started < 0.5
+    assert upstream.envelopes == []
+    assert "no project config before shutdown" in caplog.text
+
+
+async def test_disabled_projects_drop_their_buckets() -> None:
+    pipeline, upstream, states = _pending_pipeline()
+    states[KEY] = ProjectState(disabled=True)
+    counter = CounterBucket(timestamp=int(NOW), width=1, name="c:sessions/a@none", value=2.0)
+    await pipeline._to_upstream(0, {KEY: [counter]})
+    assert upstream.envelopes == [] and len(pipeline.service.aggregator) == 0
