@@ -65,17 +65,22 @@ class SlowConfigUpstream(FakeUpstream):
         return web.json_response({})
 
 
+async def _start_pop(upstream_url: str, initial_delay: int) -> RelayApp:
+    config = config_from_dict({
+        "relay": {"mode": "managed", "port": 0, "upstream": upstream_url},
+        "aggregator": {"bucket_interval": 1, "initial_delay": initial_delay},
+        "limits": {"shutdown_timeout": 4},
+    })  # fmt: skip
+    app = RelayApp(config, generate_credentials())
+    await app.start()
+    return app
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def pop() -> AsyncIterator[tuple[RelayApp, SlowConfigUpstream]]:
     upstream = SlowConfigUpstream()
     async with upstream.serving() as url:
-        config = config_from_dict({
-            "relay": {"mode": "managed", "port": 0, "upstream": url},
-            "aggregator": {"bucket_interval": 1, "initial_delay": 0},
-            "limits": {"shutdown_timeout": 4},
-        })  # fmt: skip
-        app = RelayApp(config, generate_credentials())
-        await app.start()
+        app = await _start_pop(url, initial_delay=0)
         try:
             yield app, upstream
         finally:
@@ -120,13 +125,8 @@ async def test_buckets_wait_in_the_aggregator_until_the_config_arrives(
 async def test_shutdown_waits_for_the_config_of_aggregated_buckets() -> None:
     upstream = SlowConfigUpstream()
     async with upstream.serving() as url:
-        config = config_from_dict({
-            "relay": {"mode": "managed", "port": 0, "upstream": url},
-            "aggregator": {"bucket_interval": 1, "initial_delay": 100},
-            "limits": {"shutdown_timeout": 4},
-        })  # fmt: skip
-        app = RelayApp(config, generate_credentials())
-        await app.start()
+        # Nothing is due before shutdown: only the final flush can deliver the bucket.
+        app = await _start_pop(url, initial_delay=100)
         await _send_buckets(app.ports[0], "c:sessions/at_shutdown@none", 5)
         asyncio.get_running_loop().call_later(0.5, upstream.release.set)
         await app.stop()
