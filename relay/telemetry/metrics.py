@@ -31,7 +31,8 @@ ITEMS_DROPPED = REGISTRY.counter(
 )
 QUEUE_BYTES = REGISTRY.gauge(
     "relay_queue_bytes",
-    "Bytes held in a queue: pending (waiting for a project config), forward, kafka.",
+    "Bytes held in a queue: pending (waiting for a project config), forward (compressed, "
+    "as they go upstream), kafka.",
     ("queue",),
 )
 QUEUE_OLDEST = REGISTRY.gauge(
