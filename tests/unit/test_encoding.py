@@ -272,8 +272,6 @@ def test_corpus_wire_bodies_decode(body_path: Path) -> None:
 
 def test_zstd_compress_keeps_no_worst_case_buffer_alive() -> None:
     # A POP holds compressed envelopes while its upstream is slow: each must cost its size.
-    import tracemalloc
-
     data = b'{"message":"' + b"hello world " * 1000 + b'"}'
     tracemalloc.start()
     try:
@@ -284,3 +282,41 @@ def test_zstd_compress_keeps_no_worst_case_buffer_alive() -> None:
         tracemalloc.stop()
     assert len(held[0]) < 200
     assert grown < 20 * 400, f"{grown / 20:.0f} bytes held per {len(held[0])}-byte result"
+
+
+def _outcome(body: bytes, encoding: str, limit: int) -> bytes | str:
+    try:
+        return decode_body(body, encoding, limit)
+    except (InvalidCompression, PayloadTooLarge) as exc:
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_zlib_ng_inflates_exactly_as_the_standard_zlib(
+    encoding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Differential: every corpus body, cut short, corrupted, concatenated and with trailing
+    bytes, under a tight limit too, decodes (or fails) the same with zlib-ng and with zlib."""
+    import random
+
+    from relay.protocol import encoding as module
+
+    rng = random.Random(11)
+    plain = [decode_body(p.read_bytes(), "gzip", 10 << 20) for p in wire_cases()]
+    wrap = gzip.compress if encoding == "gzip" else zlib.compress
+    cases: list[tuple[bytes, int]] = []
+    for data in plain:
+        packed = wrap(data)
+        cases += [(packed, 10 << 20), (packed, len(data) - 1), (packed + packed, 10 << 20)]
+        cases += [(packed + b"\x00junk", 10 << 20), (zlib.compress(data)[2:-4], 10 << 20)]
+        for _ in range(4):
+            cut = rng.randrange(1, len(packed))
+            flipped = bytearray(packed)
+            flipped[rng.randrange(len(packed))] ^= 1 << rng.randrange(8)
+            cases += [(packed[:cut], 10 << 20), (bytes(flipped), 10 << 20)]
+    ours = [_outcome(body, encoding, limit) for body, limit in cases]
+    monkeypatch.setattr(module, "zlib_ng", zlib)
+    monkeypatch.setattr(module, "_INFLATE_ERROR", zlib.error)
+    reference = [_outcome(body, encoding, limit) for body, limit in cases]
+    assert ours == reference
+    assert sum(isinstance(o, bytes) for o in ours) >= 3 * len(plain)
