@@ -190,16 +190,12 @@ def _incoming_entry(entry: dict[str, Any]) -> dict[str, Any] | None:
     (its children's annotations stay). Other keys are ignored, as Relay ignores them.
     """
     own: dict[str, Any] = {}
-    if "rem" in entry:
-        remarks = _incoming_remarks(entry["rem"])
-        if remarks is None:
-            return None
-        own["rem"] = remarks
-    if "err" in entry:
-        errors = _incoming_errors(entry["err"])
-        if errors is None:
-            return None
-        own["err"] = errors
+    for name, read in (("rem", _incoming_remarks), ("err", _incoming_errors)):
+        if name in entry:
+            annotations = read(entry[name])
+            if annotations is None:
+                return None
+            own[name] = annotations
     length = entry.get("len")
     if length is not None:
         if not _is_uint(length, _U32_MAX):
