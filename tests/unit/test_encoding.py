@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import tracemalloc
 import zlib
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import pytest
 import zstandard
 
 from relay.errors import InvalidCompression, PayloadTooLarge, UnsupportedMediaType
+from relay.protocol import encoding as module
 from relay.protocol.encoding import decode_body, zstd_compress, zstd_decompress
 from relay.protocol.envelope import parse_envelope
 from tests.paths import CORPUS
@@ -297,10 +299,6 @@ def test_zlib_ng_inflates_exactly_as_the_standard_zlib(
 ) -> None:
     """Differential: every corpus body, cut short, corrupted, concatenated and with trailing
     bytes, under a tight limit too, decodes (or fails) the same with zlib-ng and with zlib."""
-    import random
-
-    from relay.protocol import encoding as module
-
     rng = random.Random(11)
     plain = [decode_body(p.read_bytes(), "gzip", 10 << 20) for p in wire_cases()]
     wrap = gzip.compress if encoding == "gzip" else zlib.compress
