@@ -1,0 +1,112 @@
+"""The benchmark's load generator (bench/loadgen.py): counts, latencies and reconnection."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import cast
+
+KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+
+def _module(name: str) -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(f"bench_{name}", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+loadgen = _module("loadgen")
+servers = _module("servers")
+
+REQUESTS = loadgen.serialize(
+    [("/api/42/envelope/", {"content-type": "application/x-sentry-envelope"}, b"{}\n")],
+    "127.0.0.1",
+    0,
+)
+
+
+class _Flaky(asyncio.Protocol):
+    """Answers 200 to each request, but drops the connection unanswered every ``every``th."""
+
+    count = 0
+    every = 5
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            # The requests here carry 3-byte bodies.
+            self.buffer = self.buffer[end + 4 + 3 :]
+            _Flaky.count += 1
+            if _Flaky.count % self.every == 0:
+                self.transport.close()
+                return
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+
+async def _upstream_port() -> tuple[asyncio.Server, int]:
+    server = await servers.serve_upstream(KEY, 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_max_rate_counts_every_answer() -> None:
+    async def run() -> None:
+        server, port = await _upstream_port()
+        try:
+            result = await loadgen.max_rate("127.0.0.1", port, REQUESTS, 0.3, 4)
+        finally:
+            server.close()
+        assert result.count > 50
+        assert result.ok == result.count and result.failures == 0
+        assert all(0 < latency < 1 for latency in result.latencies)
+        assert 0.3 <= result.seconds < 1.5
+
+    asyncio.run(run())
+
+
+def test_fixed_rate_sends_exactly_rate_times_seconds() -> None:
+    async def run() -> None:
+        server, port = await _upstream_port()
+        try:
+            result = await loadgen.fixed_rate("127.0.0.1", port, REQUESTS, 0.4, 500, max_conns=4)
+            empty = await loadgen.fixed_rate("127.0.0.1", port, REQUESTS, 0.0, 500, max_conns=2)
+        finally:
+            server.close()
+        assert result.count == result.ok == 200
+        # The last of the 200 is due 0.4 s after the first: the run cannot end sooner.
+        assert result.seconds >= 0.4
+        assert empty.count == 0
+
+    asyncio.run(run())
+
+
+def test_dropped_connections_are_failures_and_replaced() -> None:
+    async def run(mode: str) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Flaky, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            if mode == "max":
+                result = await loadgen.max_rate("127.0.0.1", port, REQUESTS, 0.3, 3)
+            else:
+                result = await loadgen.fixed_rate("127.0.0.1", port, REQUESTS, 0.3, 300, 3)
+        finally:
+            server.close()
+        assert result.failures > 0
+        assert result.ok > 0
+        if mode == "fixed":
+            # Every scheduled request is one answer or one failure, and the run ends.
+            assert result.ok + result.failures == result.count == 90
+
+    asyncio.run(run("max"))
+    asyncio.run(run("fixed"))
