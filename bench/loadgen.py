@@ -69,6 +69,8 @@ class LoadResult:
     statuses: Counter[int] = field(default_factory=Counter)
     failures: int = 0
     target_rate: float | None = None
+    #: Connections the run used (at most, for a fixed-rate run).
+    connections: int = 0
 
     @property
     def count(self) -> int:
@@ -320,7 +322,7 @@ async def max_rate(
     host: str, port: int, requests: list[bytes], seconds: float, concurrency: int
 ) -> LoadResult:
     """Closed loop: ``concurrency`` connections, each sending back to back for ``seconds``."""
-    result = LoadResult("max", seconds)
+    result = LoadResult("max", seconds, connections=concurrency)
     run = _MaxRun(host, port, result, requests, seconds)
     for _ in range(concurrency):
         await run.connect()
@@ -341,7 +343,7 @@ async def fixed_rate(
     ``max_conns`` connections take the next scheduled request as soon as they are free; a
     request that finds every connection busy waits, and that wait is part of its latency.
     """
-    result = LoadResult("fixed", seconds, target_rate=rate)
+    result = LoadResult("fixed", seconds, target_rate=rate, connections=max_conns)
     total = int(rate * seconds)
     run = _FixedRun(host, port, result, requests, rate, total)
     # All connections up front: a connection storm when the server lags would measure SYN

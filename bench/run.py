@@ -534,6 +534,7 @@ def row(target: Target, kind: str, m: Measured, rss: dict[str, float]) -> dict[s
             round(load.ok / load.seconds, 1) if target.kafka_address and load.seconds else None
         ),
         "requests": load.count,
+        "connections": load.connections,
         "ok": load.ok,
         "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
         "failures": load.failures,
@@ -674,8 +675,12 @@ def run_all(
                 "in SCHED_BATCH: the load generator"
                 + ("" if target.infra_in_answer_path else " and the infrastructure")
             )
+        # Each relay process gets the connections one process gets: with N workers sharing
+        # 16, each would see 16/N, and a worker with fewer requests in flight batches less
+        # (smaller Kafka batches, fewer answers per event-loop wake-up) and is not saturated.
+        connections = concurrency * (_workers_of(name) if "-workers" in name else 1)
         try:
-            run = bench_target(target, seconds, concurrency, name in profile)
+            run = bench_target(target, seconds, connections, name in profile)
             rows += asyncio.run(run)
         finally:
             target.stop()
@@ -703,7 +708,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"# make bench: {meta['date']}",
         "",
         f"Machine: {meta['machine']}. Corpus: {meta['corpus']}. {meta['seconds']:.0f}s per run, "
-        f"{meta['concurrency']} connections at max rate; fixed rate = 80% of the measured max.",
+        f"{meta['concurrency']} connections per relay process at max rate (`-workersN`: N times "
+        "as many); fixed rate = 80% of the measured max.",
         "Relays pinned to CPUs "
         f"{meta['server_cpus']}, load generator and infrastructure (fake upstream, Redis, "
         f"broker, configserver) to {meta['client_cpus']}, except the `-workersN` targets (all "
@@ -773,6 +779,7 @@ def workers_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "target": name[: -len("-workers2")], "mode": mode,
             "workers1_per_s": one["envelopes_per_s"], "workers2_per_s": two["envelopes_per_s"],
             "ratio": round(two["envelopes_per_s"] / one["envelopes_per_s"], 3),
+            "connections": (one.get("connections", 0), two.get("connections", 0)),
             "cpu_per_1k": (one["cpu_s_per_1k"], two["cpu_s_per_1k"]),
             "relay_cores": (one["relay_cores_busy"], two["relay_cores_busy"]),
             "other_cores": (one["other_cores_busy"], two["other_cores_busy"]),
@@ -797,13 +804,14 @@ def workers_table(rows: list[dict[str, Any]]) -> list[str]:
         " a second worker costs nothing per envelope; the raw ratio is then the ratio of the"
         " cores the relays could get next to the load generator, infrastructure and others):",
         "",
-        "| target | mode | 1 worker env/s | 2 workers env/s | ratio | relay CPU s/1k (1 / 2)"
-        " | relay cores (1 / 2) | others (1 / 2) | per relay core |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | mode | connections (1 / 2) | 1 worker env/s | 2 workers env/s | ratio |"
+        " relay CPU s/1k (1 / 2) | relay cores (1 / 2) | others (1 / 2) | per relay core |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in ratios:
         lines.append(
-            f"| {r['target']} | {r['mode']} | {r['workers1_per_s']:.0f} | "
+            f"| {r['target']} | {r['mode']} | {r['connections'][0]} / {r['connections'][1]} | "
+            f"{r['workers1_per_s']:.0f} | "
             f"{r['workers2_per_s']:.0f} | {r['ratio']:.2f}x | {r['cpu_per_1k'][0]:.3f} / "
             f"{r['cpu_per_1k'][1]:.3f} | {r['relay_cores'][0]:.2f} / {r['relay_cores'][1]:.2f} | "
             f"{r['other_cores'][0]:.2f} / {r['other_cores'][1]:.2f} | "

@@ -43,8 +43,8 @@ def _row(target: str, rate: float, **extra: Any) -> dict[str, Any]:
 def test_workers_ratio_compares_two_with_one_worker_of_the_same_run() -> None:
     rows = [
         _row("baseline", 8000.0),
-        _row("pop-workers1", 1000.0),
-        _row("pop-workers2", 1700.0, relay_cores_busy=1.6, cpu_s_per_1k=0.625),
+        _row("pop-workers1", 1000.0, connections=16),
+        _row("pop-workers2", 1700.0, relay_cores_busy=1.6, cpu_s_per_1k=0.625, connections=32),
         _row("pop-workers2", 1400.0, mode="fixed 80%"),
         _row("processing-error-event-workers2", 900.0),  # no workers1: no ratio
     ]
@@ -57,7 +57,7 @@ def test_workers_ratio_compares_two_with_one_worker_of_the_same_run() -> None:
         "date": "d", "machine": "m", "corpus": "c", "seconds": 3.0, "concurrency": 16,
         "server_cpus": [0], "client_cpus": [1],
     })  # fmt: skip
-    assert "| pop | max | 1000 | 1700 | 1.70x |" in text
+    assert "| pop | max | 16 / 32 | 1000 | 1700 | 1.70x |" in text
 
 
 def test_rss_is_per_process_not_a_sum() -> None:
@@ -77,6 +77,16 @@ def test_pin_moves_every_thread_and_ignores_gone_processes() -> None:
             assert os.sched_getaffinity(int(task.name)) == {cpu}
     finally:
         run.pin([os.getpid()], before)
+
+
+def test_batch_sets_every_thread_and_back() -> None:
+    threads = [int(task.name) for task in Path(f"/proc/{os.getpid()}/task").iterdir()]
+    try:
+        run.batch([os.getpid(), 2**22 + 12345])
+        assert {os.sched_getscheduler(tid) for tid in threads} == {os.SCHED_BATCH}
+    finally:
+        run.batch([os.getpid()], on=False)
+    assert {os.sched_getscheduler(tid) for tid in threads} == {os.SCHED_OTHER}
 
 
 def test_machine_busy_seconds_only_grows() -> None:
