@@ -47,7 +47,6 @@ from relay.server.event_normalization import (
 )
 from relay.server.geoip import open_geoip
 from relay.server.log_integrations import expand_log_integrations
-from relay.server.loop_ref import LoopRef
 from relay.server.metrics_pipeline import MetricsPipeline
 from relay.server.outcomes import OutcomeSink
 from relay.server.outgoing import Outgoing
@@ -149,7 +148,6 @@ class Forwarder:
         self.spool: SpoolService | None = None
         #: Set on shutdown with a permanent spool: new envelopes get 503 (as in Relay).
         self.closing = False
-        self._loop = LoopRef()
 
     async def accept(
         self, envelope: Envelope, meta: RequestMeta, state: ProjectState
@@ -200,7 +198,7 @@ class Forwarder:
         if self.bytes_in_flight + size > self.budget_bytes and self.bytes_in_flight > 0:
             raise ServiceUnavailable("the service is overloaded", retry_after=5)
         self.bytes_in_flight += size
-        task = self._loop.get().create_task(self._send(held, state))
+        task = asyncio.create_task(self._send(held, state))
         self._inflight[task] = held
         task.add_done_callback(self._forget)
         return task

@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
-from relay.server.loop_ref import LoopRef
-
 __all__ = ["HttpPool", "PoolError", "PoolResponse"]
 
 #: Answers larger than this are refused: an upstream's answer to an envelope is tiny.
@@ -60,14 +58,11 @@ class _Connection(asyncio.Protocol):
         "closed",
         "idle_since",
         "keep_alive",
-        "loop",
         "transport",
         "used",
     )
 
     def __init__(self) -> None:
-        # Created by loop.create_connection, on the loop it serves.
-        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.used = False
@@ -126,7 +121,7 @@ class _Connection(asyncio.Protocol):
     def send(self, data: list[bytes]) -> asyncio.Future[PoolResponse]:
         """Write a serialized request; the future gets the answer."""
         assert self.transport is not None and self._waiter is None
-        waiter: asyncio.Future[PoolResponse] = self.loop.create_future()
+        waiter: asyncio.Future[PoolResponse] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         self._buf.clear()
         self._head = None
@@ -294,7 +289,6 @@ class HttpPool:
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
-        self._loop = LoopRef()
 
     async def post(
         self, path: str, headers: Mapping[str, str], body: bytes, timeout: float
@@ -302,7 +296,8 @@ class HttpPool:
         """POST ``body`` to ``path``; raises PoolError without a complete answer in time."""
         head = self._head(path, headers, len(body))
         data = [head + body] if len(body) < _JOIN_BELOW else [head, body]
-        deadline = self._loop.get().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         for _ in range(2):
             conn = await self._acquire(deadline)
             try:
@@ -337,10 +332,9 @@ class HttpPool:
     async def _exchange(
         self, conn: _Connection, data: list[bytes], deadline: float
     ) -> PoolResponse:
+        loop = asyncio.get_running_loop()
         waiter = conn.send(data)
-        timer = conn.loop.call_at(
-            deadline, conn.abort, PoolError("timed out waiting for the answer")
-        )
+        timer = loop.call_at(deadline, conn.abort, PoolError("timed out waiting for the answer"))
         try:
             return await waiter
         finally:
