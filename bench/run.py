@@ -16,8 +16,8 @@ Targets (each a set of subprocesses started and stopped here):
 * ``pop-workers1`` / ``pop-workers2`` and ``processing-error-event-workers1`` / ``-workers2``:
   ``relay run --workers N``. With 2 CPUs no core is left to put the load generator apart from
   two workers, so 1 and 2 workers run under the same placement (every process on every CPU,
-  the load generator and the infrastructure in SCHED_BATCH, see :func:`batch`) and the report
-  gives the ratio of the two from the same run.
+  the load generator and a POP's upstream in SCHED_BATCH, see :func:`batch`; 16 connections
+  per worker) and the report gives the ratio of the two from the same run.
 
 Placement (more than one CPU): the relay processes run on all CPUs but the last; the load
 generator (this process) and the infrastructure (fake upstream, configserver, Redis, broker:
@@ -713,7 +713,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "Relays pinned to CPUs "
         f"{meta['server_cpus']}, load generator and infrastructure (fake upstream, Redis, "
         f"broker, configserver) to {meta['client_cpus']}, except the `-workersN` targets (all "
-        "processes on all CPUs). Ratios are to the baseline of the same run.",
+        "processes on all CPUs, the load generator and a POP's upstream in SCHED_BATCH). "
+        "Ratios are to the baseline of the same run.",
         "CPU s/1k: CPU seconds of the relay processes per 1,000 requests; infra and load "
         "generator apart. LG busy: share of one CPU the load generator used (near 1: it is "
         "the bottleneck). Relay cores: relay CPU seconds per second. Peak RSS: VmHWM of the "
