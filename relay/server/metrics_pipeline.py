@@ -225,8 +225,11 @@ class MetricsPipeline:
 
     # --- delivery ------------------------------------------------------------------------
 
-    async def _project(self, public_key: str, buckets: list[Bucket]) -> ProjectState | None:
-        """The enabled project the flushed buckets belong to; None: they are not delivered.
+    async def _project(
+        self, public_key: str, buckets: list[Bucket]
+    ) -> tuple[ProjectState, int] | None:
+        """The enabled project the flushed buckets belong to, with its id; None: they are not
+        delivered.
 
         A config still being fetched sends the buckets back into the aggregator, as Relay
         does (flushed again later); during the final flush its arrival is awaited instead.
@@ -249,7 +252,7 @@ class MetricsPipeline:
         if state.disabled or state.project_id is None:
             log.debug("dropping %d metric buckets of unknown key %s", len(buckets), public_key)
             return None
-        return state
+        return state, state.project_id
 
     async def _to_kafka(self, partition: int, by_project: dict[str, list[Bucket]]) -> None:
         del partition  # Kafka messages are keyed by nothing metric-specific
@@ -258,9 +261,10 @@ class MetricsPipeline:
 
     async def _project_to_kafka(self, public_key: str, buckets: list[Bucket]) -> None:
         assert self.producer is not None and self.metrics_topic is not None
-        state = await self._project(public_key, buckets)
-        if state is None or state.project_id is None:
+        found = await self._project(public_key, buckets)
+        if found is None:
             return
+        state, project_id = found
         retention_days = state.event_retention
         headers = metric_headers("sessions")
         for bucket in buckets:
@@ -270,7 +274,7 @@ class MetricsPipeline:
             message = encode_metric_message(
                 to_kafka_bucket(bucket),
                 org_id=state.organization_id or 0,
-                project_id=state.project_id,
+                project_id=project_id,
                 retention_days=retention_days,
                 received_at=int(time.time()),
             )
@@ -287,10 +291,10 @@ class MetricsPipeline:
         self, partition: int, public_key: str, buckets: list[Bucket]
     ) -> None:
         assert self.upstream is not None
-        state = await self._project(public_key, buckets)
-        if state is None or state.project_id is None:
+        found = await self._project(public_key, buckets)
+        if found is None:
             return
-        project_id = state.project_id
+        _, project_id = found
         headers = {
             "X-Sentry-Auth": f"Sentry sentry_key={public_key}, sentry_version=7",
             "X-Sentry-Relay-Shard": str(partition),
