@@ -16,11 +16,11 @@ def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def ready(port: int) -> bool:
+def ready(port: int, timeout: float = 2.0) -> bool:
     """Whether the relay (whichever worker answers) on ``port`` reports itself ready."""
     try:
         url = f"http://127.0.0.1:{port}/api/relay/healthcheck/ready/"
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False

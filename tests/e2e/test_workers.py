@@ -82,7 +82,7 @@ async def test_workers_serve_restart_and_drain(chain: LocalChain, tmp_path: Path
     log_path = tmp_path / "workers.log"
     proc = start_workers(config_dir, log_path)
     try:
-        wait_until(lambda: ready(port) and len(children(proc.pid)) == 2)
+        wait_until(lambda: ready(port, 1) and len(children(proc.pid)) == 2, 30)
         first = children(proc.pid)
         # Accepted envelopes are forwarded in the background: wait for them to land before
         # killing a worker, since SIGKILL loses what a worker still holds.
@@ -94,9 +94,9 @@ async def test_workers_serve_restart_and_drain(chain: LocalChain, tmp_path: Path
         # A crashed worker is replaced, and the port keeps answering meanwhile.
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: len(children(proc.pid) - {victim}) == 2)
+        wait_until(lambda: len(children(proc.pid) - {victim}) == 2, 30)
         assert victim not in children(proc.pid)
-        wait_until(lambda: ready(port))
+        wait_until(lambda: ready(port, 1), 30)
         await expect_in_kafka(chain, [send_event(port) for _ in range(10)])
         # The replacement carries on from its predecessor's counts: counters never go down.
         await asyncio.sleep(PUBLISH_SECS * 1.5)
