@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from redis.asyncio import RedisCluster
 
 from relay.config import Config
@@ -30,6 +30,7 @@ from relay.server.cors import cors_middleware
 from relay.server.drain import DrainGate
 from relay.server.endpoints import fold_slashes_middleware, ingest_routes
 from relay.server.forwarder import Forwarder
+from relay.server.front import FrontDoor, envelope_route, wrap
 from relay.server.health import health_routes
 from relay.server.health_check import (
     HealthCheck,
@@ -107,6 +108,9 @@ class RelayApp:
         self.killswitches: KillSwitchService | None = None
         self.spool: SpoolService | None = None
         self._runners: list[web.AppRunner] = []
+        #: The listening sockets' servers and the main listener's front door (relay.server.front).
+        self._servers: list[asyncio.AbstractServer] = []
+        self.front_door: FrontDoor | None = None
         self.ports: list[int] = []
         self._requests_in_progress = 0
         self._no_requests = asyncio.Event()
@@ -272,7 +276,7 @@ class RelayApp:
         if config.metrics.statsd:
             self.statsd = StatsdSink(config.metrics)
             await self.statsd.start()
-        await self._listen(app, config.relay.host, config.relay.port)
+        await self._listen(app, config.relay.host, config.relay.port, front=True)
         if internal:
             internal_app = self._web_app()
             internal_app.add_routes(health_routes(self.is_ready))
@@ -302,22 +306,29 @@ class RelayApp:
         if producer is not None:
             gauges.add("kafka", lambda: producer.in_flight_bytes)
 
+    def _middlewares(self, fold_slashes: bool = True) -> list[Middleware]:
+        """The middlewares of every request, outermost first.
+
+        The front door's paths have no repeated slashes (``fold_slashes=False``).
+        """
+        middlewares: list[Middleware] = [
+            # Outermost: requests refused while draining are not waited for.
+            self.drain_gate.middleware,
+            self._count_requests,
+            request_metrics_middleware,
+            cors_middleware,
+            error_middleware,
+            fold_slashes_middleware,
+            # Innermost: refuses an upload that cannot be admitted before reading it.
+            admission_middleware(self.admission),
+        ]
+        if not fold_slashes:
+            middlewares.remove(fold_slashes_middleware)
+        return middlewares
+
     def _web_app(self) -> web.Application:
         # Bodies are read and limited by the handlers themselves (relay.server.body).
-        return web.Application(
-            middlewares=[
-                # Outermost: requests refused while draining are not waited for.
-                self.drain_gate.middleware,
-                self._count_requests,
-                request_metrics_middleware,
-                cors_middleware,
-                error_middleware,
-                fold_slashes_middleware,
-                # Innermost: refuses an upload that cannot be admitted before reading it.
-                admission_middleware(self.admission),
-            ],
-            client_max_size=2**40,
-        )
+        return web.Application(middlewares=self._middlewares(), client_max_size=2**40)
 
     @web.middleware
     async def _count_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -342,7 +353,11 @@ class RelayApp:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_requests.wait(), timeout)
 
-    async def _listen(self, app: web.Application, host: str, port: int) -> None:
+    async def _listen(
+        self, app: web.Application, host: str, port: int, front: bool = False
+    ) -> None:
+        """Serve ``app`` on ``host:port``; with ``front``, envelope requests go through the
+        front door (relay.server.front) and everything else to aiohttp."""
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -353,16 +368,26 @@ class RelayApp:
             shutdown_timeout=self.config.limits.shutdown_timeout / 2,
         )
         await runner.setup()
-        site = web.TCPSite(
-            runner, host, port, reuse_address=True, reuse_port=self.reuse_port or None,
+        self._runners.append(runner)
+        aiohttp_server = runner.server
+        assert aiohttp_server is not None
+        factory: Any = aiohttp_server
+        route = envelope_route(app) if front else None
+        if route is not None:
+            door = FrontDoor(
+                aiohttp_server, wrap(route.handler, self._middlewares(fold_slashes=False)), route,
+                self.config.limits.keepalive_timeout,
+            )  # fmt: skip
+            self.front_door = factory = door
+        server = await asyncio.get_running_loop().create_server(
+            factory, host, port, reuse_address=True, reuse_port=self.reuse_port or None,
             backlog=1024,
         )  # fmt: skip
-        await site.start()
-        self._runners.append(runner)
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        self._servers.append(server)
         bound = [
-            s.getsockname()[1] for s in sockets if s.family in (socket.AF_INET, socket.AF_INET6)
+            s.getsockname()[1]
+            for s in server.sockets
+            if s.family in (socket.AF_INET, socket.AF_INET6)
         ]
         self.ports.append(bound[0] if bound else port)
 
@@ -407,9 +432,13 @@ class RelayApp:
         await self.upstream.stop()
         if self.producer is not None:
             await self.producer.stop(left())
-        # Drained: stop listening (liveness answered until now).
+        # Drained: stop listening (liveness answered until now), then close the connections.
+        for server in self._servers:
+            server.close()
         for runner in self._runners:
             await runner.cleanup()
+        if self.front_door is not None:
+            self.front_door.close()
         if self.redis_limiter is not None:
             await self.redis_limiter.close()
         await self.redis_clients.aclose()

@@ -1,0 +1,446 @@
+"""Tier 2: the front door (relay.server.front) against aiohttp, over raw sockets.
+
+Envelope requests of the usual shape are served by the front door, everything else by
+aiohttp on the same connection. The answers must not tell the two apart: each case is sent
+once in the front door's shape and once chunked (which the front door hands to aiohttp), and
+both answers are compared.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relay.server.front import FAST_BODY_MAX
+from tests.integration.test_endpoints_http import KEY, PROJECT, Stack
+
+PATH = f"/api/{PROJECT}/envelope/"
+AUTH = f"Sentry sentry_key={KEY}, sentry_version=7, sentry_client=test/1.0"
+#: Headers whose values differ between any two answers.
+_VOLATILE = {"date"}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    s = Stack({"limits": {"keepalive_timeout": 1.0}})
+    s.start()
+    # The project config is fetched by the first envelope: later answers do not depend on
+    # whether it is known yet.
+    event_id = uuid.uuid4().hex
+    assert exchange(s, request(envelope(event_id))).status == 200
+    delivered(s, [event_id])
+    yield s
+    s.stop()
+
+
+def delivered(stack: Stack, ids: list[str]) -> list[str]:
+    """Wait until the upstream got an envelope for each of ``ids``; returns their ids in the
+    order received (other envelopes are left alone)."""
+    got: list[str] = []
+    for _ in range(250):
+        envs = stack.upstream.envelopes
+        got = [env.event_id for env in envs if env.event_id in ids]
+        if len(got) >= len(ids):
+            break
+        time.sleep(0.02)
+    stack.upstream.envelopes[:] = [e for e in stack.upstream.envelopes if e.event_id not in ids]
+    assert sorted(got) == sorted(ids)
+    return got
+
+
+def envelope(event_id: str | None = None) -> bytes:
+    event_id = event_id or uuid.uuid4().hex
+    payload = json.dumps({"message": "hello", "level": "error"}).encode()
+    return b"\n".join(
+        [
+            json.dumps({"event_id": event_id}).encode(),
+            json.dumps({"type": "event", "length": len(payload)}).encode(),
+            payload,
+        ]
+    )
+
+
+def head(
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    *,
+    path: str = PATH,
+    version: str = "1.1",
+    chunked: bool = False,
+) -> bytes:
+    lines = [f"POST {path} HTTP/{version}", "Host: relay"]
+    all_headers = {"X-Sentry-Auth": AUTH, **(headers or {})}
+    if chunked:
+        all_headers["Transfer-Encoding"] = "chunked"
+    else:
+        all_headers.setdefault("Content-Length", str(len(body)))
+    lines += [f"{k}: {v}" for k, v in all_headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def request(
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    *,
+    path: str = PATH,
+    version: str = "1.1",
+    chunked: bool = False,
+) -> bytes:
+    """A request as bytes; ``chunked=True`` sends the body in two chunks (aiohttp's shape)."""
+    raw = head(body, headers, path=path, version=version, chunked=chunked)
+    if not chunked:
+        return raw + body
+    half = len(body) // 2
+    parts = [body[:half], body[half:]]
+    return raw + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p) + b"0\r\n\r\n"
+
+
+class Response:
+    def __init__(self, version: str, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.version, self.status, self.headers, self.body = version, status, headers, body
+
+    def comparable(self) -> tuple[int, dict[str, str], bytes]:
+        headers = {k: v for k, v in self.headers.items() if k not in _VOLATILE}
+        return self.status, headers, self.body
+
+
+class Conn:
+    """A raw client connection that reads HTTP/1.x answers (Content-Length bodies)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self.buf += chunk
+        return bool(chunk)
+
+    def response(self) -> Response:
+        while b"\r\n\r\n" not in self.buf:
+            assert self._fill(), f"closed before an answer: {self.buf!r}"
+        raw_head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+        version, status, _ = status_line.split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length:
+            assert self._fill()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return Response(version, int(status), headers, body)
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """Whether the server closes the connection within ``timeout`` (no more bytes)."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def exchange(stack: Stack, data: bytes) -> Response:
+    conn = Conn(stack.port)
+    try:
+        conn.send(data)
+        return conn.response()
+    finally:
+        conn.close()
+
+
+def both_ways(
+    stack: Stack, body: bytes, headers: dict[str, str] | None = None, path: str = PATH
+) -> tuple[Response, Response]:
+    """The answers of the front door and of aiohttp to the same request."""
+    door = stack.relay.front_door
+    assert door is not None
+    before = door.served
+    fast = exchange(stack, request(body, headers, path=path))
+    assert door.served == before + 1, "the front door did not serve the request"
+    slow = exchange(stack, request(body, headers, path=path, chunked=True))
+    assert door.served == before + 1, "the front door served a chunked request"
+    return fast, slow
+
+
+def test_envelope_is_served_at_the_front_door(stack: Stack) -> None:
+    event_id = uuid.uuid4().hex
+    fast, slow = both_ways(stack, envelope(event_id))
+    assert fast.comparable() == slow.comparable()
+    assert fast.status == 200 and json.loads(fast.body) == {"id": event_id}
+    assert fast.headers["content-type"] == "application/json"
+    assert "date" in fast.headers and fast.headers["server"] == slow.headers["server"]
+    assert delivered(stack, [event_id, event_id]) == [event_id, event_id]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b"", None, 400),  # empty body
+        (b"{}\n{", None, 400),  # bad envelope
+        (b"{}\n", {"X-Sentry-Auth": "Sentry sentry_key=nope"}, 400),
+        (b"{}\n", {"X-Sentry-Auth": "Sentry sentry_version=7"}, 401),
+        (b"{}\n", {"Origin": "https://a.allowed.com"}, 200),  # CORS headers
+        (envelope(), {"Origin": "https://evil.com"}, 403),
+        (gzip.compress(b"{}\n"), {"Content-Encoding": "gzip"}, 200),
+        (b"\x1f\x8b garbage", {"Content-Encoding": "gzip"}, 400),
+        (envelope(), {"X-Forwarded-For": "10.1.2.3", "User-Agent": "sdk/1"}, 200),
+    ],
+)
+def test_answers_match_aiohttp(
+    stack: Stack, body: bytes, headers: dict[str, str] | None, status: int
+) -> None:
+    fast, slow = both_ways(stack, body, headers)
+    assert fast.status == status, fast.body
+    assert fast.comparable() == slow.comparable()
+    if status == 200 and body.startswith(b'{"event_id"'):
+        event_id = json.loads(fast.body)["id"]
+        delivered(stack, [event_id, event_id])
+
+
+def test_query_auth_and_dsn_auth(stack: Stack) -> None:
+    event_id = uuid.uuid4().hex
+    fast, slow = both_ways(
+        stack, envelope(event_id), {"X-Sentry-Auth": "ignored"}, path=f"{PATH}?sentry_key={KEY}"
+    )
+    assert fast.comparable() == slow.comparable() and fast.status == 200
+    delivered(stack, [event_id, event_id])
+    # No auth anywhere: the envelope header's DSN is the auth (as in Relay).
+    dsn = f"http://{KEY}@relay/{PROJECT}"
+    body = json.dumps({"dsn": dsn}).encode() + b"\n"
+    raw = f"POST {PATH} HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    assert exchange(stack, raw).status == 200
+
+
+def test_keep_alive_mixes_front_door_and_aiohttp(stack: Stack) -> None:
+    door = stack.relay.front_door
+    assert door is not None
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    conn = Conn(stack.port)
+    try:
+        before = door.served
+        conn.send(request(envelope(ids[0])))
+        assert conn.response().status == 200
+        conn.send(request(envelope(ids[1])))
+        assert conn.response().status == 200
+        assert door.served == before + 2
+        # Another route on the same connection: from here on it is aiohttp's.
+        conn.send(b"GET /api/relay/healthcheck/live/ HTTP/1.1\r\nHost: relay\r\n\r\n")
+        live = conn.response()
+        assert live.status == 200 and json.loads(live.body) == {"is_healthy": True}
+        conn.send(request(envelope(ids[2])))
+        assert conn.response().status == 200
+        assert door.served == before + 2
+    finally:
+        conn.close()
+    delivered(stack, ids)
+
+
+def test_pipelined_requests_in_one_write(stack: Stack) -> None:
+    ids = [uuid.uuid4().hex for _ in range(5)]
+    conn = Conn(stack.port)
+    try:
+        conn.send(b"".join(request(envelope(i)) for i in ids))
+        answers = [json.loads(conn.response().body)["id"] for _ in ids]
+    finally:
+        conn.close()
+    assert answers == ids
+    delivered(stack, ids)
+
+
+def test_pipelined_envelope_then_other_route(stack: Stack) -> None:
+    ids = [uuid.uuid4().hex for _ in range(2)]
+    conn = Conn(stack.port)
+    try:
+        conn.send(
+            request(envelope(ids[0]))
+            + b"GET /api/relay/healthcheck/ready/ HTTP/1.1\r\nHost: relay\r\n\r\n"
+            + request(envelope(ids[1]))
+        )
+        assert [conn.response().status for _ in range(3)] == [200, 200, 200]
+    finally:
+        conn.close()
+    delivered(stack, ids)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=2000), max_size=12))
+def test_any_split_of_the_bytes(stack: Stack, cuts: list[int]) -> None:
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    data = b"".join(request(envelope(i)) for i in ids)
+    points = sorted({c % len(data) for c in cuts} - {0})
+    conn = Conn(stack.port)
+    try:
+        start = 0
+        for point in [*points, len(data)]:
+            conn.send(data[start:point])
+            start = point
+            time.sleep(0.001)
+        answers = [json.loads(conn.response().body)["id"] for _ in ids]
+    finally:
+        conn.close()
+    assert answers == ids
+    delivered(stack, ids)
+
+
+def test_http_1_0_and_connection_close(stack: Stack) -> None:
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    conn = Conn(stack.port)
+    try:
+        conn.send(request(envelope(ids[0]), version="1.0"))
+        answer = conn.response()
+        assert (answer.version, answer.status) == ("HTTP/1.0", 200)
+        assert answer.headers["connection"] == "close"
+        assert conn.closed()
+    finally:
+        conn.close()
+    conn = Conn(stack.port)
+    try:
+        conn.send(request(envelope(ids[1]), {"Connection": "keep-alive"}, version="1.0"))
+        answer = conn.response()
+        assert answer.headers["connection"] == "keep-alive"
+        conn.send(request(envelope(ids[2]), {"Connection": "close"}))
+        answer = conn.response()
+        assert (answer.version, answer.headers["connection"]) == ("HTTP/1.1", "close")
+        assert conn.closed()
+    finally:
+        conn.close()
+    delivered(stack, ids)
+
+
+def test_no_host_header_is_accepted(stack: Stack) -> None:
+    # Relay takes HTTP/1.1 requests without Host (the relay suite sends them).
+    event_id = uuid.uuid4().hex
+    body = envelope(event_id)
+    raw = f"POST {PATH} HTTP/1.1\r\nX-Sentry-Auth: {AUTH}\r\nContent-Length: {len(body)}\r\n\r\n"
+    assert exchange(stack, raw.encode() + body).status == 200
+    delivered(stack, [event_id])
+
+
+@pytest.mark.parametrize(
+    "raw_head",
+    [
+        # A header name with a space, a value with a control character, folded lines,
+        # two lengths, a signed length: all handed to aiohttp, which refuses them.
+        f"POST {PATH} HTTP/1.1\r\nBad Header: x\r\nContent-Length: 3\r\n\r\n",
+        f"POST {PATH} HTTP/1.1\r\nX-A: a\x01b\r\nContent-Length: 3\r\n\r\n",
+        f"POST {PATH} HTTP/1.1\r\nX-A: a\r\n b\r\nContent-Length: 3\r\n\r\n",
+        f"POST {PATH} HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        f"POST {PATH} HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+        f"POST {PATH} HTTP/1.1\nContent-Length: 3\n\n",
+    ],
+)
+def test_malformed_heads_get_aiohttp_answers(stack: Stack, raw_head: str) -> None:
+    door = stack.relay.front_door
+    assert door is not None
+    before = door.served
+    conn = Conn(stack.port)
+    try:
+        conn.send(raw_head.encode() + b"{}\n")
+        answer = conn.response()
+    finally:
+        conn.close()
+    assert door.served == before
+    assert answer.status == 400 or (answer.status == 401 and raw_head.count("\n\n") == 1)
+
+
+def test_large_bodies_and_expect_go_to_aiohttp(stack: Stack) -> None:
+    door = stack.relay.front_door
+    assert door is not None
+    before = door.served
+    ids = [uuid.uuid4().hex for _ in range(2)]
+    padding = b"x" * (FAST_BODY_MAX + 1)
+    item = json.dumps({"type": "attachment", "length": len(padding)}).encode()
+    big = envelope(ids[0]) + b"\n" + item + b"\n" + padding
+    assert exchange(stack, request(big)).status == 200
+    conn = Conn(stack.port)
+    try:
+        body = envelope(ids[1])
+        conn.send(head(body, {"Expect": "100-continue"}))
+        assert conn.response().status == 100
+        conn.send(body)
+        assert conn.response().status == 200
+    finally:
+        conn.close()
+    assert door.served == before
+    delivered(stack, ids)
+
+
+def test_half_closed_client_gets_its_answer(stack: Stack) -> None:
+    event_id = uuid.uuid4().hex
+    conn = Conn(stack.port)
+    try:
+        conn.send(request(envelope(event_id)))
+        conn.sock.shutdown(socket.SHUT_WR)
+        assert conn.response().status == 200
+        assert conn.closed()
+    finally:
+        conn.close()
+    delivered(stack, [event_id])
+
+
+def test_idle_connections_are_closed_after_the_keepalive_timeout(stack: Stack) -> None:
+    event_id = uuid.uuid4().hex
+    conn = Conn(stack.port)
+    try:
+        conn.send(request(envelope(event_id)))
+        assert conn.response().status == 200
+        started = time.monotonic()
+        assert conn.closed(timeout=10)
+        # limits.keepalive_timeout is 1 s in this stack.
+        assert 0.5 < time.monotonic() - started < 5
+    finally:
+        conn.close()
+    delivered(stack, [event_id])
+
+
+def test_shutdown_closes_front_door_connections() -> None:
+    s = Stack({})
+    s.start()
+    conn = Conn(s.port)
+    try:
+        event_id = uuid.uuid4().hex
+        conn.send(request(envelope(event_id)))
+        assert conn.response().status == 200
+        delivered(s, [event_id])
+        s.stop()
+        assert conn.closed(timeout=5)
+    finally:
+        conn.close()
+
+
+def test_draining_relay_refuses_with_connection_close() -> None:
+    s = Stack({})
+    s.start()
+    try:
+        conn = Conn(s.port)
+        try:
+            s.relay.drain_gate.close()
+            conn.send(request(envelope()))
+            answer = conn.response()
+            assert answer.status == 503 and answer.headers["connection"] == "close"
+            assert json.loads(answer.body) == {"detail": "relay is shutting down"}
+            assert conn.closed()
+        finally:
+            conn.close()
+    finally:
+        s.stop()
