@@ -16,8 +16,12 @@ Targets (each a set of subprocesses started and stopped here):
 * ``pop-workers1`` / ``pop-workers2`` and ``processing-error-event-workers1`` / ``-workers2``:
   ``relay run --workers N``. With 2 CPUs no core is left to put the load generator apart from
   two workers, so 1 and 2 workers run under the same placement (every process on every CPU,
-  the load generator and a POP's upstream in SCHED_BATCH, see :func:`batch`; 16 connections
-  per worker) and the report gives the ratio of the two from the same run.
+  the load generator and a POP's upstream in SCHED_BATCH, see :func:`batch`; each worker
+  gets the connections of one process) and the report gives the ratio of the two from the
+  same run.
+
+Connections at max rate: 16 per POP (SDK clients), 64 per processing relay (its clients are
+POPs, whose answers wait for the broker's acks: see :func:`connections_of`).
 
 Placement (more than one CPU): the relay processes run on all CPUs but the last; the load
 generator (this process) and the infrastructure (fake upstream, configserver, Redis, broker:
@@ -646,8 +650,27 @@ def _cpu_split() -> tuple[set[int], set[int]]:
     return set(cpus[:-1]), {cpus[-1]}
 
 
+def connections_of(name: str, concurrency: int, processing_concurrency: int) -> int:
+    """Connections at max rate: per relay process, times the workers of ``-workersN``.
+
+    A processing relay's clients are POPs, each with up to ``limits.max_concurrent_requests``
+    (100) connections, and its answers wait for the broker's acks: with as few connections
+    as an SDK-facing POP gets, it idles between acks instead of running at its maximum.
+    """
+    per_process = processing_concurrency if name.startswith("processing") else concurrency
+    # Each relay process gets the connections one process gets: with N workers sharing
+    # them, each would see 1/N, and a worker with fewer requests in flight batches less
+    # (smaller Kafka batches, fewer answers per event-loop wake-up) and is not saturated.
+    return per_process * (_workers_of(name) if "-workers" in name else 1)
+
+
 def run_all(
-    names: list[str], seconds: float, concurrency: int, workdir: Path, profile: set[str]
+    names: list[str],
+    seconds: float,
+    concurrency: int,
+    workdir: Path,
+    profile: set[str],
+    processing_concurrency: int,
 ) -> list[dict[str, Any]]:
     all_cpus = os.sched_getaffinity(0)
     servers, client = _cpu_split()
@@ -675,10 +698,7 @@ def run_all(
                 "in SCHED_BATCH: the load generator"
                 + ("" if target.infra_in_answer_path else " and the infrastructure")
             )
-        # Each relay process gets the connections one process gets: with N workers sharing
-        # 16, each would see 16/N, and a worker with fewer requests in flight batches less
-        # (smaller Kafka batches, fewer answers per event-loop wake-up) and is not saturated.
-        connections = concurrency * (_workers_of(name) if "-workers" in name else 1)
+        connections = connections_of(name, concurrency, processing_concurrency)
         try:
             run = bench_target(target, seconds, connections, name in profile)
             rows += asyncio.run(run)
@@ -708,8 +728,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"# make bench: {meta['date']}",
         "",
         f"Machine: {meta['machine']}. Corpus: {meta['corpus']}. {meta['seconds']:.0f}s per run, "
-        f"{meta['concurrency']} connections per relay process at max rate (`-workersN`: N times "
-        "as many); fixed rate = 80% of the measured max.",
+        f"{meta['concurrency']} connections per relay process at max rate (processing relays: "
+        f"{meta.get('processing_concurrency', meta['concurrency'])}, their clients are POPs; "
+        "`-workersN`: N times as many); fixed rate = 80% of the measured max.",
         "Relays pinned to CPUs "
         f"{meta['server_cpus']}, load generator and infrastructure (fake upstream, Redis, "
         f"broker, configserver) to {meta['client_cpus']}, except the `-workersN` targets (all "
@@ -837,7 +858,10 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per run (max, then fixed)")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=16, help="per POP/baseline process")
+    parser.add_argument(
+        "--processing-concurrency", type=int, default=64, help="per processing relay process"
+    )
     parser.add_argument(
         "--targets",
         default=",".join(ALL_TARGETS),
@@ -854,7 +878,9 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     servers, client = _cpu_split()
     profile = {n.strip() for n in opts.profile.split(",") if n.strip()}
-    rows = run_all(names, opts.seconds, opts.concurrency, workdir, profile)
+    rows = run_all(
+        names, opts.seconds, opts.concurrency, workdir, profile, opts.processing_concurrency
+    )
     with_ratios(rows)
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -862,6 +888,7 @@ def main() -> int:
         "corpus": f"{len(load_corpus(CORPUS))} recorded sentry-python requests",
         "seconds": opts.seconds,
         "concurrency": opts.concurrency,
+        "processing_concurrency": opts.processing_concurrency,
         "server_cpus": sorted(servers),
         "client_cpus": sorted(client),
     }

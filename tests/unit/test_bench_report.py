@@ -93,3 +93,12 @@ def test_machine_busy_seconds_only_grows() -> None:
     first = run.machine_busy_seconds()
     sum(range(200_000))
     assert run.machine_busy_seconds() >= first > 0
+
+
+def test_connections_per_target() -> None:
+    # Processing relays are fed by POPs (many connections); workers get one process' share each.
+    assert run.connections_of("pop", 16, 64) == 16
+    assert run.connections_of("chain", 16, 64) == 16
+    assert run.connections_of("pop-workers2", 16, 64) == 32
+    assert run.connections_of("processing-error-event", 16, 64) == 64
+    assert run.connections_of("processing-error-event-workers2", 16, 64) == 128
