@@ -237,10 +237,10 @@ class FrontProtocol(asyncio.Protocol):
             self._next()
 
     def eof_received(self) -> bool | None:
-        # The client is done sending; a request being served is still answered.
+        # The client is done sending: what it sent is still answered, then it is closed.
         self.eof = True
-        if not self.busy:
-            self.close()
+        if not self.busy and not self.write_paused:
+            self._next()
         return True
 
     def close(self) -> None:
@@ -250,43 +250,53 @@ class FrontProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _next(self) -> None:
-        """Serve the next buffered request, wait for more bytes, or hand over."""
+        """Serve the next buffered request, or hand over, or wait for more bytes."""
         if self.closing:
             return
+        if not self._start_next() and self.eof:
+            # Nothing more will come: what is left is at most an incomplete request.
+            self.close()
+
+    def _start_next(self) -> bool:
+        """Start serving the next request or hand the connection over; False: no complete
+        request is buffered."""
         buffer = self.buffer
         if self.waiting is None:
             if not buffer:
                 self._idle()
-                return
+                return False
             line_end = buffer.find(b"\n")
             if line_end < 0:
-                if len(buffer) > MAX_HEAD:
-                    self._hand_over()
-                return
+                if len(buffer) <= MAX_HEAD:
+                    return False
+                self._hand_over()
+                return True
             line = _REQUEST_LINE.fullmatch(buffer, 0, line_end - 1) if line_end else None
             if line is None or buffer[line_end - 1] != 0x0D:
                 self._hand_over()
-                return
+                return True
             head_end = buffer.find(b"\r\n\r\n", line_end - 1)
             if head_end < 0:
-                if len(buffer) > MAX_HEAD:
-                    self._hand_over()
-                return
+                if len(buffer) <= MAX_HEAD:
+                    return False
+                self._hand_over()
+                return True
             request = self._request(line, bytes(buffer[line_end + 1 : head_end + 2]))
             if request is None:
                 self._hand_over()
-                return
+                return True
             self.waiting = (request, head_end + 4)
         request, head_size = self.waiting
         total = head_size + request.content_length
         if len(buffer) < total:
-            return
+            return False
         self.waiting = None
         request._body = bytes(buffer[head_size:total])
         del buffer[:total]
         self.busy = True
         self.door.served += 1
         asyncio.get_running_loop().create_task(self._serve(request))
+        return True
 
     def _request(self, line: re.Match[bytes], head: bytes) -> FrontRequest | None:
         """The request of a well-formed envelope head with a small ``Content-Length`` body;
@@ -335,9 +345,6 @@ class FrontProtocol(asyncio.Protocol):
             response = web.Response(status=500, text="internal server error")
         self._respond(request, response)
         self.busy = False
-        if self.eof:
-            self.close()
-            return
         if not self.write_paused:
             self._resume_reading()
             self._next()

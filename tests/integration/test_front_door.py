@@ -398,6 +398,20 @@ def test_half_closed_client_gets_its_answer(stack: Stack) -> None:
     delivered(stack, [event_id])
 
 
+def test_half_closed_client_gets_every_pipelined_answer(stack: Stack) -> None:
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    conn = Conn(stack.port)
+    try:
+        conn.send(b"".join(request(envelope(i)) for i in ids) + request(b"{}")[:20])
+        conn.sock.shutdown(socket.SHUT_WR)
+        assert [json.loads(conn.response().body)["id"] for _ in ids] == ids
+        # The incomplete request after them is dropped with the connection.
+        assert conn.closed()
+    finally:
+        conn.close()
+    delivered(stack, ids)
+
+
 def test_idle_connections_are_closed_after_the_keepalive_timeout(stack: Stack) -> None:
     event_id = uuid.uuid4().hex
     conn = Conn(stack.port)
