@@ -8,7 +8,9 @@ both answers are compared.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import itertools
 import json
 import socket
 import time
@@ -68,24 +70,6 @@ def envelope(event_id: str | None = None) -> bytes:
     )
 
 
-def head(
-    body: bytes,
-    headers: dict[str, str] | None = None,
-    *,
-    path: str = PATH,
-    version: str = "1.1",
-    chunked: bool = False,
-) -> bytes:
-    lines = [f"POST {path} HTTP/{version}", "Host: relay"]
-    all_headers = {"X-Sentry-Auth": AUTH, **(headers or {})}
-    if chunked:
-        all_headers["Transfer-Encoding"] = "chunked"
-    else:
-        all_headers.setdefault("Content-Length", str(len(body)))
-    lines += [f"{k}: {v}" for k, v in all_headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
 def request(
     body: bytes,
     headers: dict[str, str] | None = None,
@@ -95,7 +79,14 @@ def request(
     chunked: bool = False,
 ) -> bytes:
     """A request as bytes; ``chunked=True`` sends the body in two chunks (aiohttp's shape)."""
-    raw = head(body, headers, path=path, version=version, chunked=chunked)
+    lines = [f"POST {path} HTTP/{version}", "Host: relay"]
+    all_headers = {"X-Sentry-Auth": AUTH, **(headers or {})}
+    if chunked:
+        all_headers["Transfer-Encoding"] = "chunked"
+    else:
+        all_headers.setdefault("Content-Length", str(len(body)))
+    lines += [f"{k}: {v}" for k, v in all_headers.items()]
+    raw = ("\r\n".join(lines) + "\r\n\r\n").encode()
     if not chunked:
         return raw + body
     half = len(body) // 2
@@ -157,13 +148,19 @@ class Conn:
         self.sock.close()
 
 
-def exchange(stack: Stack, data: bytes) -> Response:
-    conn = Conn(stack.port)
+@contextlib.contextmanager
+def connection(port: int) -> Iterator[Conn]:
+    conn = Conn(port)
     try:
-        conn.send(data)
-        return conn.response()
+        yield conn
     finally:
         conn.close()
+
+
+def exchange(stack: Stack, data: bytes) -> Response:
+    with connection(stack.port) as conn:
+        conn.send(data)
+        return conn.response()
 
 
 def both_ways(
@@ -233,8 +230,7 @@ def test_keep_alive_mixes_front_door_and_aiohttp(stack: Stack) -> None:
     door = stack.relay.front_door
     assert door is not None
     ids = [uuid.uuid4().hex for _ in range(3)]
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         before = door.served
         conn.send(request(envelope(ids[0])))
         assert conn.response().status == 200
@@ -248,35 +244,34 @@ def test_keep_alive_mixes_front_door_and_aiohttp(stack: Stack) -> None:
         conn.send(request(envelope(ids[2])))
         assert conn.response().status == 200
         assert door.served == before + 2
-    finally:
-        conn.close()
     delivered(stack, ids)
+
+
+def answered_ids(stack: Stack, chunks: list[bytes], count: int) -> list[str]:
+    """The event ids of the first ``count`` answers to ``chunks``, sent one by one."""
+    with connection(stack.port) as conn:
+        for chunk in chunks:
+            conn.send(chunk)
+            if len(chunks) > 1:
+                time.sleep(0.001)  # separate reads on the server's side
+        return [json.loads(conn.response().body)["id"] for _ in range(count)]
 
 
 def test_pipelined_requests_in_one_write(stack: Stack) -> None:
     ids = [uuid.uuid4().hex for _ in range(5)]
-    conn = Conn(stack.port)
-    try:
-        conn.send(b"".join(request(envelope(i)) for i in ids))
-        answers = [json.loads(conn.response().body)["id"] for _ in ids]
-    finally:
-        conn.close()
-    assert answers == ids
+    assert answered_ids(stack, [b"".join(request(envelope(i)) for i in ids)], 5) == ids
     delivered(stack, ids)
 
 
 def test_pipelined_envelope_then_other_route(stack: Stack) -> None:
     ids = [uuid.uuid4().hex for _ in range(2)]
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         conn.send(
             request(envelope(ids[0]))
             + b"GET /api/relay/healthcheck/ready/ HTTP/1.1\r\nHost: relay\r\n\r\n"
             + request(envelope(ids[1]))
         )
         assert [conn.response().status for _ in range(3)] == [200, 200, 200]
-    finally:
-        conn.close()
     delivered(stack, ids)
 
 
@@ -287,34 +282,21 @@ def test_pipelined_envelope_then_other_route(stack: Stack) -> None:
 def test_any_split_of_the_bytes(stack: Stack, cuts: list[int]) -> None:
     ids = [uuid.uuid4().hex for _ in range(3)]
     data = b"".join(request(envelope(i)) for i in ids)
-    points = sorted({c % len(data) for c in cuts} - {0})
-    conn = Conn(stack.port)
-    try:
-        start = 0
-        for point in [*points, len(data)]:
-            conn.send(data[start:point])
-            start = point
-            time.sleep(0.001)
-        answers = [json.loads(conn.response().body)["id"] for _ in ids]
-    finally:
-        conn.close()
-    assert answers == ids
+    points = [0, *sorted({c % len(data) for c in cuts} - {0}), len(data)]
+    chunks = [data[a:b] for a, b in itertools.pairwise(points)]
+    assert answered_ids(stack, chunks, 3) == ids
     delivered(stack, ids)
 
 
 def test_http_1_0_and_connection_close(stack: Stack) -> None:
     ids = [uuid.uuid4().hex for _ in range(3)]
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         conn.send(request(envelope(ids[0]), version="1.0"))
         answer = conn.response()
         assert (answer.version, answer.status) == ("HTTP/1.0", 200)
         assert answer.headers["connection"] == "close"
         assert conn.closed()
-    finally:
-        conn.close()
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         conn.send(request(envelope(ids[1]), {"Connection": "keep-alive"}, version="1.0"))
         answer = conn.response()
         assert answer.headers["connection"] == "keep-alive"
@@ -322,8 +304,6 @@ def test_http_1_0_and_connection_close(stack: Stack) -> None:
         answer = conn.response()
         assert (answer.version, answer.headers["connection"]) == ("HTTP/1.1", "close")
         assert conn.closed()
-    finally:
-        conn.close()
     delivered(stack, ids)
 
 
@@ -353,12 +333,9 @@ def test_malformed_heads_get_aiohttp_answers(stack: Stack, raw_head: str) -> Non
     door = stack.relay.front_door
     assert door is not None
     before = door.served
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         conn.send(raw_head.encode() + b"{}\n")
         answer = conn.response()
-    finally:
-        conn.close()
     assert door.served == before
     assert answer.status == 400 or (answer.status == 401 and raw_head.count("\n\n") == 1)
 
@@ -372,89 +349,71 @@ def test_large_bodies_and_expect_go_to_aiohttp(stack: Stack) -> None:
     item = json.dumps({"type": "attachment", "length": len(padding)}).encode()
     big = envelope(ids[0]) + b"\n" + item + b"\n" + padding
     assert exchange(stack, request(big)).status == 200
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         body = envelope(ids[1])
-        conn.send(head(body, {"Expect": "100-continue"}))
+        conn.send(request(body, {"Expect": "100-continue"})[: -len(body)])
         assert conn.response().status == 100
         conn.send(body)
         assert conn.response().status == 200
-    finally:
-        conn.close()
     assert door.served == before
     delivered(stack, ids)
 
 
 def test_half_closed_client_gets_its_answer(stack: Stack) -> None:
     event_id = uuid.uuid4().hex
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         conn.send(request(envelope(event_id)))
         conn.sock.shutdown(socket.SHUT_WR)
         assert conn.response().status == 200
         assert conn.closed()
-    finally:
-        conn.close()
     delivered(stack, [event_id])
 
 
 def test_half_closed_client_gets_every_pipelined_answer(stack: Stack) -> None:
     ids = [uuid.uuid4().hex for _ in range(3)]
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         conn.send(b"".join(request(envelope(i)) for i in ids) + request(b"{}")[:20])
         conn.sock.shutdown(socket.SHUT_WR)
         assert [json.loads(conn.response().body)["id"] for _ in ids] == ids
         # The incomplete request after them is dropped with the connection.
         assert conn.closed()
-    finally:
-        conn.close()
     delivered(stack, ids)
 
 
 def test_idle_connections_are_closed_after_the_keepalive_timeout(stack: Stack) -> None:
     event_id = uuid.uuid4().hex
-    conn = Conn(stack.port)
-    try:
+    with connection(stack.port) as conn:
         conn.send(request(envelope(event_id)))
         assert conn.response().status == 200
         started = time.monotonic()
         assert conn.closed(timeout=10)
         # limits.keepalive_timeout is 1 s in this stack.
         assert 0.5 < time.monotonic() - started < 5
-    finally:
-        conn.close()
     delivered(stack, [event_id])
 
 
 def test_shutdown_closes_front_door_connections() -> None:
     s = Stack({})
     s.start()
-    conn = Conn(s.port)
-    try:
+    with connection(s.port) as conn:
         event_id = uuid.uuid4().hex
         conn.send(request(envelope(event_id)))
         assert conn.response().status == 200
         delivered(s, [event_id])
         s.stop()
         assert conn.closed(timeout=5)
-    finally:
-        conn.close()
 
 
 def test_draining_relay_refuses_with_connection_close() -> None:
     s = Stack({})
     s.start()
     try:
-        conn = Conn(s.port)
-        try:
+        with connection(s.port) as conn:
             s.relay.drain_gate.close()
             conn.send(request(envelope()))
             answer = conn.response()
             assert answer.status == 503 and answer.headers["connection"] == "close"
             assert json.loads(answer.body) == {"detail": "relay is shutting down"}
             assert conn.closed()
-        finally:
-            conn.close()
     finally:
         s.stop()
