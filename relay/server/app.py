@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -371,7 +372,7 @@ class RelayApp:
         self._runners.append(runner)
         aiohttp_server = runner.server
         assert aiohttp_server is not None
-        factory: Any = aiohttp_server
+        factory: Callable[[], asyncio.BaseProtocol] = aiohttp_server
         route = envelope_route(app) if front else None
         if route is not None:
             door = FrontDoor(

@@ -91,7 +91,7 @@ class FrontRequest:
         query_string: str,
         headers: CIMultiDict[str],
         remote: str | None,
-        body: bytes,
+        content_length: int,
         match_info: _Match,
         version: int,
     ) -> None:
@@ -100,11 +100,12 @@ class FrontRequest:
         self.query_string = query_string
         self.headers = headers
         self.remote = remote
-        self.content_length = len(body)
+        self.content_length = content_length
         self.match_info = match_info
         #: The minor version of HTTP/1.x.
         self.version = version
-        self._body = body
+        #: Set by the protocol once all ``content_length`` bytes are in.
+        self._body = b""
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -300,7 +301,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def _request(self, line: re.Match[bytes], head: bytes) -> FrontRequest | None:
         """The request of a well-formed envelope head with a small ``Content-Length`` body;
-        None for anything aiohttp should see (the body length is in ``content_length``)."""
+        None for anything aiohttp should see."""
         if len(head) > MAX_HEAD:
             return None
         headers: CIMultiDict[str] = CIMultiDict()
@@ -322,17 +323,15 @@ class FrontProtocol(asyncio.Protocol):
         if length is None or length > FAST_BODY_MAX:
             return None
         path, project_id, query, minor = line.groups()
-        request = FrontRequest(
+        return FrontRequest(
             path.decode("ascii"),
-            query.decode("ascii", "surrogateescape") if query else "",
+            query.decode("ascii") if query else "",
             headers,
             self.remote,
-            b"",
+            length,
             _Match(project_id.decode("ascii"), self.door.route),
             int(minor),
         )
-        request.content_length = length
-        return request
 
     async def _serve(self, request: FrontRequest) -> None:
         try:
