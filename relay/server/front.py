@@ -188,6 +188,8 @@ class FrontProtocol(asyncio.Protocol):
 
     def __init__(self, door: FrontDoor) -> None:
         self.door = door
+        # Made by the listening server, inside its loop.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.remote: str | None = None
         self.buffer = bytearray()
@@ -296,7 +298,7 @@ class FrontProtocol(asyncio.Protocol):
         del buffer[:total]
         self.busy = True
         self.door.served += 1
-        asyncio.get_running_loop().create_task(self._serve(request))
+        self.loop.create_task(self._serve(request))
         return True
 
     def _request(self, line: re.Match[bytes], head: bytes) -> FrontRequest | None:
@@ -389,7 +391,7 @@ class FrontProtocol(asyncio.Protocol):
     def _idle(self) -> None:
         # One timer per keep-alive period, not one per request: it re-arms itself for
         # connections that were busy meanwhile.
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self.idle_since = loop.time()
         if self.idle_timer is None:
             self.idle_timer = loop.call_at(
@@ -405,7 +407,7 @@ class FrontProtocol(asyncio.Protocol):
             # Not idle now: _next arms the timer again when the connection goes idle.
             return
         deadline = since + self.door.keepalive_timeout
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if loop.time() >= deadline:
             self.close()
         else:
