@@ -106,6 +106,8 @@ class _Connection(asyncio.Protocol):
         #: perf_counter time the request in flight counts its latency from (None: idle).
         self.since: float | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        #: The last answer said ``Connection: close``: no request is sent on it any more.
+        self.last_answer = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport (so no isinstance check).
@@ -136,6 +138,7 @@ class _Connection(asyncio.Protocol):
                 return
             del buf[:total]
             self.since = None
+            self.last_answer = b"\r\nconnection: close" in head
             self.on_answer(self, int(head[9:12]), since)
 
     def send(self, request: bytes, since: float) -> None:
@@ -147,6 +150,16 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    @property
+    def gone(self) -> bool:
+        """Closed by the server, or about to be: a new connection must take its place."""
+        transport = self.transport
+        return (
+            self.last_answer
+            or self.closed.done()
+            or (transport is not None and transport.is_closing())
+        )
 
 
 class _Run:
@@ -241,7 +254,7 @@ class _MaxRun(_Run):
             if not self.busy and not self.reconnecting and not self.done.done():
                 self.done.set_result(None)
             return
-        if conn.closed.done():  # the server closed it between requests
+        if conn.gone:  # the server closed it between requests, or said it would
             self.replace(conn, failed=False)
             return
         self.busy += 1
@@ -285,7 +298,11 @@ class _FixedRun(_Run):
         )
         self.next = max(self.next, due_count)
         while self.due and self.free:
-            self._send(self.free.pop(), self.due.popleft())
+            conn = self.free.pop()
+            if conn.gone:  # closed by the server while it waited (keep-alive timeout)
+                self.replace(conn, failed=False)
+            else:
+                self._send(conn, self.due.popleft())
         if self.next < self.total:
             wait = self.began + self.next * self.interval - time.perf_counter()
             # Never sooner than the timer resolution: shorter waits would spin the CPU.
@@ -310,7 +327,7 @@ class _FixedRun(_Run):
             self.done.set_result(None)
 
     def idle(self, conn: _Connection) -> None:
-        if conn.closed.done():  # the server closed it between requests
+        if conn.gone:  # the server closed it between requests, or said it would
             self.replace(conn, failed=False)
         elif self.due:
             self._send(conn, self.due.popleft())

@@ -110,3 +110,39 @@ def test_dropped_connections_are_failures_and_replaced() -> None:
 
     asyncio.run(run("max"))
     asyncio.run(run("fixed"))
+
+
+class _AnswerThenClose(asyncio.Protocol):
+    """Answers one request (as ``Connection: close`` answers do), then closes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(
+            b"HTTP/1.1 503 Unavailable\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        self.transport.close()
+
+
+def test_connections_closed_after_an_answer_are_replaced() -> None:
+    async def run(mode: str) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_AnswerThenClose, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            if mode == "max":
+                result = await loadgen.max_rate("127.0.0.1", port, REQUESTS, 0.3, 3)
+            else:
+                # Slow enough that answered connections wait closed among the free ones.
+                result = await asyncio.wait_for(
+                    loadgen.fixed_rate("127.0.0.1", port, REQUESTS, 0.5, 100, 3), 10
+                )
+        finally:
+            server.close()
+        assert result.failures == 0 and result.statuses[503] == result.count > 0
+        if mode == "fixed":
+            assert result.count == 50
+
+    asyncio.run(run("max"))
+    asyncio.run(run("fixed"))
