@@ -277,7 +277,7 @@ class RelayApp:
         if config.metrics.statsd:
             self.statsd = StatsdSink(config.metrics)
             await self.statsd.start()
-        await self._listen(app, config.relay.host, config.relay.port, front=True)
+        await self._listen(app, config.relay.host, config.relay.port, front=config.relay.front_door)
         if internal:
             internal_app = self._web_app()
             internal_app.add_routes(health_routes(self.is_ready))

@@ -118,7 +118,10 @@ class Stack:
         await site.start()
         up_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         config = config_from_dict({
-            "relay": {"mode": "managed", "port": 0, "upstream": f"http://127.0.0.1:{up_port}/"},
+            "relay": {
+                "mode": "managed", "port": 0, "upstream": f"http://127.0.0.1:{up_port}/",
+                **self.options.get("relay", {}),
+            },
             "limits": {"max_envelope_size": MAX_ENVELOPE, **self.options.get("limits", {})},
             "http": self.options.get("http", {}),
         })  # fmt: skip

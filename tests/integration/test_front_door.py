@@ -417,3 +417,16 @@ def test_draining_relay_refuses_with_connection_close() -> None:
             assert conn.closed()
     finally:
         s.stop()
+
+
+def test_the_front_door_can_be_turned_off() -> None:
+    s = Stack({"relay": {"front_door": False}})
+    s.start()
+    try:
+        assert s.relay.front_door is None
+        event_id = uuid.uuid4().hex
+        answer = exchange(s, request(envelope(event_id)))
+        assert answer.status == 200 and json.loads(answer.body) == {"id": event_id}
+        delivered(s, [event_id])
+    finally:
+        s.stop()
