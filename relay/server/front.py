@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial, update_wrapper
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
@@ -337,31 +337,43 @@ class FrontProtocol(asyncio.Protocol):
 
     async def _serve(self, request: FrontRequest) -> None:
         try:
-            response: web.StreamResponse = await self.door.handler(cast(web.Request, request))
+            self._respond(request, await self._answer(request))
+        except Exception:
+            # Not an answer to send (a bug): the connection cannot go on in step.
+            log.exception("cannot answer POST %s", request.path)
+            self.close()
+            return
+        finally:
+            self.busy = False
+        if not self.write_paused:
+            self._resume_reading()
+            self._next()
+
+    async def _answer(self, request: FrontRequest) -> web.Response:
+        try:
+            response = await self.door.handler(cast(web.Request, request))
         except web.HTTPException as exc:
             response = exc
         except Exception:
             # The middlewares turn errors into answers; this is a bug, not a client error.
             log.exception("unhandled error in POST %s", request.path)
-            response = web.Response(status=500, text="internal server error")
-        self._respond(request, response)
-        self.busy = False
-        if not self.write_paused:
-            self._resume_reading()
-            self._next()
+            response = None
+        if isinstance(response, web.Response) and isinstance(response.body, bytes | None):
+            return response
+        if response is not None:
+            log.error("POST %s: %r is not an answer with a bytes body", request.path, response)
+        return web.Response(status=500, text="internal server error")
 
     def _resume_reading(self) -> None:
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
 
-    def _respond(self, request: FrontRequest, response: web.StreamResponse) -> None:
+    def _respond(self, request: FrontRequest, response: web.Response) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        body = cast(web.Response, response).body
-        if not isinstance(body, bytes):
-            body = b"" if body is None else bytes(cast(Any, body))
+        body = cast(bytes | None, response.body) or b""
         headers = response.headers
         connection = request.headers.get("Connection", "").lower()
         if request.version == 0:

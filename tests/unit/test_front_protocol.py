@@ -120,3 +120,27 @@ async def test_request_fields() -> None:
     assert request.match_info == {"project_id": "42"} and request.version == 0
     assert await request.content.readexactly(3) == b"abc"
     writer.close()
+
+
+async def test_a_broken_handler_gets_a_500_and_the_connection_goes_on() -> None:
+    server_sock, client_sock = socket.socketpair()
+    door = _door()
+    answers: list[web.StreamResponse] = [web.StreamResponse(), web.Response(body=b"{}")]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not answers:
+            raise RuntimeError("a bug")
+        return answers.pop(0)
+
+    door.handler = handler
+    await _serve(server_sock, door)
+    reader, writer = await asyncio.open_connection(sock=client_sock)
+    writer.write(_request(b"a") * 3)
+    statuses = []
+    for _ in range(3):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        statuses.append(int(head[9:12]))
+    assert statuses == [500, 200, 500]
+    writer.close()
