@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
 
 KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
@@ -90,26 +91,33 @@ def test_fixed_rate_sends_exactly_rate_times_seconds() -> None:
     asyncio.run(run())
 
 
-def test_dropped_connections_are_failures_and_replaced() -> None:
-    async def run(mode: str) -> None:
+def _load(protocol: Callable[[], asyncio.Protocol], mode: str, seconds: float, rate: float) -> Any:
+    """A max-rate or fixed-rate run of 3 connections against a server speaking ``protocol``."""
+
+    async def run() -> Any:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(_Flaky, "127.0.0.1", 0)
+        server = await loop.create_server(protocol, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
             if mode == "max":
-                result = await loadgen.max_rate("127.0.0.1", port, REQUESTS, 0.3, 3)
-            else:
-                result = await loadgen.fixed_rate("127.0.0.1", port, REQUESTS, 0.3, 300, 3)
+                return await loadgen.max_rate("127.0.0.1", port, REQUESTS, seconds, 3)
+            # Bounded: a run that never ends is the failure these tests look for.
+            fixed = loadgen.fixed_rate("127.0.0.1", port, REQUESTS, seconds, rate, 3)
+            return await asyncio.wait_for(fixed, 10)
         finally:
             server.close()
+
+    return asyncio.run(run())
+
+
+def test_dropped_connections_are_failures_and_replaced() -> None:
+    for mode in ("max", "fixed"):
+        result = _load(_Flaky, mode, 0.3, 300)
         assert result.failures > 0
         assert result.ok > 0
         if mode == "fixed":
             # Every scheduled request is one answer or one failure, and the run ends.
             assert result.ok + result.failures == result.count == 90
-
-    asyncio.run(run("max"))
-    asyncio.run(run("fixed"))
 
 
 class _AnswerThenClose(asyncio.Protocol):
@@ -126,23 +134,9 @@ class _AnswerThenClose(asyncio.Protocol):
 
 
 def test_connections_closed_after_an_answer_are_replaced() -> None:
-    async def run(mode: str) -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(_AnswerThenClose, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            if mode == "max":
-                result = await loadgen.max_rate("127.0.0.1", port, REQUESTS, 0.3, 3)
-            else:
-                # Slow enough that answered connections wait closed among the free ones.
-                result = await asyncio.wait_for(
-                    loadgen.fixed_rate("127.0.0.1", port, REQUESTS, 0.5, 100, 3), 10
-                )
-        finally:
-            server.close()
+    for mode in ("max", "fixed"):
+        # At 100/s answered connections wait, closed, among the free ones.
+        result = _load(_AnswerThenClose, mode, 0.5 if mode == "fixed" else 0.3, 100)
         assert result.failures == 0 and result.statuses[503] == result.count > 0
         if mode == "fixed":
             assert result.count == 50
-
-    asyncio.run(run("max"))
-    asyncio.run(run("fixed"))
