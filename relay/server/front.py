@@ -22,19 +22,17 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from functools import partial, update_wrapper
 from typing import cast
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict, MultiDictProxy
 from yarl import URL
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Largest body served here. aiohttp buffers this much of a body before it pauses reading
 #: anyway (its read buffer's high-water mark), so buffering it whole costs no more memory;
@@ -163,7 +161,7 @@ class FrontDoor:
         self.route = route
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[FrontProtocol] = set()
-        #: Requests served here (not handed over), for tests and the benchmark notes.
+        #: Requests served here (not handed over to aiohttp); the tests read it.
         self.served = 0
         self._date = (0, "")
 
