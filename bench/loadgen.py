@@ -229,12 +229,11 @@ class _Run:
 class _MaxRun(_Run):
     """Closed loop: each connection sends its next request as soon as an answer arrives."""
 
-    def __init__(
-        self, host: str, port: int, result: LoadResult, requests: list[bytes], seconds: float
-    ) -> None:
+    def __init__(self, host: str, port: int, result: LoadResult, requests: list[bytes]) -> None:
         super().__init__(host, port, result)
         self.requests = requests
-        self.stop_at = time.perf_counter() + seconds
+        #: Set once every connection is open (see :func:`max_rate`).
+        self.stop_at = 0.0
         self.next = 0
         self.busy = 0
 
@@ -298,11 +297,8 @@ class _FixedRun(_Run):
         )
         self.next = max(self.next, due_count)
         while self.due and self.free:
-            conn = self.free.pop()
-            if conn.gone:  # closed by the server while it waited (keep-alive timeout)
-                self.replace(conn, failed=False)
-            else:
-                self._send(conn, self.due.popleft())
+            # A free connection may have been closed while it waited (keep-alive timeout).
+            self.idle(self.free.pop())
         if self.next < self.total:
             wait = self.began + self.next * self.interval - time.perf_counter()
             # Never sooner than the timer resolution: shorter waits would spin the CPU.
@@ -340,7 +336,7 @@ async def max_rate(
 ) -> LoadResult:
     """Closed loop: ``concurrency`` connections, each sending back to back for ``seconds``."""
     result = LoadResult("max", seconds, connections=concurrency)
-    run = _MaxRun(host, port, result, requests, seconds)
+    run = _MaxRun(host, port, result, requests)
     for _ in range(concurrency):
         await run.connect()
     run.stop_at = time.perf_counter() + seconds
