@@ -18,7 +18,9 @@ Targets (each a set of subprocesses started and stopped here):
   two workers, so 1 and 2 workers run under the same placement (every process on every CPU,
   the load generator and a POP's upstream in SCHED_BATCH, see :func:`batch`; each worker
   gets the connections of one process) and the report gives the ratio of the two from the
-  same run.
+  same run. Both run at once and are measured in alternating max-rate rounds (``--rounds``,
+  default 3): the VM's speed drifts by 10-20% within minutes, and the one-worker row alone
+  moved by as much between runs; each round's ratio compares neighbours in time.
 
 Connections at max rate: 16 per POP (SDK clients), 64 per processing relay (its clients are
 POPs, whose answers wait for the broker's acks: see :func:`connections_of`).
@@ -606,14 +608,15 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def bench_target(
-    target: Target, seconds: float, concurrency: int, profile: bool = False
-) -> list[dict[str, Any]]:
+async def _warm_up(
+    target: Target, seconds: float, concurrency: int, profile: bool
+) -> tuple[list[bytes], int]:
+    """The target's serialized requests, after a warm-up (project configs fetched,
+    connections and caches filled) and, if asked, a profiled run; and the requests it
+    accepted meanwhile."""
     corpus = target_corpus(target)
     requests = serialize([(p, h, b) for p, h, b in corpus], "127.0.0.1", target.port)
-    host, port = "127.0.0.1", target.port
-    # Warm up: project configs fetched, connections and caches filled.
-    accepted = (await max_rate(host, port, requests, 1.0, 4)).ok
+    accepted = (await max_rate("127.0.0.1", target.port, requests, 1.0, 4)).ok
     if profile:
         # A separate profiled run, so that the sampler's cost stays out of the numbers.
         out = RESULTS / f"profile-{target.name}"
@@ -621,24 +624,72 @@ async def bench_target(
         pids = target.relay_pids()
         workers = [pid for pid in pids if process_label(pid) == "worker"]
         spies = py_spy(workers[:1] or pids[:1], seconds, out)
-        accepted += (await max_rate(host, port, requests, seconds, concurrency)).ok
+        accepted += (await max_rate("127.0.0.1", target.port, requests, seconds, concurrency)).ok
         for spy in spies:
             await asyncio.to_thread(spy.wait, 30)
         raw = out.with_suffix(".txt")
         if raw.exists():
             out.with_name(out.name + "-summary.txt").write_text(summarize_profile(raw))
-    top = await measure(target, lambda: max_rate(host, port, requests, seconds, concurrency))
+    return requests, accepted
+
+
+async def _max_run(target: Target, requests: list[bytes], seconds: float, conns: int) -> Measured:
+    return await measure(
+        target, lambda: max_rate("127.0.0.1", target.port, requests, seconds, conns)
+    )
+
+
+async def _finish(
+    target: Target, requests: list[bytes], seconds: float, tops: list[Measured], accepted: int
+) -> list[dict[str, Any]]:
+    """Rows of a target measured at max rate in ``tops`` (rounds): the median round's, then a
+    fixed-rate run at 80% of it; the broker checked for every accepted event."""
+    top = sorted(tops, key=lambda m: m.load.rate)[len(tops) // 2]
     rate = max(10.0, 0.8 * top.load.rate)
-    fixed = await measure(target, lambda: fixed_rate(host, port, requests, seconds, rate))
+    fixed = await measure(
+        target, lambda: fixed_rate("127.0.0.1", target.port, requests, seconds, rate)
+    )
     rss = rss_by_process(target.relay_pids())
     rows = [row(target, "max", top, rss), row(target, "fixed 80%", fixed, rss)]
+    if len(tops) > 1:
+        rows[0]["rounds"] = [
+            {"envelopes_per_s": round(m.load.rate, 1), "cpu_s_per_1k": round(m.cpu_per_1k, 4)}
+            for m in tops
+        ]
     if target.kafka_address is not None:
-        accepted += top.load.ok + fixed.load.ok
+        accepted += sum(m.load.ok for m in tops) + fixed.load.ok
         delivered = await count_messages(target.kafka_address, EVENTS_TOPIC, accepted)
         for r in rows:
             r["kafka"] = {"accepted": accepted, "on_topic": delivered, "topic": EVENTS_TOPIC}
         print(f"   {target.name}: {delivered} messages on {EVENTS_TOPIC} for {accepted} "
               "accepted requests", flush=True)  # fmt: skip
+    return rows
+
+
+async def bench_target(
+    target: Target, seconds: float, concurrency: int, profile: bool = False
+) -> list[dict[str, Any]]:
+    requests, accepted = await _warm_up(target, seconds, concurrency, profile)
+    top = await _max_run(target, requests, seconds, concurrency)
+    return await _finish(target, requests, seconds, [top], accepted)
+
+
+async def bench_pair(
+    pair: list[tuple[Target, int, bool]], seconds: float, rounds: int
+) -> list[dict[str, Any]]:
+    """``--workers 1`` and ``--workers 2`` (``(target, connections, profile)`` each), both
+    running, measured at max rate in alternating rounds (1, 2 / 2, 1 / ...): a VM whose
+    speed drifts within minutes then moves both alike, and each round gives a ratio."""
+    prepared = [await _warm_up(t, seconds, c, p) for t, c, p in pair]
+    tops: list[list[Measured]] = [[] for _ in pair]
+    for i in range(rounds):
+        order = range(len(pair)) if i % 2 == 0 else reversed(range(len(pair)))
+        for k in order:
+            target, connections, _ = pair[k]
+            tops[k].append(await _max_run(target, prepared[k][0], seconds, connections))
+    rows: list[dict[str, Any]] = []
+    for (target, _, _), (requests, accepted), measured in zip(pair, prepared, tops, strict=True):
+        rows += await _finish(target, requests, seconds, measured, accepted)
     return rows
 
 
@@ -664,6 +715,45 @@ def connections_of(name: str, concurrency: int, processing_concurrency: int) -> 
     return per_process * (_workers_of(name) if "-workers" in name else 1)
 
 
+def _launch(name: str, workdir: Path) -> Target:
+    """Start target ``name`` and place its processes (see the module docstring)."""
+    all_cpus = os.sched_getaffinity(0)
+    servers, client = _cpu_split()
+    # Children inherit the affinity of this process at start.
+    pinned = "-workers" not in name
+    os.sched_setaffinity(0, servers if pinned else all_cpus)
+    try:
+        target = start_target(name, workdir / name)
+    finally:
+        os.sched_setaffinity(0, all_cpus)
+    if pinned and servers != client and target.infra_pids():
+        # The relay's core runs only the relay: its upstream, Redis and the broker are
+        # other machines in production, so they go with the load generator.
+        pin(tree(target.infra_pids()), client)
+        target.notes.append(f"infrastructure pinned with the load generator to {sorted(client)}")
+    if not pinned:
+        if not target.infra_in_answer_path:
+            batch(tree(target.infra_pids()))
+        target.notes.append(
+            "in SCHED_BATCH: the load generator"
+            + ("" if target.infra_in_answer_path else " and the infrastructure")
+        )
+    return target
+
+
+def _pairs(names: list[str]) -> list[list[str]]:
+    """``names`` in order, each ``X-workers1`` grouped with its ``X-workers2`` (if asked)."""
+    groups: list[list[str]] = []
+    for name in names:
+        if name.endswith("-workers2") and name[:-1] + "1" in names:
+            continue
+        if name.endswith("-workers1") and name[:-1] + "2" in names:
+            groups.append([name, name[:-1] + "2"])
+        else:
+            groups.append([name])
+    return groups
+
+
 def run_all(
     names: list[str],
     seconds: float,
@@ -671,39 +761,33 @@ def run_all(
     workdir: Path,
     profile: set[str],
     processing_concurrency: int,
+    rounds: int = 3,
 ) -> list[dict[str, Any]]:
     all_cpus = os.sched_getaffinity(0)
-    servers, client = _cpu_split()
+    _, client = _cpu_split()
     rows: list[dict[str, Any]] = []
-    for name in names:
-        print(f"-- {name}", flush=True)
-        # Children inherit the affinity of this process at start.
-        pinned = "-workers" not in name
-        os.sched_setaffinity(0, servers if pinned else all_cpus)
+    for group in _pairs(names):
+        print(f"-- {' + '.join(group)}", flush=True)
+        targets: list[Target] = []
         try:
-            target = start_target(name, workdir / name)
-        finally:
+            for name in group:
+                targets.append(_launch(name, workdir))
+            pinned = "-workers" not in group[0]
             os.sched_setaffinity(0, client if pinned else all_cpus)
-        if pinned and servers != client and target.infra_pids():
-            # The relay's core runs only the relay: its upstream, Redis and the broker are
-            # other machines in production, so they go with the load generator.
-            pin(tree(target.infra_pids()), client)
-            target.notes.append(
-                f"infrastructure pinned with the load generator to {sorted(client)}"
-            )
-        if not pinned:
-            background = [] if target.infra_in_answer_path else tree(target.infra_pids())
-            batch([*background, os.getpid()])
-            target.notes.append(
-                "in SCHED_BATCH: the load generator"
-                + ("" if target.infra_in_answer_path else " and the infrastructure")
-            )
-        connections = connections_of(name, concurrency, processing_concurrency)
-        try:
-            run = bench_target(target, seconds, connections, name in profile)
-            rows += asyncio.run(run)
+            if not pinned:
+                batch([os.getpid()])
+            plan = [
+                (t, connections_of(t.name, concurrency, processing_concurrency), t.name in profile)
+                for t in targets
+            ]
+            if len(plan) == 2:
+                rows += asyncio.run(bench_pair(plan, seconds, rounds))
+            else:
+                [(target, connections, profiled)] = plan
+                rows += asyncio.run(bench_target(target, seconds, connections, profiled))
         finally:
-            target.stop()
+            for target in targets:
+                target.stop()
             os.sched_setaffinity(0, all_cpus)
             batch([os.getpid()], on=False)
     return rows
@@ -787,8 +871,25 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _rounds(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """A max row's rounds (alternating with its pair), or the row itself as one round."""
+    rounds: list[dict[str, Any]] = r.get("rounds") or [r]
+    return rounds
+
+
 def workers_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``X-workers2`` against ``X-workers1`` of the same run (same placement), per mode."""
+    """``X-workers2`` against ``X-workers1`` of the same run (same placement), per mode.
+
+    With rounds, each round of two workers is compared with the round of one worker next to
+    it, and the ratios are the medians over rounds; the env/s, CPU and cores shown are those
+    of each target's median round.
+    """
     by_key = {(r["target"], r["mode"]): r for r in rows}
     out = []
     for (name, mode), two in by_key.items():
@@ -797,19 +898,21 @@ def workers_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         one = by_key.get((name[: -len("2")] + "1", mode))
         if one is None or not one["envelopes_per_s"]:
             continue
+        pairs = list(zip(_rounds(one), _rounds(two), strict=True))
+        ratios = [b["envelopes_per_s"] / a["envelopes_per_s"] for a, b in pairs]
+        # Envelopes per relay CPU-second, 2 workers over 1: below 1.0 the workers cost
+        # more per envelope; the raw ratio also depends on the cores they could get.
+        per_core = [a["cpu_s_per_1k"] / b["cpu_s_per_1k"] for a, b in pairs if b["cpu_s_per_1k"]]
         out.append({
             "target": name[: -len("-workers2")], "mode": mode,
             "workers1_per_s": one["envelopes_per_s"], "workers2_per_s": two["envelopes_per_s"],
-            "ratio": round(two["envelopes_per_s"] / one["envelopes_per_s"], 3),
+            "ratio": round(_median(ratios), 3),
+            "round_ratios": [round(x, 3) for x in ratios],
             "connections": (one.get("connections", 0), two.get("connections", 0)),
             "cpu_per_1k": (one["cpu_s_per_1k"], two["cpu_s_per_1k"]),
             "relay_cores": (one["relay_cores_busy"], two["relay_cores_busy"]),
             "other_cores": (one["other_cores_busy"], two["other_cores_busy"]),
-            # Envelopes per relay CPU-second, 2 workers over 1: below 1.0 the workers cost
-            # more per envelope; the raw ratio also depends on the cores they could get.
-            "per_core_ratio": (
-                round(one["cpu_s_per_1k"] / two["cpu_s_per_1k"], 3) if two["cpu_s_per_1k"] else 0.0
-            ),
+            "per_core_ratio": round(_median(per_core), 3) if per_core else 0.0,
         })  # fmt: skip
     return out
 
@@ -822,19 +925,25 @@ def workers_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "",
         "`--workers 2` against `--workers 1` at max rate, same placement (all CPUs shared),"
-        " same run. Per relay core: envelopes per relay CPU-second, 2 workers over 1 (1.00x:"
-        " a second worker costs nothing per envelope; the raw ratio is then the ratio of the"
-        " cores the relays could get next to the load generator, infrastructure and others):",
+        " same run, both running and measured in alternating rounds (1, 2 / 2, 1 / ...): the"
+        " ratio is the median of the rounds' ratios; env/s, CPU and cores are each target's"
+        " median round. Per relay core: envelopes per relay CPU-second, 2 workers over 1"
+        " (1.00x: a second worker costs nothing per envelope; the raw ratio is then the ratio"
+        " of the cores the relays could get next to the load generator, infrastructure and"
+        " others):",
         "",
         "| target | mode | connections (1 / 2) | 1 worker env/s | 2 workers env/s | ratio |"
-        " relay CPU s/1k (1 / 2) | relay cores (1 / 2) | others (1 / 2) | per relay core |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " rounds | relay CPU s/1k (1 / 2) | relay cores (1 / 2) | others (1 / 2) |"
+        " per relay core |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in ratios:
+        each = ", ".join(f"{x:.2f}" for x in r["round_ratios"])
         lines.append(
             f"| {r['target']} | {r['mode']} | {r['connections'][0]} / {r['connections'][1]} | "
             f"{r['workers1_per_s']:.0f} | "
-            f"{r['workers2_per_s']:.0f} | {r['ratio']:.2f}x | {r['cpu_per_1k'][0]:.3f} / "
+            f"{r['workers2_per_s']:.0f} | {r['ratio']:.2f}x | {each} | "
+            f"{r['cpu_per_1k'][0]:.3f} / "
             f"{r['cpu_per_1k'][1]:.3f} | {r['relay_cores'][0]:.2f} / {r['relay_cores'][1]:.2f} | "
             f"{r['other_cores'][0]:.2f} / {r['other_cores'][1]:.2f} | "
             f"{r['per_core_ratio']:.2f}x |"
@@ -867,6 +976,9 @@ def main() -> int:
         default=",".join(ALL_TARGETS),
         help=f"comma-separated, of {', '.join(ALL_TARGETS + OPTIONAL_TARGETS)}",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating max-rate rounds of a workers pair"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest")
     parser.add_argument("--profile", default="", help="targets to profile with py-spy first")
     opts = parser.parse_args()
@@ -879,7 +991,13 @@ def main() -> int:
     servers, client = _cpu_split()
     profile = {n.strip() for n in opts.profile.split(",") if n.strip()}
     rows = run_all(
-        names, opts.seconds, opts.concurrency, workdir, profile, opts.processing_concurrency
+        names,
+        opts.seconds,
+        opts.concurrency,
+        workdir,
+        profile,
+        opts.processing_concurrency,
+        max(1, opts.rounds),
     )
     with_ratios(rows)
     meta = {
@@ -889,6 +1007,7 @@ def main() -> int:
         "seconds": opts.seconds,
         "concurrency": opts.concurrency,
         "processing_concurrency": opts.processing_concurrency,
+        "rounds": max(1, opts.rounds),
         "server_cpus": sorted(servers),
         "client_cpus": sorted(client),
     }

@@ -102,3 +102,29 @@ def test_connections_per_target() -> None:
     assert run.connections_of("pop-workers2", 16, 64) == 32
     assert run.connections_of("processing-error-event", 16, 64) == 64
     assert run.connections_of("processing-error-event-workers2", 16, 64) == 128
+
+
+def test_workers_ratio_is_the_median_of_alternating_rounds() -> None:
+    def rounds(*rates: float) -> list[dict[str, float]]:
+        return [{"envelopes_per_s": r, "cpu_s_per_1k": 1000 / r} for r in rates]
+
+    rows = [
+        # The median rounds' values are the rows' own (1000 and 1900).
+        _row("pop-workers1", 1000.0, rounds=rounds(1000.0, 800.0, 1100.0)),
+        _row("pop-workers2", 1900.0, rounds=rounds(1900.0, 1700.0, 2000.0)),
+    ]
+    [ratio] = run.workers_ratios(rows)
+    # Round by round: 1.9, 2.125, 1.818...; the median, not the ratio of the medians (1.9).
+    assert ratio["round_ratios"] == [1.9, 2.125, 1.818]
+    assert ratio["ratio"] == 1.9
+    assert ratio["per_core_ratio"] == 1.9  # CPU per envelope scales with 1/rate here
+    text = "\n".join(run.workers_table(rows))
+    assert "| pop | max | 0 / 0 | 1000 | 1900 | 1.90x | 1.90, 2.12, 1.82 |" in text
+
+
+def test_workers_pairs_run_together_in_the_order_asked() -> None:
+    names = ["baseline", "pop", "pop-workers1", "processing-error-event-workers2", "pop-workers2"]
+    assert run._pairs(names) == [
+        ["baseline"], ["pop"], ["pop-workers1", "pop-workers2"],
+        ["processing-error-event-workers2"],
+    ]  # fmt: skip
