@@ -86,8 +86,9 @@ class RelaySection(_Section):
     #: ``durable``: once it is in Kafka (processing) or with the upstream or fsynced to the
     #: spool (POP). See relay.server.durable.
     ack: Literal["default", "durable"] = "default"
-    #: Ours: serve SDK envelope requests with the lean HTTP front door (relay.server.front);
-    #: ``false`` leaves every request to aiohttp (same answers, ~0.05 ms more CPU each).
+    #: Ours: serve ingest requests (envelope, store, browser reports) with the lean HTTP
+    #: front door (relay.server.front); ``false`` leaves every request to aiohttp (same
+    #: answers, ~0.05 ms more CPU each).
     front_door: bool = True
     #: The Sentry Relay version whose protocol this relay reports at registration (our own
     #: key; upstreams refuse versions they do not support).

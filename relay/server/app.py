@@ -31,7 +31,7 @@ from relay.server.cors import cors_middleware
 from relay.server.drain import DrainGate
 from relay.server.endpoints import fold_slashes_middleware, ingest_routes
 from relay.server.forwarder import Forwarder
-from relay.server.front import FrontDoor, envelope_route, wrap
+from relay.server.front import FrontDoor, front_routes, wrap
 from relay.server.health import health_routes
 from relay.server.health_check import (
     HealthCheck,
@@ -357,7 +357,7 @@ class RelayApp:
     async def _listen(
         self, app: web.Application, host: str, port: int, front: bool = False
     ) -> None:
-        """Serve ``app`` on ``host:port``; with ``front``, envelope requests go through the
+        """Serve ``app`` on ``host:port``; with ``front``, ingest requests go through the
         front door (relay.server.front) and everything else to aiohttp."""
         runner = web.AppRunner(
             app,
@@ -373,12 +373,13 @@ class RelayApp:
         aiohttp_server = runner.server
         assert aiohttp_server is not None
         factory: Callable[[], asyncio.BaseProtocol] = aiohttp_server
-        route = envelope_route(app) if front else None
-        if route is not None:
-            door = FrontDoor(
-                aiohttp_server, wrap(route.handler, self._middlewares(fold_slashes=False)), route,
-                self.config.limits.keepalive_timeout,
-            )  # fmt: skip
+        routes = front_routes(app) if front else {}
+        if routes:
+            middlewares = self._middlewares(fold_slashes=False)
+            served = {
+                name: (wrap(route.handler, middlewares), route) for name, route in routes.items()
+            }
+            door = FrontDoor(aiohttp_server, served, self.config.limits.keepalive_timeout)
             self.front_door = factory = door
         server = await asyncio.get_running_loop().create_server(
             factory, host, port, reuse_address=True, reuse_port=self.reuse_port or None,

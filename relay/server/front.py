@@ -1,9 +1,10 @@
-"""A lean HTTP/1.1 front door for the envelope endpoint; every other request is aiohttp's.
+"""A lean HTTP/1.1 front door for the ingest endpoints; every other request is aiohttp's.
 
 aiohttp costs ~0.045 ms of CPU per request above a bare asyncio Protocol (request and
 response objects, its parser's Python side, a stream reader, the writer): a tenth of what a
 processing relay spends on an error event. Nearly every SDK request is the same shape,
-``POST /api/<id>/envelope/`` with a ``Content-Length`` body, so that shape is served here:
+``POST /api/<id>/envelope/`` (or ``/store/``, older SDKs' events, or a browser's report) with
+a ``Content-Length`` body, so that shape is served here:
 the head is split and checked in Python, the body buffered, and the request goes through
 the same middlewares and the same endpoint function as through aiohttp, with a
 :class:`FrontRequest` in place of ``web.Request``.
@@ -43,10 +44,6 @@ MAX_HEAD = 16 * 1024
 #: Buffered bytes of requests behind the one being served before reading pauses.
 _PAUSE_AT = FAST_BODY_MAX + MAX_HEAD
 
-# The query: visible ASCII but "#" (anything else is for aiohttp's parser to judge).
-_REQUEST_LINE = re.compile(
-    rb"POST (/api/([0-9]{1,19})/envelope/)(?:\?([\x21\x22\x24-\x7e]*))? HTTP/1\.([01])"
-)
 # A header line as llhttp takes it strictly: a token, a colon, a value without control
 # characters (tab and obs-text allowed); the value's surrounding blanks are not part of it.
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*((?:[^\x00-\x1f\x7f]|\t)*?)[ \t]*")
@@ -65,7 +62,7 @@ class _Match(dict[str, str]):
 
 
 class FrontRequest:
-    """What the ingest middlewares and the envelope endpoint read of a ``web.Request``.
+    """What the ingest middlewares and endpoints read of a ``web.Request``.
 
     The body is complete before the request is served, so ``content`` is the request
     itself and ``readexactly`` returns the body at once.
@@ -73,6 +70,7 @@ class FrontRequest:
 
     __slots__ = (
         "_body",
+        "_handler",
         "content_length",
         "headers",
         "match_info",
@@ -92,6 +90,7 @@ class FrontRequest:
         content_length: int,
         match_info: _Match,
         version: int,
+        handler: Handler,
     ) -> None:
         self.method = "POST"
         self.path = path
@@ -104,6 +103,8 @@ class FrontRequest:
         self.version = version
         #: Set by the protocol once all ``content_length`` bytes are in.
         self._body = b""
+        #: The endpoint behind the middlewares.
+        self._handler = handler
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -121,17 +122,28 @@ class FrontRequest:
         return self._body
 
 
-#: The route served at the front door, as aiohttp's router knows it.
-ENVELOPE_ROUTE = "/api/{project_id}/envelope/"
+#: The routes served at the front door, by the endpoint name in their path: SDK envelopes
+#: and events, and browsers' security (CSP, ...) and network error reports.
+FRONT_ROUTES = {
+    name: f"/api/{{project_id}}/{name.decode()}/"
+    for name in (b"envelope", b"store", b"security", b"csp-report", b"nel")
+}
+# The query: visible ASCII but "#" (anything else is for aiohttp's parser to judge).
+_REQUEST_LINE = re.compile(
+    rb"POST (/api/([0-9]{1,19})/(" + b"|".join(FRONT_ROUTES) + rb")/)"
+    rb"(?:\?([\x21\x22\x24-\x7e]*))? HTTP/1\.([01])"
+)
 
 
-def envelope_route(app: web.Application) -> web.AbstractRoute | None:
-    """The ``POST`` route of the envelope endpoint in ``app``, if it has one."""
+def front_routes(app: web.Application) -> dict[bytes, web.AbstractRoute]:
+    """The ``POST`` routes of ``app`` that the front door serves, by endpoint name."""
+    wanted = {path: name for name, path in FRONT_ROUTES.items()}
+    found: dict[bytes, web.AbstractRoute] = {}
     for route in app.router.routes():
         resource = route.resource
-        if route.method == "POST" and resource is not None and resource.canonical == ENVELOPE_ROUTE:
-            return route
-    return None
+        if route.method == "POST" and resource is not None and resource.canonical in wanted:
+            found[wanted[resource.canonical]] = route
+    return found
 
 
 def wrap(handler: Handler, middlewares: Iterable[Middleware]) -> Handler:
@@ -143,22 +155,21 @@ def wrap(handler: Handler, middlewares: Iterable[Middleware]) -> Handler:
 
 
 class FrontDoor:
-    """The protocol factory of the main listener: envelope requests here, the rest aiohttp's.
+    """The protocol factory of the main listener: ingest requests here, the rest aiohttp's.
 
-    ``fallback`` makes aiohttp's protocol for a connection (``runner.server``); ``handler`` is
-    the envelope endpoint behind the application's middlewares; ``route`` its aiohttp route.
+    ``fallback`` makes aiohttp's protocol for a connection (``runner.server``); ``routes``
+    are the served endpoints by name (see :data:`FRONT_ROUTES`), each with its handler
+    behind the application's middlewares and its aiohttp route.
     """
 
     def __init__(
         self,
         fallback: Callable[[], asyncio.Protocol],
-        handler: Handler,
-        route: web.AbstractRoute,
+        routes: dict[bytes, tuple[Handler, web.AbstractRoute]],
         keepalive_timeout: float,
     ) -> None:
         self.fallback = fallback
-        self.handler = handler
-        self.route = route
+        self.routes = routes
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[FrontProtocol] = set()
         #: Requests served here (not handed over to aiohttp); the tests read it.
@@ -300,9 +311,11 @@ class FrontProtocol(asyncio.Protocol):
         return True
 
     def _request(self, line: re.Match[bytes], head: bytes) -> FrontRequest | None:
-        """The request of a well-formed envelope head with a small ``Content-Length`` body;
+        """The request of a well-formed ingest head with a small ``Content-Length`` body;
         None for anything aiohttp should see."""
-        if len(head) > MAX_HEAD:
+        path, project_id, endpoint, query, minor = line.groups()
+        served = self.door.routes.get(endpoint)
+        if served is None or len(head) > MAX_HEAD:
             return None
         headers: CIMultiDict[str] = CIMultiDict()
         length: int | None = None
@@ -322,15 +335,16 @@ class FrontProtocol(asyncio.Protocol):
             headers.add(name, value)
         if length is None or length > FAST_BODY_MAX:
             return None
-        path, project_id, query, minor = line.groups()
+        handler, route = served
         return FrontRequest(
             path.decode("ascii"),
             query.decode("ascii") if query else "",
             headers,
             self.remote,
             length,
-            _Match(project_id.decode("ascii"), self.door.route),
+            _Match(project_id.decode("ascii"), route),
             int(minor),
+            handler,
         )
 
     async def _serve(self, request: FrontRequest) -> None:
@@ -349,7 +363,7 @@ class FrontProtocol(asyncio.Protocol):
 
     async def _answer(self, request: FrontRequest) -> web.Response:
         try:
-            response = await self.door.handler(cast(web.Request, request))
+            response = await request._handler(cast(web.Request, request))
         except web.HTTPException as exc:
             response = exc
         except Exception:

@@ -8,6 +8,7 @@ both answers are compared.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import itertools
@@ -15,7 +16,8 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -210,6 +212,111 @@ def test_answers_match_aiohttp(
     if status == 200 and body.startswith(b'{"event_id"'):
         event_id = json.loads(fast.body)["id"]
         delivered(stack, [event_id, event_id])
+
+
+STORE = f"/api/{PROJECT}/store/"
+
+
+def store_event(event_id: str) -> bytes:
+    return json.dumps({"event_id": event_id, "message": "hello", "level": "error"}).encode()
+
+
+@pytest.mark.parametrize(
+    ("encode", "headers", "status"),
+    [
+        (lambda body: body, None, 200),
+        (lambda body: base64.b64encode(zlib.compress(body)), None, 200),  # older SDKs
+        (gzip.compress, {"Content-Encoding": "gzip"}, 200),
+        (lambda body: body, {"Origin": "https://evil.com"}, 403),
+        (lambda body: b"", None, 400),
+        (lambda body: b"{not json", None, 400),
+    ],
+)
+def test_store_answers_match_aiohttp(
+    stack: Stack, encode: Callable[[bytes], bytes], headers: dict[str, str] | None, status: int
+) -> None:
+    event_id = uuid.uuid4().hex
+    fast, slow = both_ways(stack, encode(store_event(event_id)), headers, path=STORE)
+    assert fast.status == status, fast.body
+    assert fast.comparable() == slow.comparable()
+    if status == 200:
+        assert json.loads(fast.body) == {"id": event_id}
+        delivered(stack, [event_id, event_id])
+
+
+def test_store_takes_envelopes_and_pipelines_with_them(stack: Stack) -> None:
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    door = stack.relay.front_door
+    assert door is not None
+    before = door.served
+    as_envelope = {"Content-Type": "application/x-sentry-envelope"}
+    data = (
+        request(store_event(ids[0]), path=STORE)
+        + request(envelope(ids[1]), as_envelope, path=STORE)
+        + request(envelope(ids[2]))
+    )
+    assert answered_ids(stack, [data], 3) == ids
+    assert door.served == before + 3
+    delivered(stack, ids)
+    # The legacy path without a project id stays aiohttp's.
+    answer = exchange(stack, request(store_event(uuid.uuid4().hex), path="/api/store/"))
+    assert answer.status == 200 and door.served == before + 3
+
+
+CSP = (
+    b'{"csp-report": {"document-uri": "https://x.allowed.com/TOKEN", '
+    b'"violated-directive": "script-src", "blocked-uri": "https://evil.com/x.js"}}'
+)
+NEL = (
+    b'[{"age": 0, "type": "network-error", "url": "https://x.allowed.com/TOKEN", "body": '
+    b'{"type": "http.error", "status_code": 500, "phase": "application", "elapsed_time": 9, '
+    b'"method": "GET", "protocol": "http/1.1", "referrer": "", "sampling_fraction": 1.0, '
+    b'"server_ip": "10.0.0.1"}}]'
+)
+
+
+def reports_with(stack: Stack, token: bytes, count: int) -> int:
+    """Wait for ``count`` envelopes upstream with ``token`` in an item; returns how many came
+    (the others are left alone)."""
+
+    def ours() -> list[int]:
+        envs = stack.upstream.envelopes
+        return [i for i, e in enumerate(envs) if any(token in it.payload for it in e.items)]
+
+    for _ in range(250):
+        if len(ours()) >= count:
+            break
+        time.sleep(0.02)
+    found = ours()
+    stack.upstream.envelopes[:] = [
+        e for i, e in enumerate(stack.upstream.envelopes) if i not in found
+    ]
+    return len(found)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "content_type", "status"),
+    [
+        ("security", CSP, "application/csp-report", 200),
+        ("csp-report", b"[" + CSP + b"," + CSP + b"]", "application/reports+json", 200),
+        ("security", CSP, "text/plain", 415),
+        ("security", b"", "application/json", 400),  # empty
+        ("nel", NEL, "application/reports+json", 200),
+    ],
+)
+def test_browser_reports_match_aiohttp(
+    stack: Stack, endpoint: str, body: bytes, content_type: str, status: int
+) -> None:
+    token = uuid.uuid4().hex.encode()
+    body = body.replace(b"TOKEN", token)
+    path = f"/api/{PROJECT}/{endpoint}/?sentry_key={KEY}"
+    headers = {"Content-Type": content_type, "X-Sentry-Auth": ""}
+    fast, slow = both_ways(stack, body, headers, path=path)
+    assert fast.status == status, fast.body
+    assert fast.comparable() == slow.comparable()
+    if status == 200:
+        # Each report is an envelope of its own, once per way.
+        assert reports_with(stack, token, 2 * body.count(token)) == 2 * body.count(token)
 
 
 def test_query_auth_and_dsn_auth(stack: Stack) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import socket
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from relay.server.front import FrontDoor, FrontProtocol, FrontRequest
 
@@ -40,12 +41,12 @@ async def _serve(sock: socket.socket, door: FrontDoor) -> FrontProtocol:
     return protocol
 
 
-def _door() -> FrontDoor:
+def _door(handler: Handler = _echo) -> FrontDoor:
     route = web.post(PATH, _echo)
     app = web.Application()
     app.add_routes([route])
     [resource_route] = [r for r in app.router.routes() if r.method == "POST"]
-    return FrontDoor(_no_fallback, _echo, resource_route, keepalive_timeout=30)
+    return FrontDoor(_no_fallback, {b"envelope": (handler, resource_route)}, keepalive_timeout=30)
 
 
 async def test_a_client_that_does_not_read_pauses_the_server() -> None:
@@ -93,15 +94,13 @@ async def test_a_client_that_does_not_read_pauses_the_server() -> None:
 
 async def test_request_fields() -> None:
     server_sock, client_sock = socket.socketpair()
-    door = _door()
     seen: list[FrontRequest] = []
 
     async def handler(request: web.Request) -> web.Response:
         seen.append(request)  # type: ignore[arg-type]
         return web.Response(body=b"{}", headers={"Content-Type": "application/json"})
 
-    door.handler = handler
-    await _serve(server_sock, door)
+    await _serve(server_sock, _door(handler))
     reader, writer = await asyncio.open_connection(sock=client_sock)
     writer.write(
         b"POST /api/42/envelope/?sentry_key=k&a=%20b+c HTTP/1.0\r\n"
@@ -124,7 +123,6 @@ async def test_request_fields() -> None:
 
 async def test_a_broken_handler_gets_a_500_and_the_connection_goes_on() -> None:
     server_sock, client_sock = socket.socketpair()
-    door = _door()
     answers: list[web.StreamResponse] = [web.StreamResponse(), web.Response(body=b"{}")]
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -132,8 +130,7 @@ async def test_a_broken_handler_gets_a_500_and_the_connection_goes_on() -> None:
             raise RuntimeError("a bug")
         return answers.pop(0)
 
-    door.handler = handler
-    await _serve(server_sock, door)
+    await _serve(server_sock, _door(handler))
     reader, writer = await asyncio.open_connection(sock=client_sock)
     writer.write(_request(b"a") * 3)
     statuses = []
