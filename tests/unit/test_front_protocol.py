@@ -2,19 +2,22 @@
 
 The relay's own answers through it are compared with aiohttp's in
 tests/integration/test_front_door.py; this covers flow control, which needs a client that
-stops reading.
+stops reading, and the head's grammar.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from hypothesis import given
+from hypothesis import strategies as st
 
-from relay.server.front import FrontDoor, FrontProtocol, FrontRequest
+from relay.server.front import _HEADER, FrontDoor, FrontProtocol, FrontRequest
 
 PATH = "/api/1/envelope/"
 
@@ -141,3 +144,42 @@ async def test_a_broken_handler_gets_a_500_and_the_connection_goes_on() -> None:
         statuses.append(int(head[9:12]))
     assert statuses == [500, 200, 500]
     writer.close()
+
+
+#: The header grammar the front door follows (llhttp's strict mode), spelled out directly:
+#: a token, a colon, blanks, a value of non-control characters (tab allowed), blanks.
+_REFERENCE_HEADER = re.compile(
+    rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*((?:[^\x00-\x1f\x7f]|\t)*?)[ \t]*"
+)
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b" ",
+                b"\t",
+                b"a",
+                b":",
+                b"-",
+                b"\x00",
+                b"\x0b",
+                b"\x1f",
+                b"\x7f",
+                b"\xc3\xa9",
+                b"\r",
+                b"\n",
+                b"(",
+                b"X",
+            ]
+        ),
+        max_size=12,
+    )
+)
+def test_header_lines_split_as_the_strict_grammar(parts: list[bytes]) -> None:
+    line = b"".join(parts)
+    expected = _REFERENCE_HEADER.fullmatch(line)
+    got = _HEADER.fullmatch(line)
+    assert (expected is None) == (got is None)
+    if expected is not None and got is not None:
+        assert (got[1], got[2].strip(b" \t")) == (expected[1], expected[2])
