@@ -19,7 +19,7 @@ Targets (each a set of subprocesses started and stopped here):
   the load generator and a POP's upstream in SCHED_BATCH, see :func:`batch`; each worker
   gets the connections of one process) and the report gives the ratio of the two from the
   same run. Both run at once and are measured in alternating max-rate rounds (``--rounds``,
-  default 3): the VM's speed drifts by 10-20% within minutes, and the one-worker row alone
+  default 5): the VM's speed drifts by 10-20% within minutes, and the one-worker row alone
   moved by as much between runs; each round's ratio compares neighbours in time.
 
 Connections at max rate: 16 per POP (SDK clients), 64 per processing relay (its clients are
@@ -761,7 +761,7 @@ def run_all(
     workdir: Path,
     profile: set[str],
     processing_concurrency: int,
-    rounds: int = 3,
+    rounds: int = 5,
 ) -> list[dict[str, Any]]:
     all_cpus = os.sched_getaffinity(0)
     _, client = _cpu_split()
@@ -977,7 +977,7 @@ def main() -> int:
         help=f"comma-separated, of {', '.join(ALL_TARGETS + OPTIONAL_TARGETS)}",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating max-rate rounds of a workers pair"
+        "--rounds", type=int, default=5, help="alternating max-rate rounds of a workers pair"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest")
     parser.add_argument("--profile", default="", help="targets to profile with py-spy first")
