@@ -33,10 +33,10 @@ def _covered(intervals: list[tuple[int, int]]) -> int:
 def _span_operations(matches: list[str], spans: list[Any]) -> dict[str, Any] | None:
     groups: dict[tuple[bool, str], list[tuple[int, int]]] = {}
     for span in spans:
-        if span.__class__ is not dict:
+        if type(span) is not dict:
             continue
         op, start, end = span.get("op"), span.get("start_timestamp"), span.get("timestamp")
-        if op.__class__ is not str or start is None or end is None:
+        if type(op) is not str or start is None or end is None:
             continue
         start_us, end_us = micros(start), micros(end)
         interval = (start_us, end_us) if start_us <= end_us else (end_us, start_us)
@@ -57,12 +57,12 @@ def _span_operations(matches: list[str], spans: list[Any]) -> dict[str, Any] | N
 
 
 def _emit(config: Any, spans: Any) -> dict[str, Any] | None:
-    if config.__class__ is not dict or config.get("type") not in _SPAN_OPERATIONS:
+    if type(config) is not dict or config.get("type") not in _SPAN_OPERATIONS:
         return None  # unknown breakdown types are ignored, for forward compatibility
     matches = config.get("matches")
-    if matches.__class__ is not list or not matches or spans.__class__ is not list:
+    if type(matches) is not list or not matches or type(spans) is not list:
         return None
-    return _span_operations([m for m in matches if m.__class__ is str], spans)
+    return _span_operations([m for m in matches if type(m) is str], spans)
 
 
 def normalize_breakdowns(event: dict[str, Any], meta: Meta, config: dict[str, Any]) -> None:

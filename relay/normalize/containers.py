@@ -55,7 +55,7 @@ class ValuesKind(Kind):
             return [item_conv(v, sub, str(i)) for i, v in enumerate(items)]
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
-            cls = value.__class__
+            cls = type(value)
             if cls is list:
                 return {"values": conv_list(value, child(meta, key))}
             if cls is dict:
@@ -65,7 +65,7 @@ class ValuesKind(Kind):
                 if "values" in value:
                     rest = {k: v for k, v in value.items() if k != "values"}
                     items = value["values"]
-                    if items.__class__ is list:
+                    if type(items) is list:
                         rest["values"] = conv_list(items, sub)
                     elif items is None:
                         # ``values`` is required: an explicit null is reported.
@@ -105,7 +105,7 @@ class PairsKind(Kind):
         order = sort_key
 
         def pair(item: Any, meta: Meta, index: str) -> Any:
-            if item.__class__ is list and len(item) == 2:
+            if type(item) is list and len(item) == 2:
                 # The pair's meta node is attached only if something is recorded in it.
                 sub = meta.get(index)
                 if sub is not None:
@@ -121,7 +121,7 @@ class PairsKind(Kind):
             return None
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
-            cls = value.__class__
+            cls = type(value)
             if cls is list:
                 sub = child(meta, key)
                 return [pair(item, sub, str(i)) for i, item in enumerate(value)]
@@ -149,7 +149,7 @@ class PairsKind(Kind):
 
 def _fingerprint(value: Any, meta: Meta, key: str) -> Any:
     """Fingerprint entries are lenient strings; bad entries are reported together."""
-    if value.__class__ is list:
+    if type(value) is list:
         good: list[str] = []
         bad: list[Any] = []
         scratch: Meta = {}
@@ -218,7 +218,7 @@ TAGS = PairsKind("tags", _tag_key, _tag_value)
 def _header_value(value: Any, meta: Meta, key: str) -> Any:
     """A header value; a list of values is joined with commas (empty ones add nothing
     at the start), and the errors of invalid items go to the header value."""
-    if value.__class__ is list:
+    if type(value) is list:
         joined = ""
         scratch: Meta = {}
         for i, item in enumerate(value):
@@ -312,12 +312,12 @@ _COOKIE_PAIRS = PairsKind("cookies", to_str, to_str)
 
 def _cookies(value: Any, meta: Meta, key: str) -> Any:
     """A Cookie header string (bad cookies are reported and left out) or a pair list."""
-    if value.__class__ is str:
+    if type(value) is str:
         pairs, errors = parse_cookies(value)
         for error in errors:
             set_error(meta, key, error, value)
         return pairs
-    if value.__class__ in (dict, list):
+    if type(value) in (dict, list):
         return _COOKIE_PAIRS.conv(value, meta, key)
     if value is None:
         return None
@@ -345,9 +345,9 @@ def parse_query(text: str) -> list[list[str]]:
 
 
 def _query(value: Any, meta: Meta, key: str) -> Any:
-    if value.__class__ is str:
+    if type(value) is str:
         return parse_query(value)
-    if value.__class__ in (dict, list):
+    if type(value) in (dict, list):
         return _QUERY_PAIRS.conv(value, meta, key)
     if value is None:
         return None
@@ -368,7 +368,7 @@ class ContextsKind(Kind):
         self.known = known
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
-            if value.__class__ is not dict:
+            if type(value) is not dict:
                 if value is None:
                     return None
                 set_error(meta, key, expected("an object"), value)
@@ -376,9 +376,9 @@ class ContextsKind(Kind):
             sub = child(meta, key)
             out: dict[str, Any] = {}
             for name, ctx in value.items():
-                if ctx.__class__ is dict:
+                if type(ctx) is dict:
                     ty = ctx.get("type")
-                    if ty.__class__ is not str or not ty:
+                    if type(ty) is not str or not ty:
                         ctx = {**ctx, "type": name}
                         ty = name
                     struct = known.get(ty)

@@ -141,11 +141,11 @@ def normalize_runtime(runtime: dict[str, Any]) -> None:
 def normalize_contexts(event: dict[str, Any]) -> None:
     """Per-type context normalization; SDKs may not send the internal reprocessing context."""
     contexts = event.get("contexts")
-    if contexts.__class__ is not dict:
+    if type(contexts) is not dict:
         return
     contexts.pop("reprocessing", None)
     for ctx in contexts.values():
-        if ctx.__class__ is not dict:
+        if type(ctx) is not dict:
             continue
         ty = ctx.get("type")
         if ty == "runtime":

@@ -41,7 +41,7 @@ def infer_event_type(event: dict[str, Any]) -> str:
     if ty in ("transaction", "feedback"):
         return ty  # type: ignore[no-any-return]
     exc = event.get("exception")
-    if exc.__class__ is dict and exc.get("values"):
+    if type(exc) is dict and exc.get("values"):
         return "error"
     if event.get("csp") is not None:
         return "csp"
@@ -129,10 +129,10 @@ def span_id_from_trace_id(trace_id: str) -> str:
 def force_trace_context(event: dict[str, Any]) -> None:
     """Every error event gets a trace context with ids derived from the event id."""
     contexts = event.get("contexts")
-    if contexts.__class__ is not dict:
+    if type(contexts) is not dict:
         contexts = event["contexts"] = {}
     trace = contexts.get("trace")
-    if trace.__class__ is not dict or trace.get("type") != "trace":
+    if type(trace) is not dict or trace.get("type") != "trace":
         trace = contexts["trace"] = {"type": "trace"}
     if trace.get("trace_id") is None:
         trace["trace_id"] = event["event_id"]
@@ -143,9 +143,9 @@ def force_trace_context(event: dict[str, Any]) -> None:
 def trace_context(event: dict[str, Any]) -> dict[str, Any] | None:
     """The event's trace context, when it has a valid one."""
     contexts = event.get("contexts")
-    if contexts.__class__ is dict:
+    if type(contexts) is dict:
         trace = contexts.get("trace")
-        if trace.__class__ is dict and trace.get("type") == "trace":
+        if type(trace) is dict and trace.get("type") == "trace":
             return trace
     return None
 
@@ -163,17 +163,17 @@ def normalize_transaction(event: dict[str, Any]) -> None:
     if trace is not None and trace.get("op") is None:
         trace["op"] = "default"
     for span in event.get("spans") or ():
-        if span.__class__ is dict and span.get("op") is None:
+        if type(span) is dict and span.get("op") is None:
             span["op"] = "default"
 
 
 def normalize_breadcrumbs(event: dict[str, Any]) -> None:
     """Breadcrumbs default to type ``default`` and level ``info``."""
     crumbs = event.get("breadcrumbs")
-    if crumbs.__class__ is not dict:
+    if type(crumbs) is not dict:
         return
     for crumb in crumbs.get("values") or ():
-        if crumb.__class__ is dict:
+        if type(crumb) is dict:
             if not crumb.get("type"):
                 crumb["type"] = "default"
             if crumb.get("level") is None:

@@ -40,7 +40,7 @@ def parse_event(payload: dict[str, Any]) -> tuple[dict[str, Any], Meta]:
     """Convert a JSON event to its typed form; returns the event and its meta tree."""
     incoming = payload.get("_meta")
     holder: Meta = {}
-    if incoming.__class__ is dict:
+    if type(incoming) is dict:
         payload = {k: v for k, v in payload.items() if k != "_meta"}
         holder["e"] = copy_meta(incoming, payload)
     event = EVENT.conv(payload, holder, "e")
@@ -99,7 +99,7 @@ def _apply(event: dict[str, Any], meta: Meta, config: NormalizationConfig) -> No
     defaults.normalize_default_attributes(event, meta, config)
     if config.replay_id is not None:
         ctxs = event.get("contexts")
-        if ctxs.__class__ is not dict:
+        if type(ctxs) is not dict:
             ctxs = event["contexts"] = {}
         ctxs["replay"] = {"type": "replay", "replay_id": config.replay_id}
     request.normalize_request(event, meta)

@@ -39,7 +39,7 @@ class _FormatError(Exception):
 
 def _is_int(value: Any) -> bool:
     """JSON integers that Relay reads as integers (wider ones become floats)."""
-    return value.__class__ is int and _I64_MIN <= value < _U64_LIMIT
+    return type(value) is int and _I64_MIN <= value < _U64_LIMIT
 
 
 def _rust_float(value: float) -> str:
@@ -65,11 +65,11 @@ def _rust_exp(value: float, upper: bool) -> str:
 
 def _render(value: Any, conv: str, alternate: bool) -> str:
     """One argument as ``dynfmt`` writes it for conversion ``conv``."""
-    if value.__class__ is bool:
+    if type(value) is bool:
         value_kind = "bool"
     elif _is_int(value):
         value_kind = "int"
-    elif value.__class__ in (int, float):
+    elif type(value) in (int, float):
         value_kind = "float"
         value = float(value)
     else:
@@ -83,7 +83,7 @@ def _render(value: Any, conv: str, alternate: bool) -> str:
             return str(value)
         if value_kind == "float":
             return _rust_float(value)
-        if value.__class__ is str:
+        if type(value) is str:
             return value
         return serde_json.dumps(value, pretty=alternate)
     if conv in "oxX" and value_kind == "int":
@@ -102,15 +102,15 @@ def _argument(params: Any, key: str | None, auto: list[int]) -> Any:
     if key is None:
         index = auto[0]
         auto[0] += 1
-        if params.__class__ is not list or index >= len(params):
+        if type(params) is not list or index >= len(params):
             raise _FormatError
         value = params[index]
-    elif key.isascii() and key.isdigit() and params.__class__ is list:
+    elif key.isascii() and key.isdigit() and type(params) is list:
         index = int(key)
         if index >= len(params):
             raise _FormatError
         value = params[index]
-    elif params.__class__ is dict:
+    elif type(params) is dict:
         value = params.get(key)
     else:
         raise _FormatError
@@ -132,7 +132,7 @@ def _format_percent(message: str, params: Any) -> str:
             continue
         # Named arguments are looked up by name, even when the name is a number.
         key = match.group("key")
-        if key is not None and params.__class__ is not dict:
+        if key is not None and type(params) is not dict:
             raise _FormatError
         value = _argument(params, key, auto)
         out.append(_render(value, conv, "#" in match.group("flags")))
@@ -151,7 +151,7 @@ def _format_curly(message: str, params: Any) -> str:
         if key is not None:
             # Numbers index a list of parameters, names look up an object of them.
             numeric = key.isascii() and key.isdigit()
-            if params.__class__ is not (list if numeric else dict):
+            if type(params) is not (list if numeric else dict):
                 raise _FormatError
         out.append(_render(_argument(params, key, auto), "s", False))
     out.append(message[last:])
@@ -180,7 +180,7 @@ def format_message(message: str, params: Any) -> str | None:
 def normalize_logentry(event: dict[str, Any], meta: Meta) -> None:
     """Fill ``formatted``; a log entry without any message text is invalid."""
     entry = event.get("logentry")
-    if entry.__class__ is not dict:
+    if type(entry) is not dict:
         return
     annotated = any(key != "" for key in meta.get("logentry") or ())
     # Relay skips an empty log entry, but one whose fields were invalid is not empty.

@@ -74,7 +74,7 @@ def named_map_converter(map_conv: Converter, what: str, *, lowercase: bool) -> C
     """
 
     def conv(value: Any, meta: Meta, key: str) -> Any:
-        if value.__class__ is not dict:
+        if type(value) is not dict:
             return map_conv(value, meta, key)
         renamed: dict[str, Any] = {}
         errors: list[Any] = []
@@ -113,22 +113,22 @@ class MeasurementsConfig:
 
 def _builtin_keys(section: Any) -> list[tuple[str, str, bool]]:
     keys = []
-    entries = section.get("builtinMeasurements") if section.__class__ is dict else None
-    for entry in entries if entries.__class__ is list else ():
-        if entry.__class__ is not dict:
+    entries = section.get("builtinMeasurements") if type(section) is dict else None
+    for entry in entries if type(entries) is list else ():
+        if type(entry) is not dict:
             continue
         name, unit = entry.get("name"), entry.get("unit", "none")
-        parsed = canonical_unit(unit) if unit.__class__ is str else None
-        if name.__class__ is str and parsed is not None:
+        parsed = canonical_unit(unit) if type(unit) is str else None
+        if type(name) is str and parsed is not None:
             keys.append((name, parsed, entry.get("allowNegative") is True))
     return keys
 
 
 def _max_custom(section: Any) -> int | None:
-    if section.__class__ is not dict:
+    if type(section) is not dict:
         return None
     value = section.get("maxCustomMeasurements", 0)
-    return value if value.__class__ is int and value >= 0 else 0
+    return value if type(value) is int and value >= 0 else 0
 
 
 @functools.lru_cache(maxsize=256)
@@ -153,7 +153,7 @@ def compile_config(
 
 def _value(measurements: dict[str, Any], name: str) -> float | None:
     entry = measurements.get(name)
-    if entry.__class__ is dict:
+    if type(entry) is dict:
         return entry.get("value")
     return None
 
@@ -175,7 +175,7 @@ def normalize_measurements(
         meta.pop("measurements", None)
         return
     measurements = event.get("measurements")
-    if measurements.__class__ is not dict:
+    if type(measurements) is not dict:
         return
     for dotted, snake in (
         ("app.start.cold", "app_start_cold"),
@@ -188,7 +188,7 @@ def normalize_measurements(
         if value is not None and value > _MAX_DURATION_MOBILE_MS:
             del measurements[name]
     for name, entry in measurements.items():
-        if entry.__class__ is dict and entry.get("unit") is None:
+        if type(entry) is dict and entry.get("unit") is None:
             entry["unit"] = _DEFAULT_UNITS.get(name, "none")
     _compute(measurements, duration_ms)
     if config is not None:
@@ -209,7 +209,7 @@ def _compute(measurements: dict[str, Any], duration_ms: float | None) -> None:
     if (
         duration_ms is not None
         and duration_ms > 0
-        and stall.__class__ is dict
+        and type(stall) is dict
         and stall.get("unit") in (None, _MS, "none")
         and stall.get("value") is not None
     ):
@@ -225,7 +225,7 @@ def _remove_invalid(measurements: dict[str, Any], meta: Meta, config: Measuremen
     # Sorted, as Relay's map is: which customs fit the budget must not depend on order.
     for name in sorted(measurements):
         entry = measurements[name]
-        if entry.__class__ is not dict:
+        if type(entry) is not dict:
             del measurements[name]
             continue
         unit = entry.get("unit") or "none"
@@ -290,25 +290,23 @@ def backfill_app_vitals_start(event: dict[str, Any]) -> None:
     ``app.vitals.start.value`` with an ``app.vitals.start.type`` tag.
     """
     measurements = event.get("measurements")
-    if measurements.__class__ is not dict:
+    if type(measurements) is not dict:
         return
     _backfill_screen(event, measurements)
     tags = event.get("tags")
-    if tags.__class__ is list and any(
-        pair is not None and pair[0] == _APP_START_TYPE for pair in tags
-    ):
+    if type(tags) is list and any(pair is not None and pair[0] == _APP_START_TYPE for pair in tags):
         return
     if _APP_START_VALUE in measurements:
         return
     for name, start_type in _APP_START_SOURCES:
         entry = measurements.get(name)
-        if start_type is None or entry.__class__ is not dict:
+        if start_type is None or type(entry) is not dict:
             continue
         value = entry.get("value")
         if entry.get("unit") != _MS or value is None:
             continue
         measurements[_APP_START_VALUE] = {"value": value, "unit": _MS}
-        if tags.__class__ is not list:
+        if type(tags) is not list:
             tags = event["tags"] = []
         tags.append([_APP_START_TYPE, start_type])
         return
@@ -321,10 +319,10 @@ def _backfill_screen(event: dict[str, Any], measurements: dict[str, Any]) -> Non
     if not any(name in measurements for name, _ in _APP_START_SOURCES):
         return
     contexts = event.get("contexts")
-    trace = contexts.get("trace") if contexts.__class__ is dict else None
-    if trace.__class__ is not dict or trace.get("op") != "ui.load":
+    trace = contexts.get("trace") if type(contexts) is dict else None
+    if type(trace) is not dict or trace.get("op") != "ui.load":
         return
     data = trace.get("data")
-    if data.__class__ is not dict:
+    if type(data) is not dict:
         data = trace["data"] = {}
     data.setdefault(_APP_START_SCREEN, screen)

@@ -67,7 +67,7 @@ def estimate_size(value: Any, skip_nulls: bool = False) -> int:
     ``skip_nulls`` leaves null object members out, as for typed structs (whose null fields
     Relay does not serialize).
     """
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         return len(value) + 2 if value.isascii() else len(value.encode()) + 2
     if value is None:
@@ -181,7 +181,7 @@ _U64_MAX = 2**64 - 1
 
 
 def _is_uint(value: Any, limit: int) -> bool:
-    return value.__class__ is int and 0 <= value <= limit
+    return type(value) is int and 0 <= value <= limit
 
 
 def _incoming_entry(entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -209,14 +209,14 @@ def _incoming_entry(entry: dict[str, Any]) -> dict[str, Any] | None:
 
 def _incoming_remarks(remarks: Any) -> list[Any] | None:
     """``[rule_id, type]`` or ``[rule_id, type, start, end]`` each; a lone start is dropped."""
-    if remarks.__class__ is not list:
+    if type(remarks) is not list:
         return None
     out: list[Any] = []
     for remark in remarks:
-        if remark.__class__ is not list or len(remark) < 2:
+        if type(remark) is not list or len(remark) < 2:
             return None
         rule, kind = remark[0], remark[1]
-        if rule.__class__ is not str or kind.__class__ is not str or kind not in _REMARK_TYPES:
+        if type(rule) is not str or type(kind) is not str or kind not in _REMARK_TYPES:
             return None
         bounds = remark[2:4]
         if not all(_is_uint(b, _U64_MAX) for b in bounds):
@@ -227,20 +227,20 @@ def _incoming_remarks(remarks: Any) -> list[Any] | None:
 
 def _incoming_errors(errors: Any) -> list[Any] | None:
     """A name, or ``[name]`` / ``[name, {data}]`` with non-null data values, each."""
-    if errors.__class__ is not list:
+    if type(errors) is not list:
         return None
     out: list[Any] = []
     for error in errors:
-        if error.__class__ is str:
+        if type(error) is str:
             out.append(error)
             continue
-        if error.__class__ is not list or not error or error[0].__class__ is not str:
+        if type(error) is not list or not error or type(error[0]) is not str:
             return None
         if len(error) < 2:
             out.append(error[0])
             continue
         data = error[1]
-        if data.__class__ is not dict or any(v is None for v in data.values()):
+        if type(data) is not dict or any(v is None for v in data.values()):
             return None
         out.append([error[0], copy_json(data)] if data else error[0])
     return out
@@ -258,7 +258,7 @@ def _child_value(value: Any, key: str) -> tuple[bool, Any]:
 
 def copy_json(value: Any) -> Any:
     """A deep copy of a JSON value (objects and arrays copied, scalars shared)."""
-    cls = value.__class__
+    cls = type(value)
     if cls is dict:
         return {k: copy_json(v) for k, v in value.items()}
     if cls is list:
@@ -291,17 +291,17 @@ def serialized(value: Any, kind: Any) -> Any:
 
     if value is None:
         return None
-    cls = kind.__class__
-    if cls is Struct and value.__class__ is dict:
+    cls = type(kind)
+    if cls is Struct and type(value) is dict:
         out = {f.name: serialized(value.get(f.name), f.kind) for f in kind.fields}
         for k, v in value.items():
             if k not in out:
                 out[k] = v
         return out
-    if cls is ArrayKind and value.__class__ is list:
+    if cls is ArrayKind and type(value) is list:
         return [serialized(v, kind.item) for v in value]
-    if cls is MapKind and value.__class__ is dict:
+    if cls is MapKind and type(value) is dict:
         return {k: serialized(v, kind.item) for k, v in value.items()}
-    if hasattr(kind, "item") and value.__class__ is dict and "values" in value:
+    if hasattr(kind, "item") and type(value) is dict and "values" in value:
         return {"values": serialized(value["values"], ArrayKind(kind.item))}
     return value

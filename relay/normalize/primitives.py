@@ -31,7 +31,7 @@ def _fail(meta: Meta, key: str, what: str, value: Any) -> None:
 
 
 def to_str(value: Any, meta: Meta, key: str) -> Any:
-    if value is None or value.__class__ is str:
+    if value is None or type(value) is str:
         return value
     _fail(meta, key, "a string", value)
     return None
@@ -46,7 +46,7 @@ def to_bool(value: Any, meta: Meta, key: str) -> Any:
 
 def _number(value: Any, low: float, high: float) -> Any:
     """Relay casts any JSON number that fits (floats truncate toward zero)."""
-    cls = value.__class__
+    cls = type(value)
     if cls is int:
         return value if low <= value < high else None
     if cls is float:
@@ -75,7 +75,7 @@ def to_i64(value: Any, meta: Meta, key: str) -> Any:
 
 
 def to_f64(value: Any, meta: Meta, key: str) -> Any:
-    cls = value.__class__
+    cls = type(value)
     if cls is float:
         return value
     if cls is int:
@@ -88,7 +88,7 @@ def to_f64(value: Any, meta: Meta, key: str) -> Any:
 
 def to_finite_f64(value: Any, meta: Meta, key: str) -> Any:
     """Relay's ``FiniteF64``: any JSON number that is finite (one error for every miss)."""
-    cls = value.__class__
+    cls = type(value)
     if cls is float:
         if math.isfinite(value):
             return value
@@ -141,7 +141,7 @@ def to_metric_unit(value: Any, meta: Meta, key: str) -> Any:
     """Relay's ``MetricUnit``: a string naming a known or a custom unit."""
     if value is None:
         return None
-    if value.__class__ is not str:
+    if type(value) is not str:
         _fail(meta, key, "a string", value)
         return None
     unit = canonical_unit(value)
@@ -152,7 +152,7 @@ def to_metric_unit(value: Any, meta: Meta, key: str) -> Any:
 
 def lenient_str(value: Any, meta: Meta, key: str) -> Any:
     """Strings, plus numbers and booleans rendered the way Sentry's Python code did."""
-    cls = value.__class__
+    cls = type(value)
     if cls is str or value is None:
         return value
     if value is True:
@@ -181,7 +181,7 @@ def json_dumps_compact(value: Any) -> str:
 
 def json_lenient_str(value: Any, meta: Meta, key: str) -> Any:
     """Strings as they are; anything else becomes its JSON text."""
-    if value is None or value.__class__ is str:
+    if value is None or type(value) is str:
         return value
     return json_dumps_compact(value)
 
@@ -228,7 +228,7 @@ def parse_timestamp_str(text: str) -> float | str:
 
 def to_timestamp(value: Any, meta: Meta, key: str) -> Any:
     """Accept RFC 3339 strings and numeric Unix timestamps; return float seconds."""
-    cls = value.__class__
+    cls = type(value)
     if cls is float:
         if not math.isfinite(value) or not MIN_TIMESTAMP <= math.floor(value) < _MAX_TS:
             set_error(meta, key, invalid("timestamp out of range"), value)
@@ -354,7 +354,7 @@ def uuid_error(text: str) -> str:
 def to_event_id(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    if value.__class__ is str:
+    if type(value) is str:
         parsed = parse_uuid(value)
         if parsed is not None:
             return parsed
@@ -367,7 +367,7 @@ def to_event_id(value: Any, meta: Meta, key: str) -> Any:
 def to_uuid(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    if value.__class__ is str:
+    if type(value) is str:
         parsed = parse_uuid(value)
         if parsed is not None:
             return str(uuid.UUID(parsed))
@@ -381,7 +381,7 @@ _NIL_TRACE_ID = "0" * 32
 def to_trace_id(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    if value.__class__ is str:
+    if type(value) is str:
         parsed = parse_uuid(value)
         if parsed is None:
             set_error(meta, key, invalid("not a valid trace id"), value)
@@ -398,7 +398,7 @@ def to_trace_id(value: Any, meta: Meta, key: str) -> Any:
 def to_span_id(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    if value.__class__ is str:
+    if type(value) is str:
         if _HEX16.fullmatch(value) and value != "0" * 16:
             return value.lower()
         set_error(meta, key, invalid("not a valid span id"), value)
@@ -426,7 +426,7 @@ def is_ip_address(text: str) -> bool:
 def to_ip(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    if value.__class__ is str:
+    if type(value) is str:
         if value == "{{auto}}" or is_ip_address(value):
             return value
         set_error(meta, key, expected("an ip address"), value)
@@ -453,7 +453,7 @@ _NUMERIC_LEVELS = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "fat
 def to_level(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         level = _LEVELS.get(value)
         if level is not None:
@@ -489,7 +489,7 @@ EVENT_TYPES = frozenset(
 def to_event_type(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    if value.__class__ is str:
+    if type(value) is str:
         if value in EVENT_TYPES:
             return value
         set_error(meta, key, invalid("invalid event type"), value)
@@ -526,7 +526,7 @@ SPAN_STATUSES = {
 def to_span_status(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    if value.__class__ is str:
+    if type(value) is str:
         status = SPAN_STATUSES.get(value)
         if status is not None:
             return status
@@ -538,9 +538,9 @@ def to_span_status(value: Any, meta: Meta, key: str) -> Any:
 
 def to_thread_id(value: Any, meta: Meta, key: str) -> Any:
     """Thread ids are either unsigned integers or strings."""
-    if value is None or value.__class__ is str:
+    if value is None or type(value) is str:
         return value
-    if value.__class__ is int and value >= 0:
+    if type(value) is int and value >= 0:
         return value
     _fail(meta, key, "a thread id", value)
     return None
@@ -553,7 +553,7 @@ def to_addr(value: Any, meta: Meta, key: str) -> Any:
     """Addresses are serialized as ``0x``-prefixed lowercase hex."""
     if value is None:
         return None
-    cls = value.__class__
+    cls = type(value)
     if cls is int and value >= 0:
         return f"0x{value:016x}"
     if cls is str:

@@ -14,7 +14,7 @@ _METHOD = re.compile(r"[A-Z\-_]{3,32}")
 
 
 def _header(headers: Any, name: str) -> str | None:
-    if headers.__class__ is not list:
+    if type(headers) is not list:
         return None
     for pair in headers:
         if pair is not None and pair[0] == name:
@@ -84,7 +84,7 @@ def _urlencoded(raw: str) -> dict[str, str] | None:
 
 def _normalize_data(request: dict[str, Any]) -> None:
     raw = request.get("data")
-    if raw.__class__ is str:
+    if type(raw) is str:
         try:
             request["data"] = json.loads(raw)
             request["inferred_content_type"] = "application/json"
@@ -100,7 +100,7 @@ def _normalize_data(request: dict[str, Any]) -> None:
 
 def _take_cookie_header(holder: dict[str, Any], header: str) -> None:
     headers = holder.get("headers")
-    if headers.__class__ is not list:
+    if type(headers) is not list:
         return
     if holder.get("cookies") is not None:
         holder["headers"] = [p for p in headers if p is None or p[0] != header]
@@ -121,7 +121,7 @@ _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRST
 def normalize_request(event: dict[str, Any], meta: Meta) -> None:
     """Everything Relay derives from ``request``."""
     request = event.get("request")
-    if request.__class__ is not dict:
+    if type(request) is not dict:
         return
     method = request.get("method")
     if method is not None:
@@ -141,7 +141,7 @@ def normalize_response(response: dict[str, Any]) -> None:
     """The response context gets the same body parsing and Set-Cookie extraction."""
     raw = response.get("data")
     parsed = False
-    if raw.__class__ is str:
+    if type(raw) is str:
         try:
             response["data"] = json.loads(raw)
             response["inferred_content_type"] = "application/json"

@@ -60,7 +60,7 @@ register_prims(
 
 def _params(value: object, meta: dict[str, object], key: str) -> object:
     """Log entry parameters are a list (positional) or an object (named)."""
-    if value is None or value.__class__ in (list, dict):
+    if value is None or type(value) in (list, dict):
         return value
     set_error(meta, key, expected("message parameters"), value)
     return None
@@ -592,12 +592,12 @@ EVENT = Struct(
 def _logentry_from_string(value: object, meta: dict[str, object], key: str) -> object:
     """A bare string (``"message": "..."``) is a log entry's formatted text; other non-object
     values (except ``false``) are formatted as JSON."""
-    if value.__class__ is str:
+    if type(value) is str:
         return {"formatted": value}
     if value is False:
         # Old SDKs send ``"message": false`` for "no message": Relay drops it silently.
         return None
-    if value is not None and value.__class__ is not dict:
+    if value is not None and type(value) is not dict:
         return {"formatted": p.json_dumps_compact(value)}
     return LOGENTRY_CONV(value, meta, key)
 

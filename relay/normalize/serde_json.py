@@ -32,7 +32,7 @@ def dumps(value: Any, pretty: bool = False, indent: str = "") -> str:
     """Compact (or, with ``pretty``, two-space indented) JSON of a JSON-like value."""
     if value is None:
         return "null"
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         return _encode_str(value)
     if cls is bool:

@@ -35,7 +35,7 @@ def is_empty(value: Any) -> bool:
     """Relay's ``Empty`` check on a finished value (structs recurse, containers do not)."""
     if value is None or value == "":
         return True
-    cls = value.__class__
+    cls = type(value)
     if cls is list:
         return not value
     if cls is dict:
@@ -47,7 +47,7 @@ def is_deep_empty(value: Any) -> bool:
     """Like :func:`is_empty`, but lists count as empty when all their items are."""
     if value is None or value == "":
         return True
-    cls = value.__class__
+    cls = type(value)
     if cls is list:
         return all(is_deep_empty(v) for v in value)
     if cls is dict:
@@ -81,7 +81,7 @@ class Finisher:
         original = own.get("val", _NONE)
         inner = own.pop("val_meta", None)
         for err in errs:
-            if err.__class__ is list:
+            if type(err) is list:
                 kind, data = err[0], err[1] if len(err) > 1 else {}
             else:
                 kind, data = err, {}
@@ -105,25 +105,25 @@ class Finisher:
                 self.emit(meta, path)
         if value is None:
             return None
-        cls = kind.__class__
+        cls = type(kind)
         if cls is Prim and not meta:
             return value  # the common leaf: nothing to report, nothing to drop
         if cls is Struct:
             return self.finish_struct(kind, value, meta, path)  # type: ignore[arg-type]
         if cls is ArrayKind or cls is MapKind:
             item: Kind = kind.item  # type: ignore[attr-defined]
-            if value.__class__ is list:
-                if not meta and item.__class__ is not Struct and item.__class__ is not MapKind:
+            if type(value) is list:
+                if not meta and type(item) is not Struct and type(item) is not MapKind:
                     return value
                 return [
                     self.finish(item, v, meta.get(str(i)) if meta else None, f"{path}.{i}")
                     for i, v in enumerate(value)
                 ]
-            if value.__class__ is dict:
-                keep_nulls = item.__class__ is ValueKind
+            if type(value) is dict:
+                keep_nulls = type(item) is ValueKind
                 if (
                     not meta
-                    and item.__class__ not in (Struct, MapKind)
+                    and type(item) not in (Struct, MapKind)
                     and (keep_nulls or None not in value.values())
                 ):
                     return value
@@ -142,7 +142,7 @@ class Finisher:
             return self.finish_pairs(value, meta, path, kind.name == "headers")
         if cls is ContextsKind:
             return self.finish_contexts(kind, value, meta, path)  # type: ignore[arg-type]
-        if meta and value.__class__ in (dict, list):
+        if meta and type(value) in (dict, list):
             self.emit_value(value, meta, path)
         return value
 
@@ -151,13 +151,13 @@ class Finisher:
         for key in sorted(k for k in meta if k != ""):
             sub = meta[key]
             self.emit(sub, f"{path}.{key}")
-            if value.__class__ is dict:
+            if type(value) is dict:
                 inner = value.get(key)
-            elif value.__class__ is list and key.isdigit() and int(key) < len(value):
+            elif type(value) is list and key.isdigit() and int(key) < len(value):
                 inner = value[int(key)]
             else:
                 inner = None
-            if inner.__class__ in (dict, list):
+            if type(inner) in (dict, list):
                 self.emit_value(inner, sub, f"{path}.{key}")
 
     def finish_struct(
@@ -196,11 +196,11 @@ class Finisher:
                         out[name] = v
                         continue
                     if leaf == _PASS_SKIP_EMPTY:
-                        if v.__class__ in _SCALARS:
+                        if type(v) in _SCALARS:
                             if v != "":
                                 out[name] = v
                             continue
-                    elif v.__class__ is (list if leaf == _PASS_LIST else dict):
+                    elif type(v) is (list if leaf == _PASS_LIST else dict):
                         if v or skip != SKIP_EMPTY:
                             out[name] = v
                         continue
@@ -213,7 +213,7 @@ class Finisher:
                     if skip != SKIP_NEVER:
                         continue
                 elif skip == SKIP_EMPTY:
-                    if kind.__class__ is ValuesKind:
+                    if type(kind) is ValuesKind:
                         # Relay checks ``Values`` before serializing it: the list counts
                         # even when all its items are left out as empty.
                         values_obj = cast(dict[str, Any], v)
@@ -313,10 +313,10 @@ class Finisher:
         for name in sorted(value):
             ctx = value[name]
             sub = meta.get(name) if meta else None
-            struct = kind.known.get(str(ctx.get("type"))) if ctx.__class__ is dict else None
+            struct = kind.known.get(str(ctx.get("type"))) if type(ctx) is dict else None
             if struct is None:
                 self.emit(sub, f"{path}.{name}")
-                if sub and ctx.__class__ is dict:
+                if sub and type(ctx) is dict:
                     self.emit_value(ctx, sub, f"{path}.{name}")
                 out[name] = ctx
             else:
@@ -346,7 +346,7 @@ def _entry(field: Field) -> Entry:
     """The plan entry of ``field``; the modes mirror what :meth:`Finisher.finish` and the
     skip rules do with a meta-less value of that type."""
     kind = field.kind
-    kind_cls = kind.__class__
+    kind_cls = type(kind)
     skip = field.skip
     keeps_empty = skip != SKIP_EMPTY and skip != SKIP_DEEP
     leaf = _NOT_LEAF
@@ -355,7 +355,7 @@ def _entry(field: Field) -> Entry:
     elif kind_cls is ValueKind and keeps_empty:
         leaf = _PASS
     elif skip != SKIP_DEEP and skip != SKIP_NEVER:
-        item_cls = getattr(kind, "item", None).__class__
+        item_cls = type(getattr(kind, "item", None))
         if kind_cls is ArrayKind and item_cls is not Struct and item_cls is not MapKind:
             leaf = _PASS_LIST
         elif kind_cls is MapKind and item_cls is ValueKind:
@@ -389,10 +389,10 @@ def is_empty_kind(kind: Kind, value: Any) -> bool:
     """
     if value is None:
         return True
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         return not value
-    kind_cls = kind.__class__
+    kind_cls = type(kind)
     if cls is dict and (kind_cls is Struct or kind_cls is ValuesKind):
         by_name = kind.by_name if kind_cls is Struct else _VALUES_FIELDS  # type: ignore[attr-defined]
         for key, item in value.items():
@@ -422,10 +422,10 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
     """
     if value is None:
         return True
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         return not value
-    kind_cls = kind.__class__
+    kind_cls = type(kind)
     if cls is dict:
         if kind_cls is Struct:
             struct = cast(Struct, kind)
@@ -465,8 +465,8 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
 
 def _without_deep_empty_items(kind: Kind, value: Any, meta: Meta | None) -> Any:
     """Leave out the deep-empty entries (without meta) of a list or object."""
-    cls = value.__class__
-    kind_cls = kind.__class__
+    cls = type(value)
+    kind_cls = type(kind)
     if cls is list:
         item_kind = kind.item if kind_cls is ArrayKind else _VALUE  # type: ignore[attr-defined]
         return [

@@ -40,17 +40,17 @@ def _exclusive(parent: Interval, children: list[Interval]) -> int:
 
 def compute_exclusive_times(event: dict[str, Any], trace: dict[str, Any] | None) -> None:
     """Set ``exclusive_time`` on every span, and on ``trace`` unless the SDK set it."""
-    if event.get("contexts").__class__ is not dict:
+    if type(event.get("contexts")) is not dict:
         return
     event_interval = _interval(event.get("start_timestamp"), event.get("timestamp"))
     if event_interval is None:
         return
     spans = event.get("spans")
-    if spans.__class__ is not list:
+    if type(spans) is not list:
         spans = event["spans"] = []
     children: dict[str, list[Interval]] = {}
     for span in spans:
-        if span.__class__ is not dict:
+        if type(span) is not dict:
             continue
         parent = span.get("parent_span_id")
         interval = _interval(span.get("start_timestamp"), span.get("timestamp"))
@@ -64,7 +64,7 @@ def compute_exclusive_times(event: dict[str, Any], trace: dict[str, Any] | None)
             exclusive = _exclusive(event_interval, children.get(span_id, []))
             trace["exclusive_time"] = millis(exclusive)
     for span in spans:
-        if span.__class__ is not dict or span.get("span_id") is None:
+        if type(span) is not dict or span.get("span_id") is None:
             continue
         interval = _interval(span.get("start_timestamp"), span.get("timestamp"))
         if interval is not None:
@@ -75,14 +75,14 @@ def compute_exclusive_times(event: dict[str, Any], trace: dict[str, Any] | None)
 def normalize_app_start_spans(event: dict[str, Any]) -> None:
     """Old React Native SDKs wrote ``app_start_cold``; Relay renames the first such op."""
     sdk = event.get("sdk")
-    if sdk.__class__ is not dict or sdk.get("name") != "sentry.javascript.react-native":
+    if type(sdk) is not dict or sdk.get("name") != "sentry.javascript.react-native":
         return
     version = sdk.get("version")
-    if version.__class__ is not str or not version.startswith(_SNAKE_APP_START_VERSIONS):
+    if type(version) is not str or not version.startswith(_SNAKE_APP_START_VERSIONS):
         return
     spans = event.get("spans")
-    for span in spans if spans.__class__ is list else ():
-        if span.__class__ is dict:
+    for span in spans if type(spans) is list else ():
+        if type(span) is dict:
             renamed = _APP_START_OPS.get(span.get("op"))  # type: ignore[arg-type]
             if renamed is not None:
                 span["op"] = renamed

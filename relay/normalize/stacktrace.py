@@ -44,19 +44,19 @@ def normalize_frame(frame: dict[str, Any]) -> None:
 
 def normalize_stacktrace(stacktrace: Any) -> None:
     """Normalize every frame of a (non-raw) stack trace."""
-    if stacktrace.__class__ is not dict:
+    if type(stacktrace) is not dict:
         return
     frames = stacktrace.get("frames")
-    if frames.__class__ is list:
+    if type(frames) is list:
         for frame in frames:
-            if frame.__class__ is dict:
+            if type(frame) is dict:
                 normalize_frame(frame)
 
 
 def _values(container: Any) -> list[Any] | None:
-    if container.__class__ is dict:
+    if type(container) is dict:
         values = container.get("values")
-        if values.__class__ is list:
+        if type(values) is list:
             return values
     return None
 
@@ -66,7 +66,7 @@ def normalize_stacktraces(event: dict[str, Any]) -> None:
     normalize_stacktrace(event.get("stacktrace"))
     for key in ("exception", "threads"):
         for item in _values(event.get(key)) or ():
-            if item.__class__ is dict:
+            if type(item) is dict:
                 normalize_stacktrace(item.get("stacktrace"))
 
 
@@ -77,7 +77,7 @@ def normalize_exceptions(event: dict[str, Any], meta: Meta) -> None:
         return
     if len(exceptions) == 1 and event.get("stacktrace") is not None:
         only = exceptions[0]
-        if only.__class__ is dict:
+        if type(only) is dict:
             only["stacktrace"] = event["stacktrace"]
             event["stacktrace"] = None
             moved = meta.pop("stacktrace", None)
@@ -87,7 +87,7 @@ def normalize_exceptions(event: dict[str, Any], meta: Meta) -> None:
                 exc_meta["stacktrace"] = moved
     values_meta: Meta | None = None
     for i, exc in enumerate(exceptions):
-        if exc.__class__ is not dict:
+        if type(exc) is not dict:
             continue
         ty = exc.get("type")
         value = exc.get("value")
@@ -114,7 +114,7 @@ def normalize_exceptions(event: dict[str, Any], meta: Meta) -> None:
             exceptions[i] = None
             continue
         mechanism = exc.get("mechanism")
-        if mechanism.__class__ is dict:
+        if type(mechanism) is dict:
             normalize_mechanism(mechanism)
 
 
@@ -129,10 +129,10 @@ def _original_exception(exc: dict[str, Any]) -> dict[str, Any]:
 def normalize_mechanism(mechanism: dict[str, Any]) -> None:
     """Mechanism defaults that need no OS knowledge (signal/errno names are not derived)."""
     meta = mechanism.get("meta")
-    if meta.__class__ is not dict:
+    if type(meta) is not dict:
         return
     signal = meta.get("signal")
-    if signal.__class__ is dict and signal.get("name") is None:
+    if type(signal) is dict and signal.get("name") is None:
         name = _POSIX_SIGNALS.get(signal.get("number"))  # type: ignore[arg-type]
         if name is not None:
             signal["name"] = name

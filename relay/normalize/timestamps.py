@@ -49,20 +49,20 @@ def shift_event_timestamps(event: dict[str, Any], drift_ns: int) -> None:
     """Add ``drift_ns`` to every timestamp of the event (clock drift correction)."""
     for key in ("timestamp", "start_timestamp", "received"):
         value = event.get(key)
-        if value.__class__ is float:
+        if type(value) is float:
             event[key] = _shift(value, drift_ns)
     crumbs = event.get("breadcrumbs")
-    if crumbs.__class__ is dict and crumbs.get("values").__class__ is list:
+    if type(crumbs) is dict and type(crumbs.get("values")) is list:
         for crumb in crumbs["values"]:
-            if crumb.__class__ is dict and crumb.get("timestamp").__class__ is float:
+            if type(crumb) is dict and type(crumb.get("timestamp")) is float:
                 crumb["timestamp"] = _shift(crumb["timestamp"], drift_ns)
     spans = event.get("spans")
-    if spans.__class__ is list:
+    if type(spans) is list:
         for span in spans:
-            if span.__class__ is not dict:
+            if type(span) is not dict:
                 continue
             for key in ("timestamp", "start_timestamp", "received"):
-                if span.get(key).__class__ is float:
+                if type(span.get(key)) is float:
                     span[key] = _shift(span[key], drift_ns)
 
 
@@ -102,10 +102,10 @@ def check_stale(event: dict[str, Any], meta: Meta) -> None:
         if value is not None and value < 0:
             raise InvalidTransaction("timestamp is too stale")
     crumbs = event.get("breadcrumbs")
-    if crumbs.__class__ is dict and crumbs.get("values").__class__ is list:
+    if type(crumbs) is dict and type(crumbs.get("values")) is list:
         items = crumbs["values"]
         for i, crumb in enumerate(items):
-            if crumb.__class__ is dict:
+            if type(crumb) is dict:
                 ts = crumb.get("timestamp")
                 if ts is not None and ts < 0:
                     sub = child(child(child(meta, "breadcrumbs"), "values"), str(i))
@@ -151,8 +151,8 @@ def validate_transaction(
         if timestamp_range[1] <= _unix_secs(end):
             raise InvalidTransaction("end timestamp is out of the valid range for metrics")
     contexts = event.get("contexts")
-    trace = contexts.get("trace") if contexts.__class__ is dict else None
-    if trace.__class__ is not dict:
+    trace = contexts.get("trace") if type(contexts) is dict else None
+    if type(trace) is not dict:
         raise InvalidTransaction("missing valid trace context")
     if trace.get("trace_id") is None:
         raise InvalidTransaction("trace context is missing trace_id")
@@ -162,7 +162,7 @@ def validate_transaction(
     if spans is None:
         spans = event["spans"] = []
     for index, span in enumerate(spans):
-        if span.__class__ is not dict:
+        if type(span) is not dict:
             raise InvalidTransaction("spans must be valid in transaction event")
         if span.get("timestamp") is None:
             # Relay's schema check runs after this, so the filled-in span is not "missing".

@@ -144,7 +144,7 @@ def _flat_size(value: Any) -> int:
     """Relay's ``estimate_size_flat``: a value's JSON size, containers counted as ``2``."""
     if value is None:
         return 0
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         return len(value.encode()) + 2 if not value.isascii() else len(value) + 2
     if cls is bool:
@@ -160,7 +160,7 @@ def _serde_json(value: Any) -> str:
     """Compact JSON with sorted keys, as Relay's ``serde_json::to_string(&Value)``."""
     if value is None:
         return "null"
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         return json.dumps(value, ensure_ascii=False)
     if cls is bool:
@@ -377,9 +377,9 @@ class _Trimmer:
     def dispatch(
         self, kind: Kind, value: Any, meta: Meta, key: str, depth: int, attrs: Attrs | None
     ) -> Any:
-        cls = kind.__class__
+        cls = type(kind)
         if cls is Struct:
-            if value.__class__ is dict:
+            if type(value) is dict:
                 sub = meta.get(key)
                 if kind.name in ("Stacktrace",):
                     self.stacktrace(kind, value, meta, key, depth)  # type: ignore[arg-type]
@@ -394,7 +394,7 @@ class _Trimmer:
             return value
         if cls is ValueKind or kind.name == "params":
             return self.any_value(value, meta, key, depth, attrs)
-        if value.__class__ is str:
+        if type(value) is str:
             if attrs is not None and attrs[0] is not None:
                 value = trim_string(value, meta, key, attrs[0], attrs[1])
             if self.bags and not self.notrim:
@@ -408,15 +408,15 @@ class _Trimmer:
             item_attrs = _EXTRA_VALUE if kind is _EXTRA_KIND else None
             return self.container(kind.item, value, meta, key, depth, item_attrs)  # type: ignore[attr-defined]
         if cls is ValuesKind:
-            if value.__class__ is dict:
+            if type(value) is dict:
                 self.values(kind, value, meta, key, depth)  # type: ignore[arg-type]
             return value
         if cls is ContextsKind:
-            if value.__class__ is dict:
+            if type(value) is dict:
                 self.contexts(kind, value, meta, key, depth)  # type: ignore[arg-type]
             return value
         if cls is PairsKind or kind.name in ("cookies", "query", "tags", "headers"):
-            if value.__class__ is list:
+            if type(value) is list:
                 self.pairs(value, meta, key, depth, _TAG_ATTRS if kind.name == "tags" else None)
             return value
         return value
@@ -439,7 +439,7 @@ class _Trimmer:
             fast = self.fast
             for fname, kind, attrs, max_len, bag in _struct_plan(struct):
                 v = value.get(fname)
-                if v is None or (v.__class__ is str and len(v) <= max_len):
+                if v is None or (type(v) is str and len(v) <= max_len):
                     # A string within its ``max_chars`` (and allowance) stays as it is.
                     continue
                 if fast and bag is not None and _plain_cost(bag[0], v, bag[1], bag[2]) >= 0:
@@ -481,7 +481,7 @@ class _Trimmer:
                     value[k] = None if new is _DELETE else new
 
     def any_value(self, value: Any, meta: Meta, key: str, depth: int, attrs: Attrs | None) -> Any:
-        cls = value.__class__
+        cls = type(value)
         if self.notrim == 1:
             return value
         if (
@@ -514,7 +514,7 @@ class _Trimmer:
         item_attrs: Attrs | None = None,
     ) -> Any:
         """``process_array``/``process_object``: children in order, cut when the bag is full."""
-        cls = value.__class__
+        cls = type(value)
         if cls is not list and cls is not dict:
             return value
         if not self.bags or self.notrim:
@@ -526,7 +526,7 @@ class _Trimmer:
             direct = (
                 not self.bags
                 and item_attrs is None
-                and item.__class__ is Struct
+                and type(item) is Struct
                 and item.name != "Stacktrace"
             )
             for k in keys:
@@ -534,7 +534,7 @@ class _Trimmer:
                 if v is None:
                     continue
                 if direct:
-                    if v.__class__ is dict:
+                    if type(v) is dict:
                         item_key = str(k)
                         item_meta = sub.get(item_key)
                         if item_meta is None:
@@ -593,7 +593,7 @@ class _Trimmer:
     ) -> None:
         items = value.get("values")
         sub, fresh = self._sub(meta, key)
-        if items.__class__ is list:
+        if type(items) is list:
             new = self.value(_values_array(kind), items, sub, "values", depth + 1, None)
             if new is _DELETE:
                 value["values"] = None
@@ -616,7 +616,7 @@ class _Trimmer:
                 self.spend_absent(1)
                 continue
             psub, pfresh = self._sub(sub, str(i))
-            if pair.__class__ is list:
+            if type(pair) is list:
                 for j in range(len(pair)):
                     pv = pair[j]
                     if pv is None:
@@ -642,17 +642,17 @@ class _Trimmer:
             ctx = value[name]
             if ctx is None:
                 continue
-            struct = kind.known.get(str(ctx.get("type"))) if ctx.__class__ is dict else None
+            struct = kind.known.get(str(ctx.get("type"))) if type(ctx) is dict else None
             if (
                 self.fast
                 and not self.bags
                 and not self.notrim
-                and ctx.__class__ is dict
+                and type(ctx) is dict
                 and _context_cost(struct, ctx) >= 0
             ):
                 continue  # fits its bag: nothing is cut, and no outer bag to account to
             self.bags.append([_CONTEXT_DEPTH, inner, _CONTEXT_BYTES])
-            if ctx.__class__ is dict:
+            if type(ctx) is dict:
                 if struct is not None:
                     csub, cfresh = self._sub(sub, name)
                     self.context_fields(struct, ctx, csub, inner)
@@ -701,7 +701,7 @@ class _Trimmer:
         """``process_raw_stacktrace``: the frame hard limit, the fields, then frame slimming."""
         sub, fresh = self._sub(meta, key)
         frames = value.get("frames")
-        if frames.__class__ is list and len(frames) > _RECENT_FRAMES + _OLD_FRAMES:
+        if type(frames) is list and len(frames) > _RECENT_FRAMES + _OLD_FRAMES:
             original = len(frames)
             end = original - _RECENT_FRAMES
             del frames[_OLD_FRAMES:end]
@@ -720,7 +720,7 @@ class _Trimmer:
             set_original_length(fsub, original)
         self.struct_fields(kind, value, sub, depth)
         frames = value.get("frames")
-        if frames.__class__ is list:
+        if type(frames) is list:
             _slim_frame_data(frames, sub.get("frames"), _FRAME_ALLOWANCE)
         if fresh and sub:
             meta[key] = sub
@@ -733,7 +733,7 @@ def _slim_frame_data(frames: list[Any], meta: Meta | None, allowance: int) -> No
     app: list[int] = []
     system: list[int] = []
     for i, frame in enumerate(frames):
-        if frame.__class__ is dict:
+        if type(frame) is dict:
             (app if frame.get("in_app") is True else system).append(i)
     system_half = max(0, allowance - len(app)) // 2
     system_remove = (
@@ -749,7 +749,7 @@ def _slim_frame_data(frames: list[Any], meta: Meta | None, allowance: int) -> No
         if i == top:
             continue
         frame = frames[i]
-        if frame.__class__ is dict:
+        if type(frame) is dict:
             frame_meta = meta.get(str(i)) if meta else None
             for name in ("vars", "pre_context", "post_context"):
                 frame.pop(name, None)
@@ -845,7 +845,7 @@ def _context_cost(struct: Struct | None, ctx: dict[str, Any]) -> int:
             if v is None:
                 total += 1
                 continue
-            if plan is None or (v.__class__ is str and len(v) > max_len):
+            if plan is None or (type(v) is str and len(v) > max_len):
                 return -1
             cost = _plain_cost(plan, v, min(room, depth_limit), min(budget - total, byte_limit))
             if cost < 0:
@@ -885,7 +885,7 @@ def _plain_plan(kind: Kind) -> Any:
     if key in _PLAIN_PLANS:
         return _PLAIN_PLANS[key]
     _PLAIN_PLANS[key] = None  # recursion guard
-    cls = kind.__class__
+    cls = type(kind)
     plan: Any = None
     if cls is ValueKind or kind.name == "params":
         plan = _JSON
@@ -907,7 +907,7 @@ def _plain_plan(kind: Kind) -> Any:
 
 
 def _leaf_cost(value: Any) -> int:
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         return len(value) + 3 if value.isascii() else len(value.encode()) + 3
     return _flat_size(value) + 1
@@ -921,7 +921,7 @@ def _plain_cost(plan: Any, value: Any, room: int, budget: int) -> int:
     """
     if value is None:
         return 1
-    cls = value.__class__
+    cls = type(value)
     if plan == _PAIRS and cls is list:
         return _pairs_cost(value, room, budget)
     if plan in (_LEAF, _PAIRS) or (cls is not list and cls is not dict):
@@ -938,7 +938,7 @@ def _plain_cost(plan: Any, value: Any, room: int, budget: int) -> int:
     if item == _LEAF and item_budget == _NO_LIMIT:
         # E.g. ``modules``: leaves only, sized inline.
         for leaf in children:
-            if leaf.__class__ is str:
+            if type(leaf) is str:
                 total += len(leaf) + 3 if leaf.isascii() else len(leaf.encode()) + 3
             elif leaf is None:
                 total += 1
@@ -958,8 +958,8 @@ def _json_cost(value: Any, room: int, budget: int) -> int:
     if room < 2:
         return -1
     total = 3
-    for item in value.values() if value.__class__ is dict else value:
-        cls = item.__class__
+    for item in value.values() if type(value) is dict else value:
+        cls = type(item)
         if cls is str:
             total += len(item) + 3 if item.isascii() else len(item.encode()) + 3
         elif item is None:
@@ -985,7 +985,7 @@ def _pairs_cost(value: list[Any], room: int, budget: int) -> int:
         if pair is None:
             total += 1
             continue
-        if pair.__class__ is list:
+        if type(pair) is list:
             cost = 3
             for part in pair:
                 part_cost = _plain_cost(_JSON, part, room - 2, budget - total - cost)
@@ -1010,7 +1010,7 @@ def _needs_walk(kind: Kind) -> bool:
     if known is not None:
         return known
     _NEEDS_WALK[id(kind)] = False  # recursion guard
-    cls = kind.__class__
+    cls = type(kind)
     result = False
     if cls is Struct:
         struct: Struct = kind  # type: ignore[assignment]

@@ -74,7 +74,7 @@ class Field:
         self.nonempty = nonempty
         self.required = required
         #: A primitive: without meta, its value is serialized as it is.
-        self.leaf = self.kind.__class__ is Prim
+        self.leaf = type(self.kind) is Prim
         #: Whether an empty value is left out (``SKIP_EMPTY`` and ``SKIP_DEEP``).
         self.skips_empty = skip in (SKIP_EMPTY, SKIP_DEEP)
 
@@ -113,10 +113,10 @@ class ArrayKind(Kind):
         pass_class = _PASS_CLASS.get(item_conv)
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
-            if value.__class__ is list:
+            if type(value) is list:
                 if pass_class is not None:
                     for v in value:
-                        if v.__class__ is not pass_class:
+                        if type(v) is not pass_class:
                             break
                     else:
                         return value[:]
@@ -147,7 +147,7 @@ class MapKind(Kind):
         passthrough = isinstance(self.item, ValueKind)
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
-            if value.__class__ is dict:
+            if type(value) is dict:
                 if passthrough:
                     return value
                 sub = child(meta, key)
@@ -212,7 +212,7 @@ class Struct(Kind):
             ready = True
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
-            if value.__class__ is not dict:
+            if type(value) is not dict:
                 if value is None:
                     return None
                 set_error(meta, key, expected(what), value)
@@ -230,7 +230,7 @@ class Struct(Kind):
                     out[k] = v  # unknown: the serializer decides
                     continue
                 pass_class, field_conv = entry
-                if v.__class__ is pass_class:
+                if type(v) is pass_class:
                     # Already of the field's type (a string for a string field, ...):
                     # the converter would return it unchanged.
                     out[k] = v
@@ -307,7 +307,7 @@ def _check_fields(out: dict[str, Any], fields: list[Field], meta: Meta) -> None:
             if field.required and not has_errors(meta.get(name)):
                 add_error(child(meta, name), "missing_attribute")
             continue
-        if value.__class__ is str:
+        if type(value) is str:
             if field.trim_ws:
                 value = out[name] = value.strip(RUST_WHITESPACE)
             if field.nonempty and not value:
@@ -323,7 +323,7 @@ def _check_fields(out: dict[str, Any], fields: list[Field], meta: Meta) -> None:
                         value,
                     )
                     out[name] = None
-        elif field.nonempty and not value and value.__class__ in (list, dict):
+        elif field.nonempty and not value and type(value) in (list, dict):
             add_error(child(meta, name), invalid("expected a non-empty value"))
             out[name] = None
 

@@ -10,7 +10,7 @@ from relay.normalize.primitives import is_ip_address
 
 
 def _valid_ip(value: Any) -> str | None:
-    if value.__class__ is not str or not is_ip_address(value):
+    if type(value) is not str or not is_ip_address(value):
         return None
     return value
 
@@ -27,8 +27,8 @@ def _infer_ip_setting(event: dict[str, Any], meta: Meta) -> str:
     unknown value is removed (kept in ``_meta`` with an ``invalid_data`` error).
     """
     sdk = event.get("sdk")
-    settings = sdk.get("settings") if sdk.__class__ is dict else None
-    if settings.__class__ is not dict:
+    settings = sdk.get("settings") if type(sdk) is dict else None
+    if type(settings) is not dict:
         return "legacy"
     setting_meta = child(child(child(meta, "sdk"), "settings"), "infer_ip")
     value = settings.get("infer_ip")
@@ -46,31 +46,31 @@ def normalize_ip_addresses(event: dict[str, Any], meta: Meta, client_ip: str | N
     infer = _infer_ip_setting(event, meta)
     user = event.get("user")
     if infer == "never":
-        if user.__class__ is dict and user.get("ip_address") == "{{auto}}":
+        if type(user) is dict and user.get("ip_address") == "{{auto}}":
             user["ip_address"] = None
         return
     request = event.get("request")
     remote_addr = None
-    if request.__class__ is dict:
+    if type(request) is dict:
         env = request.get("env")
-        if env.__class__ is dict:
+        if type(env) is dict:
             remote_addr = _valid_ip(env.get("REMOTE_ADDR"))
     inferred = remote_addr or client_ip
-    current = user.get("ip_address") if user.__class__ is dict else None
+    current = user.get("ip_address") if type(user) is dict else None
     should_infer = current == "{{auto}}" if current is not None else infer == "auto"
     if should_infer and inferred is not None:
-        if user.__class__ is not dict:
+        if type(user) is not dict:
             user = event["user"] = {}
         user["ip_address"] = inferred
         current = inferred
     if infer == "legacy":
         if remote_addr is not None:
-            if user.__class__ is not dict:
+            if type(user) is not dict:
                 user = event["user"] = {}
             if user.get("ip_address") is None:
                 user["ip_address"] = remote_addr
         elif inferred is not None:
-            if user.__class__ is not dict:
+            if type(user) is not dict:
                 user = event["user"] = {}
             if user.get("ip_address") is None and event.get("platform") in (
                 "javascript",
@@ -92,15 +92,15 @@ def normalize_user_geo(event: dict[str, Any], lookup: GeoIpLookup, client_ip: st
     ``infer_ip: never``): the location is coarse and the address itself is not stored.
     """
     user = event.get("user")
-    if user.__class__ is dict and user.get("geo") is not None:
+    if type(user) is dict and user.get("geo") is not None:
         return
-    ip = user.get("ip_address") if user.__class__ is dict else None
-    if ip.__class__ is not str or ip == "{{auto}}":
+    ip = user.get("ip_address") if type(user) is dict else None
+    if type(ip) is not str or ip == "{{auto}}":
         ip = client_ip
     geo = lookup_geo(lookup, ip)
     if not geo:
         return
-    if user.__class__ is not dict:
+    if type(user) is not dict:
         user = event["user"] = {}
     user["geo"] = geo
 
@@ -108,7 +108,7 @@ def normalize_user_geo(event: dict[str, Any], lookup: GeoIpLookup, client_ip: st
 def normalize_user(event: dict[str, Any]) -> None:
     """Move unknown user fields into ``user.data`` and compute ``sentry_user``."""
     user = event.get("user")
-    if user.__class__ is not dict:
+    if type(user) is not dict:
         return
     from relay.normalize.schema import USER
 
@@ -116,17 +116,17 @@ def normalize_user(event: dict[str, Any]) -> None:
     extra = [k for k in user if k not in known]
     if extra:
         data = user.get("data")
-        if data.__class__ is not dict:
+        if type(data) is not dict:
             data = user["data"] = {}
         for k in extra:
             data[k] = user.pop(k)
     for key, prefix in (("id", "id"), ("username", "username"), ("email", "email")):
         value = user.get(key)
-        if value.__class__ is str:
+        if type(value) is str:
             user["sentry_user"] = f"{prefix}:{value}"
             return
     ip = user.get("ip_address")
-    if ip.__class__ is str:
+    if type(ip) is str:
         user["sentry_user"] = f"ip:{ip}"
     else:
         user["sentry_user"] = None

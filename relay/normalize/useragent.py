@@ -118,20 +118,20 @@ def _browser_from_hints(sec_ch_ua: str) -> tuple[str, str] | None:
 
 def _from_headers(headers: Any) -> dict[str, str]:
     found: dict[str, str] = {}
-    if headers.__class__ is not list:
+    if type(headers) is not list:
         return found
     for pair in headers:
-        if pair.__class__ is not list or len(pair) != 2:
+        if type(pair) is not list or len(pair) != 2:
             continue
         key, value = pair
-        if key.__class__ is not str:
+        if type(key) is not str:
             continue
         name = key.lower()
         if name in ("user-agent", "sec-ch-ua", "sec-ch-ua-model", "sec-ch-ua-platform"):
             pass
         elif name != "sec-ch-ua-platform-version":
             continue
-        if value.__class__ is str:
+        if type(value) is str:
             found[name] = value
         else:
             found.pop(name, None)
@@ -141,14 +141,14 @@ def _from_headers(headers: Any) -> dict[str, str]:
 def normalize_user_agent(event: dict[str, Any]) -> None:
     """Add browser/device/os contexts from the request's user agent and client hints."""
     request = event.get("request")
-    if request.__class__ is not dict:
+    if type(request) is not dict:
         return
     headers = request.get("headers")
     if headers is None:
         return
     info = _from_headers(headers)
     contexts = event.get("contexts")
-    if contexts.__class__ is not dict:
+    if type(contexts) is not dict:
         contexts = event["contexts"] = {}
     if not info:
         return

@@ -608,7 +608,7 @@ class _Walk:
         key_class = plan.key_class(key)
         entry = mnode.get("") if mnode else None
         prior = entry.get("rem") if isinstance(entry, dict) else None
-        if prior.__class__ is not list:  # client _meta the normalizer did not vet
+        if type(prior) is not list:  # client _meta the normalizer did not vet
             prior = None
         # The result is a function of (plan, key class, text, earlier remarks).
         prior_key = _remarks_key(prior) if prior else ()
