@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from relay.filters.glob import Patterns
 from relay.filters.release import compare_releases, parse_release
@@ -87,7 +87,7 @@ def _compile_eq(name: str, expected: Any, options: Any) -> Condition:
     return _never
 
 
-_COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+_COMPARATORS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "gt": lambda a, b: a > b,
     "gte": lambda a, b: a >= b,
     "lt": lambda a, b: a < b,
@@ -151,7 +151,7 @@ def _compile_cidr(name: str, value: Any) -> Condition:
     return cidr
 
 
-_RELEASE_OPS: dict[str, Callable[[int], bool]] = {
+_RELEASE_OPS: Final[dict[str, Callable[[int], bool]]] = {
     "eq": lambda o: o == 0,
     "gt": lambda o: o > 0,
     "gte": lambda o: o >= 0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 from relay.filters.release import parse_release
 
@@ -66,7 +66,7 @@ def _scalar(value: Any) -> Any:
 
 
 # Context fields Relay's getter exposes, by context key; all other paths read as missing.
-_CONTEXT_FIELDS: dict[str, frozenset[str]] = {
+_CONTEXT_FIELDS: Final[dict[str, frozenset[str]]] = {
     "app": frozenset({"in_foreground", "device_app_hash"}),
     "device": frozenset(
         {
@@ -99,7 +99,7 @@ _CONTEXT_FIELDS: dict[str, frozenset[str]] = {
     "runtime": frozenset({"name"}),
 }
 # `event.contexts.os` etc. read the context's raw description field of the same name.
-_CONTEXT_ROOTS = frozenset({"os", "browser", "runtime"})
+_CONTEXT_ROOTS: Final = frozenset({"os", "browser", "runtime"})
 
 
 class _ExceptionView:
@@ -382,14 +382,14 @@ class EventView:
         return None
 
 
-_SIMPLE_FIELDS = {
+_SIMPLE_FIELDS: Final = {
     "release": "release",
     "dist": "dist",
     "environment": "environment",
     "transaction": "transaction",
     "logger": "logger",
 }
-_LOGENTRY = frozenset({"formatted", "message"})
+_LOGENTRY: Final = frozenset({"formatted", "message"})
 
 
 def _num(value: Any) -> float | None:

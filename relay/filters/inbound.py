@@ -27,7 +27,7 @@ __all__ = [
     "compile_filters",
 ]
 
-MAX_GENERIC_FILTERS_VERSION = 1
+MAX_GENERIC_FILTERS_VERSION: Final = 1
 
 
 class FilterStatKey:
@@ -57,7 +57,7 @@ def _lowercase_regex(alternatives: list[str]) -> re.Pattern[str]:
     return re.compile("|".join(alternatives).lower())
 
 
-_EXTENSION_VALUES = _lowercase_regex(
+_EXTENSION_VALUES: Final = _lowercase_regex(
     [
         r"top\.GLOBALS",
         r"originalCreateNotification",
@@ -86,7 +86,7 @@ _EXTENSION_VALUES = _lowercase_regex(
     ]
 )
 
-_EXTENSION_SOURCES = _lowercase_regex(
+_EXTENSION_SOURCES: Final = _lowercase_regex(
     [
         r"graph\.facebook\.com",
         r"connect\.facebook\.net",
@@ -104,7 +104,7 @@ _EXTENSION_SOURCES = _lowercase_regex(
 )
 
 # Frames without a real source (V8 internals) say nothing about where an error came from.
-_ANONYMOUS_FRAMES = frozenset({"<anonymous>", "[native code]"})
+_ANONYMOUS_FRAMES: Final = frozenset({"<anonymous>", "[native code]"})
 
 
 def _first_exception_source(exc: Mapping[str, Any]) -> str | None:
@@ -142,7 +142,7 @@ def _is_browser_extension(view: EventView) -> bool:
 
 # --- web crawlers -----------------------------------------------------------------------------
 
-_WEB_CRAWLERS = _lowercase_regex(
+_WEB_CRAWLERS: Final = _lowercase_regex(
     [
         r"Mediapartners-Google",
         r"AdsBot-Google",
@@ -183,7 +183,9 @@ _WEB_CRAWLERS = _lowercase_regex(
     ]
 )
 # Bots that act for a user (link previews, Sentry's own uptime checks) are kept.
-_ALLOWED_CRAWLERS = _lowercase_regex([r"Slackbot\s1\.\d+", r"SentryUptimeBot", r"ChatGPT-User"])
+_ALLOWED_CRAWLERS: Final = _lowercase_regex(
+    [r"Slackbot\s1\.\d+", r"SentryUptimeBot", r"ChatGPT-User"]
+)
 
 
 def is_web_crawler(user_agent: str) -> bool:
@@ -195,7 +197,7 @@ def is_web_crawler(user_agent: str) -> bool:
 # --- legacy browsers --------------------------------------------------------------------------
 
 # Minimum supported major version per browser family for the "default" option.
-_DEFAULT_MIN_VERSIONS = {
+_DEFAULT_MIN_VERSIONS: Final = {
     "Chrome": 0,
     "IE": 10,
     "Firefox": 0,
@@ -207,7 +209,7 @@ _DEFAULT_MIN_VERSIONS = {
 }
 
 # option -> (family, predicate on the major version)
-_LEGACY_OPTIONS: dict[str, tuple[str, Callable[[int], bool]]] = {
+_LEGACY_OPTIONS: Final[dict[str, tuple[str, Callable[[int], bool]]]] = {
     "ie_pre_9": ("IE", lambda v: v <= 8),
     "ie9": ("IE", lambda v: v == 9),
     "ie10": ("IE", lambda v: v == 10),
@@ -256,9 +258,9 @@ def is_legacy_browser(ua: ParsedUserAgent, options: frozenset[str]) -> bool:
 
 # --- localhost --------------------------------------------------------------------------------
 
-_LOCAL_IPS = frozenset({"127.0.0.1", "::1"})
-_LOCAL_DOMAINS = ("127.0.0.1", "localhost")
-_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+_LOCAL_IPS: Final = frozenset({"127.0.0.1", "::1"})
+_LOCAL_DOMAINS: Final = ("127.0.0.1", "localhost")
+_URL_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
 def _url_is_local(url: str) -> bool:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = ["ParsedRelease", "Version", "compare_releases", "parse_release", "parse_version"]
 
-_RELEASE = re.compile(r"(@?[^@]+)@(.+?)", re.DOTALL)
-_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
-_VERSION = re.compile(
+_RELEASE: Final = re.compile(r"(@?[^@]+)@(.+?)", re.DOTALL)
+_IDENT: Final = r"(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+_VERSION: Final = re.compile(
     r"(?P<major>[0-9]+)"
     r"(?:\.(?P<minor>[0-9]+))?"
     r"(?:\.(?P<patch>[0-9]+))?"
@@ -22,8 +22,8 @@ _VERSION = re.compile(
     rf"(?P<pre>(?:-|[a-z]){_IDENT}?(?:\.{_IDENT})*)?"
     r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
 )
-_HEX = re.compile(r"[a-fA-F0-9]+")
-_BAD_CHARS = re.compile(r"[/\r\n\t\x0c]")
+_HEX: Final = re.compile(r"[a-fA-F0-9]+")
+_BAD_CHARS: Final = re.compile(r"[/\r\n\t\x0c]")
 
 
 def _is_build_hash(value: str) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = ["ParsedUserAgent", "init_parser", "parse_user_agent"]
 
-CACHE_SIZE = 4096
+CACHE_SIZE: Final = 4096
 # Longer strings are not cached: they are rare, and caching them would let one client pin memory.
-_MAX_CACHED_LEN = 512
+_MAX_CACHED_LEN: Final = 512
 
 
 class ParsedUserAgent(NamedTuple):
@@ -29,7 +29,7 @@ class ParsedUserAgent(NamedTuple):
     patch: str | None = None
 
 
-OTHER = ParsedUserAgent("Other")
+OTHER: Final = ParsedUserAgent("Other")
 
 _lock = threading.Lock()
 _resolver: object | None = None

@@ -7,14 +7,14 @@ the ``matches`` prefixes is summed per prefix (overlapping spans counted once), 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.durations import micros, millis
 from relay.normalize.measurements import is_valid_name
 from relay.normalize.meta import Meta
 
 #: The config ``type`` names of the span operations breakdown (the variant and its alias).
-_SPAN_OPERATIONS = frozenset({"spanOperations", "span_operations"})
+_SPAN_OPERATIONS: Final = frozenset({"spanOperations", "span_operations"})
 
 
 def _covered(intervals: list[tuple[int, int]]) -> int:

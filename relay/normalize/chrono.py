@@ -11,28 +11,28 @@ documented behaviour, not translated from it).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 #: Rust's ``char::is_whitespace`` (Unicode ``White_Space``), which ``str::trim`` strips;
 #: Python's ``str.strip()`` also strips the ASCII separators U+001C..U+001F.
-RUST_WHITESPACE = (
+RUST_WHITESPACE: Final = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 
 # chrono's ``ParseError`` display texts.
-OUT_OF_RANGE = "input is out of range"
-IMPOSSIBLE = "no possible date and time matching input"
-INVALID = "input contains invalid characters"
-TOO_SHORT = "premature end of input"
-TOO_LONG = "trailing input"
+OUT_OF_RANGE: Final = "input is out of range"
+IMPOSSIBLE: Final = "no possible date and time matching input"
+INVALID: Final = "input contains invalid characters"
+TOO_SHORT: Final = "premature end of input"
+TOO_LONG: Final = "trailing input"
 
 #: chrono's supported years.
-_MIN_YEAR = -262143
-_MAX_YEAR = 262142
-_I64_MAX = 2**63 - 1
-_I32 = (-(2**31), 2**31 - 1)
-_DIGITS = "0123456789"
+_MIN_YEAR: Final = -262143
+_MAX_YEAR: Final = 262142
+_I64_MAX: Final = 2**63 - 1
+_I32: Final = (-(2**31), 2**31 - 1)
+_DIGITS: Final = "0123456789"
 
 
 class ChronoError(Exception):
@@ -205,7 +205,7 @@ def _is_leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_DAYS: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def _days_from_civil(year: int, month: int, day: int) -> int:
@@ -219,10 +219,10 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
 
 
 #: The first and last second chrono can represent, relative to the epoch.
-_MIN_SECS = _days_from_civil(_MIN_YEAR, 1, 1) * 86400
+_MIN_SECS: Final = _days_from_civil(_MIN_YEAR, 1, 1) * 86400
 #: The earliest Unix time chrono can represent (numeric timestamps below it are rejected).
-MIN_TIMESTAMP = _MIN_SECS
-_MAX_SECS = _days_from_civil(_MAX_YEAR, 12, 31) * 86400 + 86399
+MIN_TIMESTAMP: Final = _MIN_SECS
+_MAX_SECS: Final = _days_from_civil(_MAX_YEAR, 12, 31) * 86400 + 86399
 
 
 def _epoch(fields: _Fields, offset: int) -> tuple[int, int]:
@@ -282,13 +282,13 @@ def _relaxed(text: str) -> tuple[int, int]:
 
 #: The everyday spellings (``2026-11-26T12:03:58.228814Z``, ``...+01:00``, naive ``...T...``),
 #: read in one match; anything else (and any error) goes through the scanners.
-_COMMON = re.compile(
+_COMMON: Final = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})([Tt ])([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-5][0-9]))?"
 )
 #: Days since the epoch of ``YYYY-MM-DD`` dates seen (``None``: no such day), bounded.
-_DATE_DAYS: dict[str, int | None] = {}
-_DATE_CACHE_SIZE = 4096
+_DATE_DAYS: Final[dict[str, int | None]] = {}
+_DATE_CACHE_SIZE: Final = 4096
 
 
 def _date_days(date: str) -> int | None:
@@ -334,12 +334,12 @@ def _common(text: str) -> tuple[int, int] | None:
 
 
 #: The spelling SDKs send nearly always: UTC, whole microseconds or none (hot path).
-_UTC_MICROS = re.compile(
+_UTC_MICROS: Final = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{6}))?(?:[Zz]|\+00:00)"
 )
 #: Seconds since the epoch of ``YYYY-MM-DDTHH:MM`` prefixes seen (``None``: invalid), bounded.
-_MINUTES: dict[str, int | None] = {}
+_MINUTES: Final[dict[str, int | None]] = {}
 
 
 def utc_timestamp(text: str) -> float | None:
@@ -367,7 +367,7 @@ def utc_timestamp(text: str) -> float | None:
     return secs + int(micros) / 1_000_000 if micros is not None else float(secs)
 
 
-_UNSEEN: Any = object()
+_UNSEEN: Final[Any] = object()
 
 
 def parse_datetime(text: str) -> tuple[int, int]:

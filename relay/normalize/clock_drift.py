@@ -10,13 +10,13 @@ the 55-minute bound still catches clocks set to the wrong time zone.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.meta import Meta, add_error, child
 from relay.normalize.timestamps import rfc3339_ns, shift_event_timestamps
 
 #: Relay's lower bound for a correction (``MINIMUM_CLOCK_DRIFT``), in seconds.
-MINIMUM_CLOCK_DRIFT_SECS = 55 * 60
+MINIMUM_CLOCK_DRIFT_SECS: Final = 55 * 60
 
 
 def drift_ns(sent_at_ns: int, received_ns: int, minimum_secs: int) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from relay.normalize.chrono import RUST_WHITESPACE
@@ -177,9 +177,9 @@ def _fingerprint(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
-FINGERPRINT = Kind("fingerprint", _fingerprint)
+FINGERPRINT: Final = Kind("fingerprint", _fingerprint)
 
-_TAG_KEY_BAD = re.compile(r"[^a-zA-Z0-9_.:\-]")
+_TAG_KEY_BAD: Final = re.compile(r"[^a-zA-Z0-9_.:\-]")
 
 
 def _tag_key(value: Any, meta: Meta, key: str) -> Any:
@@ -212,7 +212,7 @@ def _tag_value(value: Any, meta: Meta, key: str) -> Any:
 
 
 #: Tag keys/values: strings, with numbers and booleans stringified.
-TAGS = PairsKind("tags", _tag_key, _tag_value)
+TAGS: Final = PairsKind("tags", _tag_key, _tag_value)
 
 
 def _header_value(value: Any, meta: Meta, key: str) -> Any:
@@ -232,7 +232,7 @@ def _header_value(value: Any, meta: Meta, key: str) -> Any:
     return lenient_str(value, meta, key)
 
 
-_HEADER_NAMES: dict[str, str] = {}
+_HEADER_NAMES: Final[dict[str, str]] = {}
 
 
 def header_name(name: str) -> str:
@@ -251,7 +251,7 @@ def _header_key(value: Any, meta: Meta, key: str) -> Any:
     return header_name(converted) if converted is not None else None
 
 
-HEADERS = PairsKind(
+HEADERS: Final = PairsKind(
     "headers", Kind("header_name", _header_key), Kind("hv", _header_value), sort_key=header_name
 )
 
@@ -262,9 +262,9 @@ def _headers_sorted(value: Any, meta: Meta, key: str) -> Any:
 
 
 # The error wording of the ``cookie`` crate Relay parses cookies with.
-_COOKIE_NO_PAIR = invalid("the cookie is missing a name/value pair")
-_COOKIE_NO_NAME = invalid("the cookie's name is empty")
-_COOKIE_BAD_UTF8 = invalid("decoding the cookie's name or value resulted in invalid UTF-8")
+_COOKIE_NO_PAIR: Final = invalid("the cookie is missing a name/value pair")
+_COOKIE_NO_NAME: Final = invalid("the cookie's name is empty")
+_COOKIE_BAD_UTF8: Final = invalid("decoding the cookie's name or value resulted in invalid UTF-8")
 
 
 def _parse_cookie(part: str) -> list[str] | list[Any]:
@@ -307,7 +307,7 @@ def parse_cookies(text: str) -> tuple[list[list[str]], list[Any]]:
     return pairs, errors
 
 
-_COOKIE_PAIRS = PairsKind("cookies", to_str, to_str)
+_COOKIE_PAIRS: Final = PairsKind("cookies", to_str, to_str)
 
 
 def _cookies(value: Any, meta: Meta, key: str) -> Any:
@@ -325,7 +325,7 @@ def _cookies(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
-COOKIES = Kind("cookies", _cookies)
+COOKIES: Final = Kind("cookies", _cookies)
 
 
 def parse_query(text: str) -> list[list[str]]:
@@ -355,8 +355,8 @@ def _query(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
-_QUERY_PAIRS = PairsKind("query", to_str, json_lenient_str)
-QUERY = Kind("query", _query)
+_QUERY_PAIRS: Final = PairsKind("query", to_str, json_lenient_str)
+QUERY: Final = Kind("query", _query)
 
 
 class ContextsKind(Kind):

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.chrono import RUST_WHITESPACE
 from relay.normalize.request import normalize_response
 
-_WINDOWS_1 = re.compile(
+_WINDOWS_1: Final = re.compile(
     r"^(Microsoft\s+)?Windows\s+(NT\s+)?(?P<version>\d+\.\d+\.(?P<build>\d+)).*$"
 )
-_WINDOWS_2 = re.compile(r"^Windows\s+\d+\s+\((?P<version>\d+\.\d+\.(?P<build>\d+)).*$")
-_ANDROID = re.compile(r"^Android (OS )?(?P<version>\d+(\.\d+){0,2}) / API-(?P<api>(\d+))")
-_MACOS = re.compile(r"^Mac OS X (?P<version>\d+\.\d+\.\d+)( \((?P<build>[a-fA-F0-9]+)\))?$")
-_IOS = re.compile(r"^iOS (?P<version>\d+\.\d+(\.\d+)?)")
-_IPADOS = re.compile(r"^iPadOS (?P<version>\d+\.\d+(\.\d+)?)")
-_LINUX_DISTRO = re.compile(
+_WINDOWS_2: Final = re.compile(r"^Windows\s+\d+\s+\((?P<version>\d+\.\d+\.(?P<build>\d+)).*$")
+_ANDROID: Final = re.compile(r"^Android (OS )?(?P<version>\d+(\.\d+){0,2}) / API-(?P<api>(\d+))")
+_MACOS: Final = re.compile(r"^Mac OS X (?P<version>\d+\.\d+\.\d+)( \((?P<build>[a-fA-F0-9]+)\))?$")
+_IOS: Final = re.compile(r"^iOS (?P<version>\d+\.\d+(\.\d+)?)")
+_IPADOS: Final = re.compile(r"^iPadOS (?P<version>\d+\.\d+(\.\d+)?)")
+_LINUX_DISTRO: Final = re.compile(
     r"^Linux (?P<kernel>\d+\.\d+(\.\d+(\.[1-9]+)?)?) (?P<name>[a-zA-Z]+) "
     r"(?P<version>\d+(\.\d+){0,2})"
 )
-_UNAME = re.compile(r"^(?P<name>[a-zA-Z]+) (?P<kernel>\d+\.\d+(\.\d+(\.[1-9]+)?)?)")
-_DOTNET = re.compile(r"^(?P<name>.*) (?P<version>\d+\.\d+(\.\d+){0,2}).*$")
-_NET_FRAMEWORK_RELEASES = {
+_UNAME: Final = re.compile(r"^(?P<name>[a-zA-Z]+) (?P<kernel>\d+\.\d+(\.\d+(\.[1-9]+)?)?)")
+_DOTNET: Final = re.compile(r"^(?P<name>.*) (?P<version>\d+\.\d+(\.\d+){0,2}).*$")
+_NET_FRAMEWORK_RELEASES: Final = {
     "378389": "4.5",
     "378675": "4.5.1",
     "378758": "4.5.1",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.chrono import RUST_WHITESPACE
 from relay.normalize.config import NormalizationConfig
 from relay.normalize.meta import Meta, add_remark, child, set_original, set_original_length
 
-VALID_PLATFORMS = frozenset(
+VALID_PLATFORMS: Final = frozenset(
     {
         "as3",
         "c",
@@ -32,7 +32,7 @@ VALID_PLATFORMS = frozenset(
         "ruby",
     }
 )
-_LOGGER_MAX = 64
+_LOGGER_MAX: Final = 64
 
 
 def infer_event_type(event: dict[str, Any]) -> str:

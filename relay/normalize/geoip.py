@@ -11,35 +11,35 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["GeoIpError", "GeoIpLookup", "lookup_geo"]
 
-_METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
+_METADATA_MARKER: Final = b"\xab\xcd\xefMaxMind.com"
 #: The metadata is in the last 128 KiB of the file (format specification).
-_METADATA_MAX_SIZE = 128 * 1024
+_METADATA_MAX_SIZE: Final = 128 * 1024
 #: Null bytes between the search tree and the data section.
-_DATA_SEPARATOR = 16
+_DATA_SEPARATOR: Final = 16
 
 # Data field types of the format (the control byte's top three bits, then extended).
-_POINTER = 1
-_STRING = 2
-_DOUBLE = 3
-_BYTES = 4
-_UINT16 = 5
-_UINT32 = 6
-_MAP = 7
-_INT32 = 8
-_UINT64 = 9
-_UINT128 = 10
-_ARRAY = 11
-_CONTAINER = 12
-_END_MARKER = 13
-_BOOLEAN = 14
-_FLOAT = 15
+_POINTER: Final = 1
+_STRING: Final = 2
+_DOUBLE: Final = 3
+_BYTES: Final = 4
+_UINT16: Final = 5
+_UINT32: Final = 6
+_MAP: Final = 7
+_INT32: Final = 8
+_UINT64: Final = 9
+_UINT128: Final = 10
+_ARRAY: Final = 11
+_CONTAINER: Final = 12
+_END_MARKER: Final = 13
+_BOOLEAN: Final = 14
+_FLOAT: Final = 15
 
 #: Nesting bound for maps and arrays: a corrupt file must not exhaust the stack.
-_MAX_DEPTH = 64
+_MAX_DEPTH: Final = 64
 
 
 class GeoIpError(ValueError):

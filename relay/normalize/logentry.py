@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize import serde_json
 from relay.normalize.meta import (
@@ -21,16 +21,16 @@ from relay.normalize.schema import LOGENTRY
 # Relay formats with the ``dynfmt`` crate. Its printf-style grammar: an optional
 # ``(key)``, flags (``#0-+``, no space), a width, any character followed by a precision,
 # length modifiers and the conversion; only the conversion and ``#`` change the output.
-_PERCENT = re.compile(
+_PERCENT: Final = re.compile(
     r"%(?:\((?P<key>\w+)\))?(?P<flags>[#0\-+]*)(?:\*|\d+)?(?:.(?:\*|\d+))?[hlL]*"
     r"(?P<conv>[dioxuXeEfFgGcrs%])"
 )
 # ``{}``, ``{0}`` and ``{name}``; there are no ``{{`` escapes.
-_CURLY = re.compile(r"\{(?P<arg>\w+)?\}")
+_CURLY: Final = re.compile(r"\{(?P<arg>\w+)?\}")
 #: Relay formats into a buffer of this many bytes; longer results fail.
-_LIMIT = 8192 * 4
-_I64_MIN = -(2**63)
-_U64_LIMIT = 2**64
+_LIMIT: Final = 8192 * 4
+_I64_MIN: Final = -(2**63)
+_U64_LIMIT: Final = 2**64
 
 
 class _FormatError(Exception):

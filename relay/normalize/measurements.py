@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -18,8 +18,8 @@ from relay.normalize.chrono import RUST_WHITESPACE
 from relay.normalize.meta import Meta, add_error, child, invalid, node
 from relay.normalize.primitives import Converter, canonical_unit
 
-_MS = "millisecond"
-_DEFAULT_UNITS = {
+_MS: Final = "millisecond"
+_DEFAULT_UNITS: Final = {
     "fcp": _MS,
     "lcp": _MS,
     "fid": _MS,
@@ -43,17 +43,17 @@ _DEFAULT_UNITS = {
     "stall_percentage": "ratio",
 }
 #: Old SDKs report app starts of more than 3 minutes; Relay drops them as outliers.
-_MAX_DURATION_MOBILE_MS = 180_000.0
-_MOBILE_OUTLIERS = (
+_MAX_DURATION_MOBILE_MS: Final = 180_000.0
+_MOBILE_OUTLIERS: Final = (
     "app_start_cold",
     "app_start_warm",
     "time_to_initial_display",
     "time_to_full_display",
 )
 #: Length of a measurement's metric resource identifier besides its name and unit.
-MEASUREMENT_MRI_OVERHEAD = 29
+MEASUREMENT_MRI_OVERHEAD: Final = 29
 #: Relay keeps ``_meta`` original values only below this JSON size.
-_MAX_ORIGINAL_SIZE = 500
+_MAX_ORIGINAL_SIZE: Final = 500
 
 _encode = msgspec.json.Encoder().encode
 
@@ -270,16 +270,16 @@ def _rust_f64(value: float) -> str:
 
 
 #: Measurements an app start can be read from, with the start type each one implies.
-_APP_START_SOURCES = (
+_APP_START_SOURCES: Final = (
     ("app_start_cold", "cold"),
     ("app_start_warm", "warm"),
     ("app.vitals.start.value", None),
     ("app.vitals.start.cold.value", None),
     ("app.vitals.start.warm.value", None),
 )
-_APP_START_VALUE = "app.vitals.start.value"
-_APP_START_TYPE = "app.vitals.start.type"
-_APP_START_SCREEN = "app.vitals.start.screen"
+_APP_START_VALUE: Final = "app.vitals.start.value"
+_APP_START_TYPE: Final = "app.vitals.start.type"
+_APP_START_SCREEN: Final = "app.vitals.start.screen"
 
 
 def backfill_app_vitals_start(event: dict[str, Any]) -> None:

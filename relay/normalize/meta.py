@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 Meta = dict[str, Any]
 
 #: Marker for "no original value"; ``None`` is a legitimate original value (JSON null).
-MISSING: Any = object()
+MISSING: Final[Any] = object()
 
 
 def child(meta: Meta, key: str) -> Meta:
@@ -50,7 +50,7 @@ def add_error(meta: Meta, error: Any, original: Any = MISSING, size: int | None 
 
 
 #: Relay keeps an original value in ``_meta`` only when its estimated JSON size is below this.
-MAX_ORIGINAL_SIZE = 500
+MAX_ORIGINAL_SIZE: Final = 500
 
 
 def _float_text(value: float) -> str:
@@ -146,7 +146,7 @@ def merge(into: Meta, other: Meta) -> None:
             merge(child(into, key), sub)
 
 
-_ANY: Any = object()
+_ANY: Final[Any] = object()
 
 
 def copy_meta(other: Meta, value: Any = _ANY) -> Meta:
@@ -175,9 +175,9 @@ def copy_meta(other: Meta, value: Any = _ANY) -> Meta:
 
 
 #: Remark types Relay knows: annotated, removed, substituted, masked, pseudonymized, encrypted.
-_REMARK_TYPES = frozenset("axsmpe")
-_U32_MAX = 2**32 - 1
-_U64_MAX = 2**64 - 1
+_REMARK_TYPES: Final = frozenset("axsmpe")
+_U32_MAX: Final = 2**32 - 1
+_U64_MAX: Final = 2**64 - 1
 
 
 def _is_uint(value: Any, limit: int) -> bool:

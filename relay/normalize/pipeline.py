@@ -8,7 +8,7 @@ fields and emits no ``errors`` entries, so the processing relay can still valida
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.config import NormalizationConfig
 from relay.normalize.event import normalize_event
@@ -16,13 +16,13 @@ from relay.normalize.geoip import GeoIpLookup
 from relay.normalize.measurements import MEASUREMENT_MRI_OVERHEAD
 
 #: Relay's default ``max_secs_in_future`` (``limits``-independent, 1 minute).
-DEFAULT_MAX_SECS_IN_FUTURE = 60
+DEFAULT_MAX_SECS_IN_FUTURE: Final = 60
 #: Event retention assumed when the project config says nothing (Relay's default, days).
-DEFAULT_RETENTION_DAYS = 90
+DEFAULT_RETENTION_DAYS: Final = 90
 #: The metrics aggregator's defaults, which bound transaction and span timestamps.
-DEFAULT_METRICS_SECS_IN_PAST = 5 * 24 * 3600
-DEFAULT_METRICS_SECS_IN_FUTURE = 60
-DEFAULT_METRIC_NAME_LENGTH = 200
+DEFAULT_METRICS_SECS_IN_PAST: Final = 5 * 24 * 3600
+DEFAULT_METRICS_SECS_IN_FUTURE: Final = 60
+DEFAULT_METRIC_NAME_LENGTH: Final = 200
 
 
 def normalize_for_relay(

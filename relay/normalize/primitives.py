@@ -13,7 +13,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize import serde_json
 from relay.normalize.chrono import MIN_TIMESTAMP, ChronoError, parse_datetime, utc_timestamp
@@ -21,9 +21,9 @@ from relay.normalize.meta import Meta, add_remark, child, expected, invalid, set
 
 Converter = Callable[[Any, Meta, str], Any]
 
-_U64_MAX = 2**64
-_I64_MIN = -(2**63)
-_I64_MAX = 2**63
+_U64_MAX: Final = 2**64
+_I64_MIN: Final = -(2**63)
+_I64_MAX: Final = 2**63
 
 
 def _fail(meta: Meta, key: str, what: str, value: Any) -> None:
@@ -101,7 +101,7 @@ def to_finite_f64(value: Any, meta: Meta, key: str) -> Any:
 
 
 #: ``MetricUnit`` spellings and the canonical name each one is written back as.
-_METRIC_UNITS = {
+_METRIC_UNITS: Final = {
     "nanosecond": "nanosecond",
     "ns": "nanosecond",
     "microsecond": "microsecond",
@@ -124,7 +124,7 @@ _METRIC_UNITS = {
     "": "none",
 }
 #: A custom unit: 1 to 15 ASCII word characters (kept lowercased).
-_CUSTOM_UNIT = re.compile(r"[0-9A-Za-z_]{1,15}")
+_CUSTOM_UNIT: Final = re.compile(r"[0-9A-Za-z_]{1,15}")
 
 
 def canonical_unit(unit: str) -> str | None:
@@ -193,7 +193,7 @@ def any_value(value: Any, meta: Meta, key: str) -> Any:
 # -- timestamps -------------------------------------------------------------------------
 
 #: Relay rejects timestamps from the year 10000 on (Python's datetime cannot hold them).
-_MAX_TS = 253402300800.0
+_MAX_TS: Final = 253402300800.0
 
 
 def micros_timestamp(secs: int, micros: int) -> float:
@@ -262,14 +262,14 @@ def to_timestamp(value: Any, meta: Meta, key: str) -> Any:
 
 # -- identifiers ------------------------------------------------------------------------
 
-_HEX32 = re.compile(r"[0-9a-f]{32}")
-_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
+_HEX32: Final = re.compile(r"[0-9a-f]{32}")
+_HEX16: Final = re.compile(r"[0-9a-fA-F]{16}")
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-_UUID_HYPHENS = (8, 13, 18, 23)
-_UUID_GROUP_STARTS = (0, 9, 14, 19, 24)
-_URN = "urn:uuid:"
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+_UUID_HYPHENS: Final = (8, 13, 18, 23)
+_UUID_GROUP_STARTS: Final = (0, 9, 14, 19, 24)
+_URN: Final = "urn:uuid:"
 
 
 def _parse_hyphenated(text: str) -> str | None:
@@ -375,7 +375,7 @@ def to_uuid(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
-_NIL_TRACE_ID = "0" * 32
+_NIL_TRACE_ID: Final = "0" * 32
 
 
 def to_trace_id(value: Any, meta: Meta, key: str) -> Any:
@@ -437,7 +437,7 @@ def to_ip(value: Any, meta: Meta, key: str) -> Any:
 
 # -- enums ------------------------------------------------------------------------------
 
-_LEVELS = {
+_LEVELS: Final = {
     "debug": "debug",
     "info": "info",
     "log": "info",
@@ -447,7 +447,7 @@ _LEVELS = {
     "critical": "fatal",
 }
 #: Python's logging levels, which old SDKs sent as numbers.
-_NUMERIC_LEVELS = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "fatal"}
+_NUMERIC_LEVELS: Final = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "fatal"}
 
 
 def to_level(value: Any, meta: Meta, key: str) -> Any:
@@ -470,7 +470,7 @@ def to_level(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
-EVENT_TYPES = frozenset(
+EVENT_TYPES: Final = frozenset(
     {
         "error",
         "csp",
@@ -498,7 +498,7 @@ def to_event_type(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
-SPAN_STATUSES = {
+SPAN_STATUSES: Final = {
     "ok": "ok",
     "success": "ok",
     "cancelled": "cancelled",
@@ -546,7 +546,7 @@ def to_thread_id(value: Any, meta: Meta, key: str) -> Any:
     return None
 
 
-_ADDR_RE = re.compile(r"0[xX][0-9a-fA-F]+")
+_ADDR_RE: Final = re.compile(r"0[xX][0-9a-fA-F]+")
 
 
 def to_addr(value: Any, meta: Meta, key: str) -> Any:

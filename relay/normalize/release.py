@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Final
 
 #: Control characters, DEL and both slashes are never allowed.
-_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+_BAD_CHARS: Final = re.compile(r"[\x00-\x1f\x7f/\\]")
 #: Limits are in UTF-8 bytes, not characters.
-_MAX_RELEASE_BYTES = 200
-_MAX_ENVIRONMENT_BYTES = 64
+_MAX_RELEASE_BYTES: Final = 200
+_MAX_ENVIRONMENT_BYTES: Final = 64
 
 
 def _too_long(text: str, limit: int) -> bool:

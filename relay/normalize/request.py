@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from relay.normalize.containers import parse_cookies, parse_query
 from relay.normalize.meta import Meta, add_error, child, has_errors
 
-_METHOD = re.compile(r"[A-Z\-_]{3,32}")
+_METHOD: Final = re.compile(r"[A-Z\-_]{3,32}")
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -115,7 +115,7 @@ def _take_cookie_header(holder: dict[str, Any], header: str) -> None:
         holder["headers"] = [p for p in headers if p is None or p[0] != header]
 
 
-_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ASCII_UPPER: Final = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def normalize_request(event: dict[str, Any], meta: Meta) -> None:

@@ -6,6 +6,8 @@ behaviour lives in the normalization steps.
 
 from __future__ import annotations
 
+from typing import Final
+
 from relay.normalize import primitives as p
 from relay.normalize.containers import (
     COOKIES,
@@ -66,12 +68,12 @@ def _params(value: object, meta: dict[str, object], key: str) -> object:
     return None
 
 
-F = Field
-E = SKIP_EMPTY
-OBJ = MapKind("value")
-STRS = ArrayKind("str")
+F: Final = Field
+E: Final = SKIP_EMPTY
+OBJ: Final = MapKind("value")
+STRS: Final = ArrayKind("str")
 
-FRAME = Struct(
+FRAME: Final = Struct(
     "Frame",
     [
         F("function", "str", skip=E, max_chars=512),
@@ -105,7 +107,7 @@ FRAME = Struct(
     ],
 )
 
-STACKTRACE = Struct(
+STACKTRACE: Final = Struct(
     "Stacktrace",
     [
         F("frames", ArrayKind(FRAME), skip=E, required=True, nonempty=True),
@@ -117,7 +119,7 @@ STACKTRACE = Struct(
     expect="rawstacktrace",
 )
 
-MECHANISM_META = Struct(
+MECHANISM_META: Final = Struct(
     "MechanismMeta",
     [
         F("errno", Struct("CError", [F("number", "i64"), F("name", "str")])),
@@ -139,7 +141,7 @@ MECHANISM_META = Struct(
     ],
 )
 
-MECHANISM = Struct(
+MECHANISM: Final = Struct(
     "Mechanism",
     [
         F("type", "str", required=True, nonempty=True, max_chars=128),
@@ -156,7 +158,7 @@ MECHANISM = Struct(
     ],
 )
 
-EXCEPTION = Struct(
+EXCEPTION: Final = Struct(
     "Exception",
     [
         F("type", "str", max_chars=256),
@@ -170,7 +172,7 @@ EXCEPTION = Struct(
     aliases={"sentry.interfaces.Stacktrace": "stacktrace"},
 )
 
-THREAD = Struct(
+THREAD: Final = Struct(
     "Thread",
     [
         F("id", "thread_id", max_chars=256),
@@ -185,7 +187,7 @@ THREAD = Struct(
     ],
 )
 
-BREADCRUMB = Struct(
+BREADCRUMB: Final = Struct(
     "Breadcrumb",
     [
         F("timestamp", "ts"),
@@ -201,7 +203,7 @@ BREADCRUMB = Struct(
     aliases={"ty": "type"},
 )
 
-LOGENTRY = Struct(
+LOGENTRY: Final = Struct(
     "LogEntry",
     [
         F("message", "str", max_chars=8192),
@@ -210,7 +212,7 @@ LOGENTRY = Struct(
     ],
 )
 
-GEO = Struct(
+GEO: Final = Struct(
     "Geo",
     [
         F("country_code", "str", max_chars=102),
@@ -220,7 +222,7 @@ GEO = Struct(
     ],
 )
 
-USER = Struct(
+USER: Final = Struct(
     "User",
     [
         F("id", "lstr", skip=E, max_chars=128),
@@ -235,7 +237,7 @@ USER = Struct(
     ],
 )
 
-REQUEST = Struct(
+REQUEST: Final = Struct(
     "Request",
     [
         F("url", "str", max_chars=256),
@@ -253,9 +255,9 @@ REQUEST = Struct(
     ],
 )
 
-SDK_PACKAGE = Struct("ClientSdkPackage", [F("name", "str"), F("version", "str")])
+SDK_PACKAGE: Final = Struct("ClientSdkPackage", [F("name", "str"), F("version", "str")])
 
-CLIENT_SDK = Struct(
+CLIENT_SDK: Final = Struct(
     "ClientSdkInfo",
     [
         F("name", "str", required=True, max_chars=256),
@@ -268,7 +270,7 @@ CLIENT_SDK = Struct(
     ],
 )
 
-DEBUG_META = Struct(
+DEBUG_META: Final = Struct(
     "DebugMeta",
     [
         F("sdk_info", OBJ, skip=E),
@@ -276,7 +278,7 @@ DEBUG_META = Struct(
     ],
 )
 
-TEMPLATE = Struct(
+TEMPLATE: Final = Struct(
     "TemplateInfo",
     [
         F("filename", "str", max_chars=128),
@@ -289,7 +291,7 @@ TEMPLATE = Struct(
     ],
 )
 
-TRANSACTION_INFO = Struct(
+TRANSACTION_INFO: Final = Struct(
     "TransactionInfo",
     [
         F("source", "str"),
@@ -299,7 +301,7 @@ TRANSACTION_INFO = Struct(
     ],
 )
 
-MEASUREMENT = Struct(
+MEASUREMENT: Final = Struct(
     "Measurement",
     [F("value", "ff64", required=True, skip=SKIP_NEVER), F("unit", p.to_metric_unit)],
 )
@@ -308,7 +310,7 @@ MEASUREMENTS = MapKind(MEASUREMENT)
 MEASUREMENTS.conv = named_map_converter(MEASUREMENTS.conv, "measurement", lowercase=True)
 MEASUREMENTS.name = "measurements"
 
-SPAN = Struct(
+SPAN: Final = Struct(
     "Span",
     [
         F("timestamp", "ts", required=True),
@@ -342,14 +344,14 @@ BREAKDOWNS = MapKind(MEASUREMENTS)
 BREAKDOWNS.conv = named_map_converter(BREAKDOWNS.conv, "breakdown", lowercase=False)
 BREAKDOWNS.name = "breakdowns"
 
-_R = OTHER_RETAIN
+_R: Final = OTHER_RETAIN
 
 
 def _ctx(name: str, fields: list[Field]) -> Struct:
     return Struct(name, [*fields, F("type", "str")], other=_R)
 
 
-CONTEXT_TYPES: dict[str, Struct] = {
+CONTEXT_TYPES: Final[dict[str, Struct]] = {
     "device": _ctx(
         "DeviceContext",
         [
@@ -509,14 +511,14 @@ CONTEXT_TYPES: dict[str, Struct] = {
     ),
 }
 
-CONTEXTS = ContextsKind(CONTEXT_TYPES)
+CONTEXTS: Final = ContextsKind(CONTEXT_TYPES)
 
-RELAY_INFO = Struct(
+RELAY_INFO: Final = Struct(
     "RelayInfo",
     [F("version", "str", required=True, max_chars=256), F("public_key", "str", max_chars=256)],
 )
 
-PROCESSING_ERROR = Struct(
+PROCESSING_ERROR: Final = Struct(
     "EventProcessingError",
     [F("type", "str", required=True), F("name", "str"), F("value", "value")],
     other=_R,
@@ -602,5 +604,5 @@ def _logentry_from_string(value: object, meta: dict[str, object], key: str) -> o
     return LOGENTRY_CONV(value, meta, key)
 
 
-LOGENTRY_CONV = LOGENTRY.conv
+LOGENTRY_CONV: Final = LOGENTRY.conv
 EVENT.by_name["logentry"].conv = _logentry_from_string

@@ -17,7 +17,7 @@ every security event (logger, client IP, the request's ``User-Agent``).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 import msgspec
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: The CSP directives Relay knows; a report naming none of them is invalid.
-CSP_DIRECTIVES = frozenset(
+CSP_DIRECTIVES: Final = frozenset(
     {
         "base-uri",
         "child-src",
@@ -71,7 +71,7 @@ CSP_DIRECTIVES = frozenset(
 
 #: Security event types whose reports are no longer supported (older relays may still send
 #: them as classified ``security`` items).
-REMOVED_EVENT_TYPES = frozenset({"hpkp", "expectct", "expectstaple"})
+REMOVED_EVENT_TYPES: Final = frozenset({"hpkp", "expectct", "expectstaple"})
 
 
 class SecurityReportError(Exception):
@@ -98,8 +98,8 @@ def _invalid_report(detail: str) -> SecurityReportError:
 # scheme, the host and a non-default port. ``urllib.parse`` splits differently (no default
 # ports, no validation of ports or special-scheme hosts), hence this small reader.
 
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_DEFAULT_PORTS: dict[str, int | None] = {
+_SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_DEFAULT_PORTS: Final[dict[str, int | None]] = {
     "http": 80,
     "https": 443,
     "ws": 80,
@@ -107,10 +107,10 @@ _DEFAULT_PORTS: dict[str, int | None] = {
     "ftp": 21,
     "file": None,
 }
-_TAB_NEWLINE = re.compile(r"[\t\n\r]")
-_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
-_PORT = re.compile(r"[0-9]*")
-_FORBIDDEN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
+_TAB_NEWLINE: Final = re.compile(r"[\t\n\r]")
+_C0_AND_SPACE: Final = "".join(chr(c) for c in range(0x21))
+_PORT: Final = re.compile(r"[0-9]*")
+_FORBIDDEN_HOST: Final = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
 
 
 class _Url(msgspec.Struct, frozen=True):
@@ -196,7 +196,7 @@ def origin_url(origin: str) -> str | None:
     return f"{url.scheme}://{userinfo}{url.host}{port}{tail}"
 
 
-_HOST_SCHEMES = frozenset(
+_HOST_SCHEMES: Final = frozenset(
     {
         "ftp",
         "http",
@@ -257,7 +257,7 @@ def _normalize_uri(value: str) -> str:
 # --- the raw report -------------------------------------------------------------------
 
 #: Field name -> the names a browser may use for it (snake, kebab and camel case).
-_ALIASES: dict[str, tuple[str, ...]] = {
+_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "effective_directive": ("effective_directive", "effective-directive", "effectiveDirective"),
     "blocked_uri": ("blocked_uri", "blockedURL", "blocked-uri"),
     "document_uri": ("document_uri", "documentURL", "document-uri"),
@@ -271,12 +271,12 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "script_sample": ("script_sample", "scriptSample", "script-sample", "sample"),
     "disposition": ("disposition",),
 }
-_NUMBER_FIELDS = frozenset({"status_code", "line_number", "column_number"})
+_NUMBER_FIELDS: Final = frozenset({"status_code", "line_number", "column_number"})
 #: Fields that are always present: a missing value takes this default (null is invalid).
-_REQUIRED_DEFAULTS = {"blocked_uri": "self", "violated_directive": ""}
-_KNOWN_NAMES = frozenset(name for names in _ALIASES.values() for name in names)
-_UNSIGNED = re.compile(r"\+?[0-9]+")
-_MAX_U64 = 2**64 - 1
+_REQUIRED_DEFAULTS: Final = {"blocked_uri": "self", "violated_directive": ""}
+_KNOWN_NAMES: Final = frozenset(name for names in _ALIASES.values() for name in names)
+_UNSIGNED: Final = re.compile(r"\+?[0-9]+")
+_MAX_U64: Final = 2**64 - 1
 
 
 def _number(field: str, value: Any) -> int | None:
@@ -325,7 +325,7 @@ def _effective_directive(raw: dict[str, Any]) -> str:
     raise _invalid_report("no known CSP directive")
 
 
-_INLINE_MESSAGES = {
+_INLINE_MESSAGES: Final = {
     "child-src": "Blocked inline 'child'",
     "connect-src": "Blocked inline 'connect'",
     "font-src": "Blocked inline 'font'",
@@ -339,7 +339,7 @@ _INLINE_MESSAGES = {
     "style-src-elem": "Blocked 'style' or 'link' element",
     "style-src-attr": "Blocked style attribute",
 }
-_FROM_MESSAGES = {
+_FROM_MESSAGES: Final = {
     "child-src": "Blocked 'child' from '{}'",
     "connect-src": "Blocked 'connect' from '{}'",
     "font-src": "Blocked 'font' from '{}'",
@@ -373,9 +373,9 @@ def _message(raw: dict[str, Any], directive: str) -> str:
     return template.format(uri) if template else f"Blocked '{directive}' from '{uri}'"
 
 
-_KEYWORDS = frozenset({"'none'", "'self'", "'unsafe-inline'", "'unsafe-eval'"})
-_SCHEMED = ("data:", "mediastream:", "blob:", "filesystem:", "http:", "https:", "file:")
-_ASCII_WHITESPACE = re.compile(r"[ \t\n\x0c\r]+")
+_KEYWORDS: Final = frozenset({"'none'", "'self'", "'unsafe-inline'", "'unsafe-eval'"})
+_SCHEMED: Final = ("data:", "mediastream:", "blob:", "filesystem:", "http:", "https:", "file:")
+_ASCII_WHITESPACE: Final = re.compile(r"[ \t\n\x0c\r]+")
 
 
 def _culprit_value(value: str, document: str, document_uri: str) -> str:

@@ -6,7 +6,7 @@ applying each field's skip rule: a null (or empty) field disappears unless it ca
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
 from relay.normalize.meta import Meta, prune
@@ -26,7 +26,7 @@ from relay.normalize.types import (
 )
 
 #: Unknown top-level keys of old SDKs that are dropped without an error.
-_LEGACY_EVENT_KEYS = frozenset(
+_LEGACY_EVENT_KEYS: Final = frozenset(
     {"metadata", "hashes", "applecrashreport", "device", "repos", "query"}
 )
 
@@ -324,20 +324,20 @@ class Finisher:
         return out
 
 
-_NONE: Any = object()
-_NO_KEYS: list[str] = []
+_NONE: Final[Any] = object()
+_NO_KEYS: Final[list[str]] = []
 #: Plans kept per struct at most (values with arbitrary key sets must not grow memory).
-_MAX_PLANS = 512
+_MAX_PLANS: Final = 512
 
 
 #: ``leaf`` of a plan entry, how a value without meta finishes: through ``finish``; as it
 #: is; as it is unless ``""`` (scalars only); as it is unless empty and skipped (lists,
 #: objects).
-_NOT_LEAF = 0
-_PASS = 1
-_PASS_SKIP_EMPTY = 2
-_PASS_LIST = 3
-_PASS_DICT = 4
+_NOT_LEAF: Final = 0
+_PASS: Final = 1
+_PASS_SKIP_EMPTY: Final = 2
+_PASS_LIST: Final = 3
+_PASS_DICT: Final = 4
 #: A field as the serializer visits it: name, leaf mode (above), skip rule and type.
 Entry = tuple[str, int, int, Kind]
 
@@ -376,9 +376,9 @@ def _plan(struct: Struct, keys: tuple[str, ...]) -> tuple[list[Entry], list[str]
 
 
 #: Leaf values that need no finishing (no items to skip, not empty unless ``""``).
-_SCALARS = frozenset({str, int, float, bool})
+_SCALARS: Final = frozenset({str, int, float, bool})
 #: Kinds Relay models as newtypes (visited twice: errors are reported twice if a value is left).
-_NEWTYPES = frozenset({"contexts", "tags", "measurements", "breakdowns", "cookies", "tid"})
+_NEWTYPES: Final = frozenset({"contexts", "tags", "measurements", "breakdowns", "cookies", "tid"})
 
 
 def is_empty_kind(kind: Kind, value: Any) -> bool:
@@ -485,10 +485,10 @@ def _without_deep_empty_items(kind: Kind, value: Any, meta: Meta | None) -> Any:
 
 
 #: Arbitrary JSON (``Value``), for entries whose type is not declared.
-_VALUE: Kind = ValueKind("value", lambda value, meta, key: value)
+_VALUE: Final[Kind] = ValueKind("value", lambda value, meta, key: value)
 #: Marker for the list field of ``Values`` (see :func:`is_empty_kind`).
-_VALUES_LIST: Any = object()
-_VALUES_FIELDS: dict[str, Any] = {"values": _VALUES_LIST}
+_VALUES_LIST: Final[Any] = object()
+_VALUES_FIELDS: Final[dict[str, Any]] = {"values": _VALUES_LIST}
 
 
 def finish_event(

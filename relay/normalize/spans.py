@@ -7,15 +7,15 @@ from its top-level spans. Times are in milliseconds, as Relay writes them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.durations import micros, millis
 
 Interval = tuple[int, int]
 
 #: React Native SDK versions that named app start spans in snake case.
-_SNAKE_APP_START_VERSIONS = ("4.4", "4.3", "4.2", "4.1", "4.0", "3")
-_APP_START_OPS = {"app_start_cold": "app.start.cold", "app_start_warm": "app.start.warm"}
+_SNAKE_APP_START_VERSIONS: Final = ("4.4", "4.3", "4.2", "4.1", "4.0", "3")
+_APP_START_OPS: Final = {"app_start_cold": "app.start.cold", "app_start_warm": "app.start.warm"}
 
 
 def _interval(start: Any, end: Any) -> Interval | None:

@@ -4,14 +4,14 @@ single exception, ``"Type: value"`` splitting and exceptions without type or val
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from relay.normalize.chrono import RUST_WHITESPACE
 from relay.normalize.meta import Meta, add_error, child, estimate_size, node, prune
 
-_TYPE_VALUE = re.compile(r"^(\w+):(.*)$", re.DOTALL)
-_URL_PREFIXES = ("file:", "http:", "https:", "applewebdata:")
+_TYPE_VALUE: Final = re.compile(r"^(\w+):(.*)$", re.DOTALL)
+_URL_PREFIXES: Final = ("file:", "http:", "https:", "applewebdata:")
 
 
 def normalize_frame(frame: dict[str, Any]) -> None:
@@ -139,7 +139,7 @@ def normalize_mechanism(mechanism: dict[str, Any]) -> None:
 
 
 #: Signal names every POSIX system agrees on.
-_POSIX_SIGNALS = {
+_POSIX_SIGNALS: Final = {
     1: "SIGHUP",
     2: "SIGINT",
     3: "SIGQUIT",

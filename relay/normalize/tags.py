@@ -3,11 +3,11 @@ attributes (``server_name``, ``site``) turned into tags."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.meta import Meta, add_error, child, invalid
 
-_RESERVED = frozenset({"release", "dist", "user", "filename", "function"})
+_RESERVED: Final = frozenset({"release", "dist", "user", "filename", "function"})
 
 
 def normalize_event_tags(event: dict[str, Any], meta: Meta) -> None:

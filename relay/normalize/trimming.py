@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
 from relay.normalize.meta import Meta, child, set_original_length
@@ -35,7 +35,7 @@ __all__ = ["trim_event"]
 #: Field attributes: ``(max_chars, allowance, max_depth, max_bytes)``.
 Attrs = tuple[int | None, int, int | None, int | None]
 
-_ATTRS: dict[tuple[str, str], Attrs] = {
+_ATTRS: Final[dict[tuple[str, str], Attrs]] = {
     ("Event", "culprit"): (200, 0, None, None),
     ("Event", "transaction"): (200, 0, None, None),
     ("Event", "logger"): (64, 0, None, None),
@@ -103,17 +103,17 @@ _ATTRS: dict[tuple[str, str], Attrs] = {
 }
 
 #: Declared Rust fields our schema does not list (each costs one byte inside a bag).
-_HIDDEN_FIELDS: dict[str, int] = {"ProfileContext": 0, "TransactionInfo": 0}
+_HIDDEN_FIELDS: Final[dict[str, int]] = {"ProfileContext": 0, "TransactionInfo": 0}
 
 #: Prims that are strings in Relay (``String``, ``LenientString``, ``JsonLenientString``, ...).
-_STRING_PRIMS = frozenset({"str", "lstr", "jlstr", "thread_id", "ip"})
+_STRING_PRIMS: Final = frozenset({"str", "lstr", "jlstr", "thread_id", "ip"})
 
 #: Stack trace limits: frames kept from the top (most recent) and the bottom (oldest).
-_RECENT_FRAMES = 200
-_OLD_FRAMES = 50
-_FRAME_ALLOWANCE = 50
+_RECENT_FRAMES: Final = 200
+_OLD_FRAMES: Final = 50
+_FRAME_ALLOWANCE: Final = 50
 
-_DELETE: Any = object()
+_DELETE: Final[Any] = object()
 
 
 def trim_event(event_kind: Struct, event: dict[str, Any], meta: Meta, *, fast: bool = True) -> None:
@@ -757,12 +757,12 @@ def _slim_frame_data(frames: list[Any], meta: Meta | None, allowance: int) -> No
                     frame_meta.pop(name, None)
 
 
-_VALUE = ValueKind("value", lambda v, m, k: v)
-_TAG_ATTRS: Attrs = (200, 0, None, None)
+_VALUE: Final = ValueKind("value", lambda v, m, k: v)
+_TAG_ATTRS: Final[Attrs] = (200, 0, None, None)
 #: ``ExtraValue``: every entry of ``extra`` is a bag of its own.
-_EXTRA_VALUE: Attrs = (None, 0, 7, 16_384)
-_EXTRA_KIND = EVENT.by_name["extra"].kind
-_VALUES_ARRAYS: dict[int, ArrayKind] = {}
+_EXTRA_VALUE: Final[Attrs] = (None, 0, 7, 16_384)
+_EXTRA_KIND: Final = EVENT.by_name["extra"].kind
+_VALUES_ARRAYS: Final[dict[int, ArrayKind]] = {}
 
 
 def _values_array(kind: ValuesKind) -> ArrayKind:
@@ -778,7 +778,7 @@ def _values_array(kind: ValuesKind) -> ArrayKind:
 #: may still change: no ``max_chars``, or the field opens a bag); and for a field that
 #: opens a bag of a plain kind, ``(plain plan, depth limit, byte limit)`` (else ``None``).
 _FieldPlan = tuple[str, Kind, Attrs | None, int, tuple[Any, int, int] | None]
-_STRUCT_PLANS: dict[int, list[_FieldPlan]] = {}
+_STRUCT_PLANS: Final[dict[int, list[_FieldPlan]]] = {}
 
 
 def _struct_plan(struct: Struct) -> list[_FieldPlan]:
@@ -804,10 +804,10 @@ def _struct_plan(struct: Struct) -> list[_FieldPlan]:
 #: (``None``: not plain), the longest string its ``max_chars`` leaves alone, and the depth
 #: and byte limits of a bag of its own.
 _ContextPlan = list[tuple[str, Any, int, int, int]]
-_CONTEXT_PLANS: dict[int, _ContextPlan] = {}
+_CONTEXT_PLANS: Final[dict[int, _ContextPlan]] = {}
 #: A context is a bag of its own (``Trimmer.contexts``).
-_CONTEXT_DEPTH = 7
-_CONTEXT_BYTES = 8192
+_CONTEXT_DEPTH: Final = 7
+_CONTEXT_BYTES: Final = 8192
 
 
 def _context_plan(struct: Struct) -> _ContextPlan:
@@ -868,15 +868,15 @@ def _context_cost(struct: Struct | None, ctx: dict[str, Any]) -> int:
 # the walk's effect is a function of the sizes alone, which ``_plain_cost`` computes in a
 # single tight pass.
 
-_NO_LIMIT = 1 << 62
+_NO_LIMIT: Final = 1 << 62
 #: Plans: a leaf (the walk never enters the value), JSON (``any_value``), or
 #: ``(item plan, item depth limit, item byte limit)`` for an array or object of plain items
 #: (the limits of a bag each item opens, ``_NO_LIMIT`` if none).
-_LEAF = 0
-_JSON = 1
-_PAIRS = 2
-_PAIR_NAMES = frozenset({"cookies", "query", "tags", "headers"})
-_PLAIN_PLANS: dict[int, Any] = {}
+_LEAF: Final = 0
+_JSON: Final = 1
+_PAIRS: Final = 2
+_PAIR_NAMES: Final = frozenset({"cookies", "query", "tags", "headers"})
+_PLAIN_PLANS: Final[dict[int, Any]] = {}
 
 
 def _plain_plan(kind: Kind) -> Any:
@@ -1001,7 +1001,7 @@ def _pairs_cost(value: list[Any], room: int, budget: int) -> int:
 
 
 #: Whether a kind (by id) may contain anything to trim outside of a bag.
-_NEEDS_WALK: dict[int, bool] = {}
+_NEEDS_WALK: Final[dict[int, bool]] = {}
 
 
 def _needs_walk(kind: Kind) -> bool:

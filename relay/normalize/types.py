@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize import primitives
 from relay.normalize.chrono import RUST_WHITESPACE
@@ -19,15 +19,15 @@ from relay.normalize.meta import Meta, add_error, child, expected, has_errors, i
 from relay.normalize.primitives import Converter
 
 #: Serialization behaviour of a field whose value is null or empty and carries no meta.
-SKIP_NULL = 0
-SKIP_EMPTY = 1
-SKIP_DEEP = 2
-SKIP_NEVER = 3
+SKIP_NULL: Final = 0
+SKIP_EMPTY: Final = 1
+SKIP_DEEP: Final = 2
+SKIP_NEVER: Final = 3
 
 #: What happens to keys a struct does not know.
-OTHER_DROP = 0  # silently removed (most structs)
-OTHER_ERROR = 1  # replaced by null with an ``invalid_attribute`` error (event, breadcrumb)
-OTHER_RETAIN = 2  # kept as they are (contexts)
+OTHER_DROP: Final = 0  # silently removed (most structs)
+OTHER_ERROR: Final = 1  # replaced by null with an ``invalid_attribute`` error (event, breadcrumb)
+OTHER_RETAIN: Final = 2  # kept as they are (contexts)
 
 
 class Field:
@@ -270,7 +270,7 @@ def _pass_class(field: Field) -> type | None:
 
 
 #: Converters that return a value of this class unchanged (so it need not be converted).
-_PASS_CLASS: dict[Converter, type] = {
+_PASS_CLASS: Final[dict[Converter, type]] = {
     primitives.to_str: str,
     primitives.lenient_str: str,
     primitives.json_lenient_str: str,
@@ -289,7 +289,7 @@ def as_kind(kind: TypeLike) -> Kind:
     return PRIMS[kind]
 
 
-PRIMS: dict[str, Kind] = {}
+PRIMS: Final[dict[str, Kind]] = {}
 
 
 def register_prims(table: dict[str, Converter]) -> None:
@@ -328,12 +328,19 @@ def _check_fields(out: dict[str, Any], fields: list[Field], meta: Meta) -> None:
             out[name] = None
 
 
-_CHAR_ESCAPES = {"\0": "\\0", "\n": "\\n", "\r": "\\r", "\t": "\\t", "'": "\\'", "\\": "\\\\"}
+_CHAR_ESCAPES: Final = {
+    "\0": "\\0",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "'": "\\'",
+    "\\": "\\\\",
+}
 #: Categories Rust prints as ``\u{..}``: controls, formats, private use, unassigned,
 #: surrogates and combining marks (which extend graphemes).
-_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Mn", "Me"})
+_ESCAPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Mn", "Me"})
 #: Spacing marks that extend graphemes, and the Hangul fillers: escaped by Rust as well.
-_ESCAPED_EXTRA = frozenset(
+_ESCAPED_EXTRA: Final = frozenset(
     {
         *(0x9BE, 0x9D7, 0xB3E, 0xB57, 0xBBE, 0xBD7, 0xCC0, 0xCC2, 0xCC7, 0xCC8, 0xCCA),
         *(0xCCB, 0xCD5, 0xCD6, 0xD3E, 0xD57, 0xDCF, 0xDDF, 0x115F, 0x1160, 0x1715, 0x1734),
@@ -341,7 +348,7 @@ _ESCAPED_EXTRA = frozenset(
     }
 )
 #: Characters unassigned in Python's Unicode tables but assigned (printable) in Relay's.
-_PRINTABLE_NEWER = frozenset(
+_PRINTABLE_NEWER: Final = frozenset(
     {
         *(0x88F, 0xC5C, 0xCDC, 0xCF3, 0x1B4E, 0x1B4F, 0x1B7F, 0x1C89, 0x1C8A, 0x20C1),
         *(0x2427, 0x2428, 0x2429, 0x2B96, 0x2FFC, 0x2FFD, 0x2FFE, 0x2FFF),

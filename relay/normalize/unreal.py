@@ -53,12 +53,12 @@ _RENAMED: Final = (
     ("misc_is64bit_operating_system", "misc_is_64bit"),
     ("crash_report_client_version", "crash_reporter_client_version"),
 )
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_LOG_LINE = re.compile(
+_CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_LOG_LINE: Final = re.compile(
     r"^\[(\d{4})\.(\d{2})\.(\d{2})-(\d{2})\.(\d{2})\.(\d{2}):(\d{3})\]\[\s*\d+\]"
     r"(?:([\w.-]+): )?(.*)$"
 )
-_COMPONENT_LINE = re.compile(r"^([\w.-]+): (.*)$")
+_COMPONENT_LINE: Final = re.compile(r"^([\w.-]+): (.*)$")
 
 
 class UnrealContext(msgspec.Struct):

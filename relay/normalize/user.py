@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from relay.normalize.geoip import GeoIpLookup, lookup_geo
 from relay.normalize.meta import Meta, add_error, child, has_errors
@@ -16,7 +16,7 @@ def _valid_ip(value: Any) -> str | None:
 
 
 #: The values of the SDK's ``settings.infer_ip`` (Relay's ``AutoInferSetting``).
-_INFER_IP_SETTINGS = frozenset({"auto", "never", "legacy"})
+_INFER_IP_SETTINGS: Final = frozenset({"auto", "never", "legacy"})
 
 
 def _infer_ip_setting(event: dict[str, Any], meta: Meta) -> str:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from relay.filters import useragent as _filters_ua
 
 __all__ = ["browser_from_user_agent", "normalize_user_agent"]
 
-_CACHE_SIZE = 2048
-_MAX_CACHED_LEN = 512
+_CACHE_SIZE: Final = 2048
+_MAX_CACHED_LEN: Final = 512
 
-_BRAND = re.compile(r'"([^"]*)";v="([^"]*)"')
+_BRAND: Final = re.compile(r'"([^"]*)";v="([^"]*)"')
 
 
 class _Parsed(NamedTuple):

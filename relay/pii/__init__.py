@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -191,8 +191,8 @@ def pii_strip_event(config: dict[str, Any], event: dict[str, Any]) -> dict[str, 
     return copy
 
 
-_COMPILED: OrderedDict[bytes, PiiProcessor] = OrderedDict()
-_COMPILED_MAX = 32
+_COMPILED: Final[OrderedDict[bytes, PiiProcessor]] = OrderedDict()
+_COMPILED_MAX: Final = 32
 
 
 def _compiled_for(config: dict[str, Any]) -> PiiProcessor:

@@ -18,6 +18,7 @@ import codecs
 import re
 import threading
 from collections.abc import Iterator
+from typing import Final
 
 from relay.pii.compiled import Application, RuleRef
 from relay.pii.config import PiiConfig
@@ -27,21 +28,21 @@ from relay.pii.regexes import Behaviour
 from relay.pii.selector import KeyItem, PathSelector, State, TypeItem, matches_path
 from relay.pii.value_types import Pii, vt
 
-ATTACHMENTS = vt("attachments")
-BINARY = vt("binary")
-_ATTACHMENTS_INDEX = ATTACHMENTS.bit_length() - 1
+ATTACHMENTS: Final = vt("attachments")
+BINARY: Final = vt("binary")
+_ATTACHMENTS_INDEX: Final = ATTACHMENTS.bit_length() - 1
 
 # Which passes `AttachmentScrubber.scrub_buffer` runs.
-UTF8 = 1
-UTF16 = 2
-ALL_ENCODINGS = UTF8 | UTF16
+UTF8: Final = 1
+UTF16: Final = 2
+ALL_ENCODINGS: Final = UTF8 | UTF16
 
 # UTF-16 text shorter than this (in characters) inside a blob is not scrubbed.
-MIN_STRING_LEN = 5
-_PAD = "*"
-_PAD_UTF16 = b"*\x00"
+MIN_STRING_LEN: Final = 5
+_PAD: Final = "*"
+_PAD_UTF16: Final = b"*\x00"
 # Rust's non-Unicode `\s` is ASCII whitespace.
-_ASCII_WS = "\\t\\n\\x0b\\x0c\\r "
+_ASCII_WS: Final = "\\t\\n\\x0b\\x0c\\r "
 
 Span = tuple[int, int]
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from relay.pii.builtin import BUILTIN_RULES
 from relay.pii.config import PiiConfig, Redaction, RuleSpec, parse_rule
 from relay.pii.regexes import BUILTIN_TYPE_PATTERNS, KEY_VALUE, VALUE, PatternSpec
 from relay.pii.selector import Selector, selector_sort_key
 
-_MAX_DEPTH = 200
-_BUILTIN_SPECS: dict[str, RuleSpec] = {k: parse_rule(v) for k, v in BUILTIN_RULES.items()}
+_MAX_DEPTH: Final = 200
+_BUILTIN_SPECS: Final[dict[str, RuleSpec]] = {k: parse_rule(v) for k, v in BUILTIN_RULES.items()}
 
 
 @dataclass(frozen=True, slots=True)

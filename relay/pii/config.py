@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 from relay.pii.regex_compat import RegexError, compile_rust_regex
 from relay.pii.selector import InvalidSelectorError, Selector, parse_selector
@@ -18,7 +19,7 @@ class PiiConfigError(ValueError):
     """An invalid piiConfig (bad JSON shape, selector or pattern)."""
 
 
-RULE_TYPES = frozenset(
+RULE_TYPES: Final = frozenset(
     {
         "anything",
         "pattern",
@@ -51,7 +52,7 @@ class Redaction:
     text: str = "[Filtered]"
 
 
-DEFAULT_REDACTION = Redaction("default")
+DEFAULT_REDACTION: Final = Redaction("default")
 
 
 @dataclass(slots=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Final
 
 from relay.pii.conventions_data import ATTRIBUTE_SCRUBBING
 from relay.pii.value_types import Pii
 
-_PLACEHOLDER = "<key>"
-_LEVELS = {"a": Pii.TRUE, "m": Pii.MAYBE, "n": Pii.FALSE}
+_PLACEHOLDER: Final = "<key>"
+_LEVELS: Final = {"a": Pii.TRUE, "m": Pii.MAYBE, "n": Pii.FALSE}
 
 _Node = tuple[dict[str, "_Node"], list[Pii]]  # children, [level] or []
 
@@ -23,7 +24,7 @@ def _build() -> _Node:
     return root
 
 
-_ROOT = _build()
+_ROOT: Final = _build()
 
 
 def _find(node: _Node, key: str) -> Pii | None:

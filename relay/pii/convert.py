@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from relay.pii.config import PiiConfigError
 from relay.pii.regex_compat import rust_escape
@@ -23,22 +23,22 @@ from relay.pii.selector import (
 from relay.pii.value_types import VALUE_TYPE_NAMES
 
 # Fields the legacy scrubber never touched.
-_IGNORE = (
+_IGNORE: Final = (
     "(debug_meta.** | $frame.filename | $frame.abs_path | $logentry.formatted | $error.value"
     " | $request.headers.user-agent)"
 )
 # Fields known to hold IP addresses (legacy IP scrubbing removes them outright).
-_KNOWN_IP_FIELDS = (
+_KNOWN_IP_FIELDS: Final = (
     "($request.env.REMOTE_ADDR | $user.ip_address | $sdk.client_ip"
     " | $span.sentry_tags.'user.ip' | attributes.'client.address')"
 )
 # Whole cookie headers (as string or list): only the sensitive cookies inside are filtered.
-_BULK_COOKIES = (
+_BULK_COOKIES: Final = (
     "(*.'http.request.header.cookie'.*)|((*.'http.request.header.cookie'))"
     "|(*.'http.response.header.set-cookie'.*)|((*.'http.response.header.set-cookie'))"
 )
 # Fields important to the product: only replace-style rules, no destructive filters.
-_REPLACE_ONLY = "|".join(
+_REPLACE_ONLY: Final = "|".join(
     ["$logentry.formatted", "$log.body"]
     + [
         item

@@ -14,17 +14,18 @@ always correctly rounded; `parse_number` reproduces that arithmetic exactly.
 from __future__ import annotations
 
 import re
+from typing import Final
 
-U64_MAX = (1 << 64) - 1
-I64_MIN = -(1 << 63)
-I32_MAX = (1 << 31) - 1
-I32_MIN = -(1 << 31)
+U64_MAX: Final = (1 << 64) - 1
+I64_MIN: Final = -(1 << 63)
+I32_MAX: Final = (1 << 31) - 1
+I32_MIN: Final = -(1 << 31)
 
 # The powers of ten serde_json scales by (each the nearest double to 10**k).
-_POW10 = tuple(float(f"1e{k}") for k in range(309))
+_POW10: Final = tuple(float(f"1e{k}") for k in range(309))
 
 # Greedy shape of a number token; `parse_number` checks the parts serde_json requires.
-NUMBER_RE = re.compile(r"-?([0-9]+)(\.[0-9]*)?([eE][-+]?[0-9]*)?")
+NUMBER_RE: Final = re.compile(r"-?([0-9]+)(\.[0-9]*)?([eE][-+]?[0-9]*)?")
 
 
 class NumberError(ValueError):

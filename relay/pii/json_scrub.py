@@ -22,20 +22,23 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Final
 
 from relay.pii.json_numbers import NUMBER_RE, NumberError, format_number, parse_number
 from relay.pii.processor import ROOT_SIGNATURE, PiiProcessor
 
 #: serde_json's recursion limit: a container at this nesting level is an error.
-MAX_DEPTH = 128
+MAX_DEPTH: Final = 128
 
-_WS = re.compile(r"[ \t\n\r]*")
+_WS: Final = re.compile(r"[ \t\n\r]*")
 # A complete string token (validated escapes, no raw control characters); group 1 is
 # the raw content between the quotes.
-_STRING = re.compile(r'"([^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*)"')
+_STRING: Final = re.compile(
+    r'"([^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*)"'
+)
 # Surrogates: lone `\uD800`-style escapes, or invalid UTF-8 (kept by surrogateescape).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_LITERALS = ("true", "false", "null")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_LITERALS: Final = ("true", "false", "null")
 
 
 class JsonScrubError(ValueError):

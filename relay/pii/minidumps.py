@@ -18,6 +18,8 @@ as a plain attachment instead, including what was already rewritten.
 
 from __future__ import annotations
 
+from typing import Final
+
 from relay.pii.attachments import (
     ALL_ENCODINGS,
     UTF8,
@@ -38,18 +40,18 @@ from relay.protocol.minidump_reader import (
     scrub_regions,
 )
 
-BINARY = vt("binary")
-STRING = vt("string")
-MINIDUMP = vt("minidump")
+BINARY: Final = vt("binary")
+STRING: Final = vt("string")
+MINIDUMP: Final = vt("minidump")
 
 #: Per region kind: the value type and PII level Relay gives the region.
-_REGION_TYPES: dict[str, tuple[int, Pii]] = {
+_REGION_TYPES: Final[dict[str, tuple[int, Pii]]] = {
     STACK_MEMORY: (BINARY | vt("stack_memory"), Pii.MAYBE),
     HEAP_MEMORY: (BINARY | vt("heap_memory"), Pii.TRUE),
     CODE_FILE: (STRING, Pii.TRUE),
     DEBUG_FILE: (STRING, Pii.TRUE),
 }
-_LINUX_STREAM_TYPE = (BINARY, Pii.TRUE)
+_LINUX_STREAM_TYPE: Final = (BINARY, Pii.TRUE)
 
 
 class _RegionError(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Final
 
 from relay.pii import schema as sc
 from relay.pii.compiled import Application, RuleRef
@@ -21,19 +21,19 @@ from relay.pii.redact import Plan, Scrubbed
 from relay.pii.selector import State, ascii_lower, matches_path, selector_indices, selector_keys
 from relay.pii.value_types import ARRAY, NUMBER, OBJECT, STRING, Pii
 
-_SKIP_STRINGS = frozenset(("", "true", "false", "null", "undefined"))
-_OTHER_KEY = "\x00"  # placeholder for keys no selector mentions
-_MAX_SIGNATURES = 200_000
+_SKIP_STRINGS: Final = frozenset(("", "true", "false", "null", "undefined"))
+_OTHER_KEY: Final = "\x00"  # placeholder for keys no selector mentions
+_MAX_SIGNATURES: Final = 200_000
 #: Signature of the root state (no key, no value type, not PII-able).
-ROOT_SIGNATURE = 0
+ROOT_SIGNATURE: Final = 0
 # Cross-event cache of string results per (rule plan, key class, value): values repeat
 # across events (module names, paths, SDK strings, variables). Bounded in entries and in
 # the length of the strings it keeps.
-VALUE_CACHE_ENTRIES = 16384
-VALUE_CACHE_CHARS = 4_000_000
-VALUE_CACHE_MAX_LEN = 65536
+VALUE_CACHE_ENTRIES: Final = 16384
+VALUE_CACHE_CHARS: Final = 4_000_000
+VALUE_CACHE_MAX_LEN: Final = 65536
 #: Strings up to this length that no rule can change are re-checked rather than cached.
-_UNCHANGED_MIN_CACHED_LEN = 48
+_UNCHANGED_MIN_CACHED_LEN: Final = 48
 
 Json = Any
 MetaNode = dict[str, Any] | None
@@ -65,8 +65,8 @@ def _json_node(value: Json) -> sc.Node:
     return sc.NUM
 
 
-_VALUE_OBJECT = sc.Node(sc.K_OBJECT, OBJECT, item=sc.VALUE)
-_VALUE_ARRAY = sc.Node(sc.K_ARRAY, ARRAY, item=sc.VALUE)
+_VALUE_OBJECT: Final = sc.Node(sc.K_OBJECT, OBJECT, item=sc.VALUE)
+_VALUE_ARRAY: Final = sc.Node(sc.K_ARRAY, ARRAY, item=sc.VALUE)
 
 
 def _is_pairlist(items: list[Json]) -> bool:
@@ -880,8 +880,8 @@ class _Walk:
 
 # A cached string result: (new value, remarks, original length, removing rule, changed).
 _Cached = tuple[str | None, tuple[tuple[Any, ...], ...], int | None, str | None, bool]
-_UNCHANGED: _Cached = (None, (), None, None, False)
-_NO_PLAN: Any = object()  # not looked up yet (None: no rule applies)
+_UNCHANGED: Final[_Cached] = (None, (), None, None, False)
+_NO_PLAN: Final[Any] = object()  # not looked up yet (None: no rule applies)
 _CacheKey = tuple[int, int, str, tuple[tuple[object, ...], ...]]
 
 
@@ -900,8 +900,10 @@ def _remarks_key(remarks: object) -> tuple[tuple[object, ...], ...] | None:
     return tuple(out)
 
 
-_LEAF_KINDS = frozenset((sc.K_STRING, sc.K_NUMBER, sc.K_BOOL, sc.K_OPAQUE, sc.K_PATH, sc.K_VALUE))
-_INERT: dict[int, frozenset[str]] = {}
+_LEAF_KINDS: Final = frozenset(
+    (sc.K_STRING, sc.K_NUMBER, sc.K_BOOL, sc.K_OPAQUE, sc.K_PATH, sc.K_VALUE)
+)
+_INERT: Final[dict[int, frozenset[str]]] = {}
 
 
 def _inherits_only(node: sc.Node) -> bool:

@@ -13,7 +13,7 @@ import hmac
 import itertools
 import re
 from collections.abc import Iterable
-from typing import Any, AnyStr
+from typing import Any, AnyStr, Final
 
 from relay.pii.compiled import RuleRef
 from relay.pii.regexes import (
@@ -249,7 +249,7 @@ class Scrubbed:
             self.changed = True
 
 
-_KEY_CACHE: dict[tuple[re.Pattern[str], str], bool] = {}
+_KEY_CACHE: Final[dict[tuple[re.Pattern[str], str], bool]] = {}
 
 
 def _key_matches(regex: re.Pattern[str], key: str) -> bool:
@@ -285,13 +285,13 @@ Step = tuple[RuleRef, bool, bool, int, re.Pattern[str], Behaviour, Any]
 
 # A step resolved for one key class: (operation, rule, regex, behaviour, prefilter).
 Op = tuple[int, RuleRef, re.Pattern[str], Behaviour, Any]
-_OP_REGEX = 0  # apply the regex (with the redaction) to the value
-_OP_REMOVE = 1  # the rule deletes the value
+_OP_REGEX: Final = 0  # apply the regex (with the redaction) to the value
+_OP_REMOVE: Final = 1  # the rule deletes the value
 
-_PLAN_IDS = itertools.count(1)
+_PLAN_IDS: Final = itertools.count(1)
 # The combined trigger scan tries every alternative at every position: worth it for the
 # short strings that make up most events; long ones go through the cheaper per-rule checks.
-_TRIGGER_MAX_LEN = 256
+_TRIGGER_MAX_LEN: Final = 256
 
 
 class Plan:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Final, cast
 
 import regex
 
@@ -32,7 +32,7 @@ from relay.pii.regex_size import (
     optional_cost,
 )
 
-_POSIX_CLASSES = {
+_POSIX_CLASSES: Final = {
     "alnum": "0-9A-Za-z",
     "alpha": "A-Za-z",
     "ascii": "\\x00-\\x7F",
@@ -48,30 +48,30 @@ _POSIX_CLASSES = {
     "word": "0-9A-Za-z_",
     "xdigit": "0-9A-Fa-f",
 }
-_POSIX = re.compile(r"\[:(\^?)([a-z]+):\]")
+_POSIX: Final = re.compile(r"\[:(\^?)([a-z]+):\]")
 
 # Rust's `\s` is Unicode White_Space; Python's also matches \x1c-\x1f (str.isspace()).
-RUST_WHITESPACE = (
+RUST_WHITESPACE: Final = (
     "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 )
 # With the `u` flag off, Rust's Perl classes are ASCII-only.
-_ASCII_PERL = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\x0b\\x0c\\r "}
-_UNICODE_PERL = {"s": RUST_WHITESPACE}
-_ASCII_WORD = "[0-9A-Za-z_]"
+_ASCII_PERL: Final = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\x0b\\x0c\\r "}
+_UNICODE_PERL: Final = {"s": RUST_WHITESPACE}
+_ASCII_WORD: Final = "[0-9A-Za-z_]"
 # Word boundaries, with `{w}` for the word class (Unicode `\w`, or ASCII under `(?-u)`).
-_WORD_BOUNDARIES = {
+_WORD_BOUNDARIES: Final = {
     "start": "(?<!{w})(?={w})",
     "end": "(?<={w})(?!{w})",
     "start-half": "(?<!{w})",
     "end-half": "(?!{w})",
 }
-_ASCII_BOUNDARY = "(?:(?<={w})(?!{w})|(?<!{w})(?={w}))"
+_ASCII_BOUNDARY: Final = "(?:(?<={w})(?!{w})|(?<!{w})(?={w}))"
 # A class escape that stands on its own outside brackets (`\d`, `\p{gc=L}`).
-_SINGLE_CLASS = re.compile(r"\\[dwDW]|\\[pP]\{[^}]*\}")
-_COUNTED = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
-_FLAG_LETTERS = "imsUuxR"
+_SINGLE_CLASS: Final = re.compile(r"\\[dwDW]|\\[pP]\{[^}]*\}")
+_COUNTED: Final = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
+_FLAG_LETTERS: Final = "imsUuxR"
 # A class that matches nothing (an empty operand of a set operation).
-_EMPTY_SET = "[^\\x00-\\U0010FFFF]"
+_EMPTY_SET: Final = "[^\\x00-\\U0010FFFF]"
 
 
 class RegexError(ValueError):
@@ -584,8 +584,8 @@ def _operand(body: str) -> str:
 
 
 # Property names the regex module knows but Rust does not (POSIX-style helpers).
-_NOT_RUST_PROPERTIES = frozenset({"word", "xdigit", "alnum", "blank", "graph", "print"})
-_PROPERTY_KEYS = {
+_NOT_RUST_PROPERTIES: Final = frozenset({"word", "xdigit", "alnum", "blank", "graph", "print"})
+_PROPERTY_KEYS: Final = {
     "gc": "gc",
     "generalcategory": "gc",
     "sc": "sc",

@@ -18,23 +18,24 @@ tests/unit/test_pii_validation_parity.py).
 from __future__ import annotations
 
 import functools
+from typing import Final
 
 import regex
 
-COMPILED_PATTERN_MAX_SIZE = 262_144
+COMPILED_PATTERN_MAX_SIZE: Final = 262_144
 # What every program costs before its first atom (Relay's largest `x{n}` leaves this much).
-BASE_COST = 224.0
+BASE_COST: Final = 224.0
 # No class costs more than this (the largest, `\w`, measures about 52,400 bytes).
-CLASS_UPPER_BOUND = 60_000.0
+CLASS_UPPER_BOUND: Final = 60_000.0
 # `.` expands to every code point but `\n`: few, but long, UTF-8 sequences.
-DOT_COST = 1_000.0
-_LITERAL_BYTE = 32.0
-_CASELESS_FACTOR = 2.5
-_OPTIONAL_EXTRA = 40.0
-_CLASS_BASE = 40.0
-_PER_SEQUENCE = 18.0
-_PER_SEQUENCE_BYTE = 9.0
-_ENCODING_BOUNDS = (0x7F, 0x7FF, 0xFFFF)
+DOT_COST: Final = 1_000.0
+_LITERAL_BYTE: Final = 32.0
+_CASELESS_FACTOR: Final = 2.5
+_OPTIONAL_EXTRA: Final = 40.0
+_CLASS_BASE: Final = 40.0
+_PER_SEQUENCE: Final = 18.0
+_PER_SEQUENCE_BYTE: Final = 9.0
+_ENCODING_BOUNDS: Final = (0x7F, 0x7FF, 0xFFFF)
 
 
 def literal_cost(char: str, case_insensitive: bool) -> float:

@@ -47,17 +47,17 @@ KEY_VALUE: Final = 2  # match the key (replace value) or else the value
 # Replace behaviour: a tuple of group indices, or None for "the whole value".
 WHOLE_MATCH: Final = (0,)
 
-ANYTHING = re.compile(r".*")
+ANYTHING: Final = re.compile(r".*")
 
-_V4S = r"(25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)"
-_V4A = rf"{_V4S}\.{_V4S}\.{_V4S}\.{_V4S}"
-_V6S = r"[0-9a-fA-F]{1,4}"
-_PUNCT = r"!-/:-@\[-`{-~"
+_V4S: Final = r"(25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)"
+_V4A: Final = rf"{_V4S}\.{_V4S}\.{_V4S}\.{_V4S}"
+_V6S: Final = r"[0-9a-fA-F]{1,4}"
+_PUNCT: Final = r"!-/:-@\[-`{-~"
 # Rust's `\s` (Python's own also matches \x1c-\x1f); `$` below is Rust's: `\Z`.
-_WS = RUST_WHITESPACE
+_WS: Final = RUST_WHITESPACE
 
-IPV4 = re.compile(rf"\b{_V4A}\b")
-IPV6 = re.compile(
+IPV4: Final = re.compile(rf"\b{_V4A}\b")
+IPV6: Final = re.compile(
     rf"(?i)(?:[{_WS}{_PUNCT}]|^)("
     rf"({_V6S}:){{7}}{_V6S}|"
     rf"({_V6S}:){{1,7}}:|"
@@ -73,36 +73,40 @@ IPV6 = re.compile(
     rf"({_V6S}:){{1,4}}:{_V4A}"
     rf")([{_WS}{_PUNCT}]|\Z)"
 )
-IMEI = re.compile(r"\b(\d{2}-?\d{6}-?\d{6}-?\d{1,2})\b")
-MAC = re.compile(r"\b([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}\b")
-UUID = re.compile(r"(?i)\b[a-z0-9]{8}-?[a-z0-9]{4}-?[a-z0-9]{4}-?[a-z0-9]{4}-?[a-z0-9]{12}\b")
-EMAIL = re.compile(
+IMEI: Final = re.compile(r"\b(\d{2}-?\d{6}-?\d{6}-?\d{1,2})\b")
+MAC: Final = re.compile(r"\b([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}\b")
+UUID: Final = re.compile(
+    r"(?i)\b[a-z0-9]{8}-?[a-z0-9]{4}-?[a-z0-9]{4}-?[a-z0-9]{4}-?[a-z0-9]{12}\b"
+)
+EMAIL: Final = re.compile(
     r"\b[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*\.[a-zA-Z]{2,}\b"
 )
-IBAN = re.compile(
+IBAN: Final = re.compile(
     r"\b(AT|AD|AE|AL|AZ|BA|BE|BG|BH|BR|BY|CH|CR|CY|CZ|DE|DK|DO|EE|EG|ES|FI|FO|FR|GB|GE|GI|GL|"
     r"GR|GT|HR|HU|IE|IL|IQ|IS|IT|JO|KW|KZ|LB|LC|LI|LT|LU|LV|LY|MC|MD|ME|MK|MR|MT|MU|NL|NO|PK|"
     r"PL|PS|PT|QA|RO|RU|RS|SA|SC|SE|SI|SK|SM|ST|SV|TL|TN|TR|UA|VA|VG|XK|DZ|AO|BJ|BF|BI|CV|CM|"
     r"CF|TD|KM|CG|CI|DJ|GQ|GA|GW|HN|IR|MG|ML|MA|MZ|NI|NE|SN|TG)\d{2}[a-zA-Z0-9]{11,29}\b"
 )
-CREDITCARD = re.compile(rf"\b((?:3[47]\d|4\d{{3}}|5[1-5]\d\d|65\d\d|6011)([-{_WS}]?\d){{12}})\b")
-USERPATH = re.compile(
+CREDITCARD: Final = re.compile(
+    rf"\b((?:3[47]\d|4\d{{3}}|5[1-5]\d\d|65\d\d|6011)([-{_WS}]?\d){{12}})\b"
+)
+USERPATH: Final = re.compile(
     r"(?i)(?:(?:\b(?:[a-zA-Z]:[\\/])?(?:users|home|documents and settings|[^/\\]+[/\\]profiles)"
     r"[\\/])|(?:/(?:home|users)/))([^/\\\r\n\x00]+)"
 )
-PEMKEY = re.compile(
+PEMKEY: Final = re.compile(
     r"(?s)(?:-----BEGIN[A-Z ]+(?:PRIVATE|PUBLIC) KEY-----[\t ]*\r?\n?)(.+?)"
     r"(?:\r?\n?-----END[A-Z ]+(?:PRIVATE|PUBLIC) KEY-----)"
 )
-URLAUTH = re.compile(r"\b(?:(?:[a-z0-9+-]+:)?//([a-zA-Z0-9%_.-]+(?::[a-zA-Z0-9%_.-]+)?))@")
-USSSN = re.compile(r"\b([0-9]{3}-[0-9]{2}-[0-9]{4})\b")
-BEARER = re.compile(rf"(?i)\b(Bearer[{_WS}]+)([^{_WS}]+)")
-TOKEN_KEY = re.compile(r"(?i)(token)")
-PASSWORD_KEY = re.compile(
+URLAUTH: Final = re.compile(r"\b(?:(?:[a-z0-9+-]+:)?//([a-zA-Z0-9%_.-]+(?::[a-zA-Z0-9%_.-]+)?))@")
+USSSN: Final = re.compile(r"\b([0-9]{3}-[0-9]{2}-[0-9]{4})\b")
+BEARER: Final = re.compile(rf"(?i)\b(Bearer[{_WS}]+)([^{_WS}]+)")
+TOKEN_KEY: Final = re.compile(r"(?i)(token)")
+PASSWORD_KEY: Final = re.compile(
     r"(?i)(password|secret|passwd|api[-_]key|apikey|auth|credentials|mysql_pwd|privatekey|"
     rf"private[-_]key|token[^{_WS}]*[:=]|^otp\Z|^two[-_]factor\Z)"
 )
-COOKIE = re.compile(
+COOKIE: Final = re.compile(
     r"(?i)\b(?:(?:" + "|".join(re.escape(n) for n in SENSITIVE_COOKIE_NAMES) + r")(?:__\d+)?)="
     r"([^;]+)"
 )
@@ -142,16 +146,16 @@ BUILTIN_TYPE_PATTERNS: Final[dict[str, tuple[PatternSpec, ...]]] = {
 Prefilter = Callable[[str, str, int], bool]
 # Necessary for a password match on lowercased text: a piece of each of its words, each
 # starting with a rarer letter (`re` then skips most positions), or one of its exact values.
-_PASSWORD_GATE = re.compile(r"w(?:ord|d)|cret|k(?:ey|en)|uth|dential|ysql_pwd")
-_PASSWORD_EXACT = frozenset(("otp", "two-factor", "two_factor"))
+_PASSWORD_GATE: Final = re.compile(r"w(?:ord|d)|cret|k(?:ey|en)|uth|dential|ysql_pwd")
+_PASSWORD_EXACT: Final = frozenset(("otp", "two-factor", "two_factor"))
 
-_PASSWORD_LOWER = re.compile(PASSWORD_KEY.pattern.removeprefix("(?i)"))
+_PASSWORD_LOWER: Final = re.compile(PASSWORD_KEY.pattern.removeprefix("(?i)"))
 # Necessary parts of a match (starting with a literal lets `re` skip ahead quickly).
-_IPV4_SHAPE = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.")
-_SSN_SHAPE = re.compile(r"-[0-9][0-9]-")
-_FOUR_DIGITS = re.compile(r"\d\d\d\d")
+_IPV4_SHAPE: Final = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.")
+_SSN_SHAPE: Final = re.compile(r"-[0-9][0-9]-")
+_FOUR_DIGITS: Final = re.compile(r"\d\d\d\d")
 # Necessary for an IBAN match: a country code, check digits and 11 more characters.
-_IBAN_SHAPE = re.compile(r"[A-Z][A-Z]\d\d[a-zA-Z0-9]{11}")
+_IBAN_SHAPE: Final = re.compile(r"[A-Z][A-Z]\d\d[a-zA-Z0-9]{11}")
 
 PREFILTERS: Final[dict[re.Pattern[str], Prefilter]] = {
     IPV4: lambda t, low, d: d >= 4 and _IPV4_SHAPE.search(t) is not None,
@@ -202,9 +206,9 @@ PATTERN_PREFILTERS: Final[dict[str, Prefilter]] = {
 # then `re` knows the set of characters a match can start with and skips every other
 # position without trying the alternatives, which makes the scan several times faster.
 
-_AWS = r"\t\n\x0b\x0c\r "  # Rust's whitespace, restricted to ASCII
-_URL_USER = r"//[a-z0-9%_.:+-]*@"
-_DIGITS = "0123456789"
+_AWS: Final = r"\t\n\x0b\x0c\r "  # Rust's whitespace, restricted to ASCII
+_URL_USER: Final = r"//[a-z0-9%_.:+-]*@"
+_DIGITS: Final = "0123456789"
 
 
 def _each_first(chars: str, rest: str) -> tuple[str, ...]:
@@ -214,7 +218,7 @@ def _each_first(chars: str, rest: str) -> tuple[str, ...]:
 
 # Necessary for a password key match: a piece of each word of `PASSWORD_KEY` that starts
 # with a rarer letter (fewer candidate positions); its anchored words are `EXACT_TRIGGERS`.
-_PASSWORD_TRIGGERS = (
+_PASSWORD_TRIGGERS: Final = (
     "word", "wd", "cret", "key", "uth", "dential", "ysql_pwd", rf"ken[^{RUST_WHITESPACE}]*[:=]",
 )  # fmt: skip
 

@@ -57,14 +57,14 @@ class Node:
     name: str = ""
 
 
-STR = Node(K_STRING, STRING)
-NUM = Node(K_NUMBER, NUMBER)
-BOOL = Node(K_BOOL, BOOLEAN)
-TIME = Node(K_OPAQUE, DATETIME)
-OPAQUE = Node(K_OPAQUE, 0)
-VALUE = Node(K_VALUE)
-PATH = Node(K_PATH, STRING)
-MESSAGE = Node(K_STRING, vt("message") | STRING)
+STR: Final = Node(K_STRING, STRING)
+NUM: Final = Node(K_NUMBER, NUMBER)
+BOOL: Final = Node(K_BOOL, BOOLEAN)
+TIME: Final = Node(K_OPAQUE, DATETIME)
+OPAQUE: Final = Node(K_OPAQUE, 0)
+VALUE: Final = Node(K_VALUE)
+PATH: Final = Node(K_PATH, STRING)
+MESSAGE: Final = Node(K_STRING, vt("message") | STRING)
 
 
 def arr(item: Node) -> Node:
@@ -111,9 +111,9 @@ def wrap(item: Node, pii: int, value_type: int) -> Node:
 
 # -- leaf structs ----------------------------------------------------------------------------
 
-MEASUREMENTS = obj(struct("Measurement", {"value": NUM, "unit": OPAQUE}))
-SPAN_DATA = struct("SpanData", {}, other=DYN_SPAN_DATA)
-SPAN_LINK = struct(
+MEASUREMENTS: Final = obj(struct("Measurement", {"value": NUM, "unit": OPAQUE}))
+SPAN_DATA: Final = struct("SpanData", {}, other=DYN_SPAN_DATA)
+SPAN_LINK: Final = struct(
     "SpanLink",
     {
         "trace_id": OPAQUE,
@@ -123,12 +123,12 @@ SPAN_LINK = struct(
     },
     other=M,
 )
-GEO = struct(
+GEO: Final = struct(
     "Geo",
     {"country_code": (STR, T), "city": (STR, T), "subdivision": (STR, T), "region": (STR, T)},
     other=F,
 )
-USER = struct(
+USER: Final = struct(
     "User",
     {
         "id": (STR, T),
@@ -145,7 +145,7 @@ USER = struct(
     value_type="user",
     is_user=True,
 )
-REQUEST = struct(
+REQUEST: Final = struct(
     "Request",
     {
         "url": (STR, M),
@@ -164,7 +164,7 @@ REQUEST = struct(
     other=T,
     value_type="http",
 )
-LOCK_REASON = struct(
+LOCK_REASON: Final = struct(
     "LockReason",
     {
         "type": OPAQUE,
@@ -175,7 +175,7 @@ LOCK_REASON = struct(
     },
     other=F,
 )
-FRAME = struct(
+FRAME: Final = struct(
     "Frame",
     {
         "function": STR,
@@ -210,7 +210,7 @@ FRAME = struct(
     other=F,
     value_type="frame",
 )
-STACKTRACE = struct(
+STACKTRACE: Final = struct(
     "Stacktrace",
     {
         "frames": arr(FRAME),
@@ -222,7 +222,7 @@ STACKTRACE = struct(
     other=F,
     value_type="stack",
 )
-MECHANISM = struct(
+MECHANISM: Final = struct(
     "Mechanism",
     {
         "type": STR,
@@ -253,7 +253,7 @@ MECHANISM = struct(
     },
     other=F,
 )
-EXCEPTION = struct(
+EXCEPTION: Final = struct(
     "Exception",
     {
         "type": STR,
@@ -267,7 +267,7 @@ EXCEPTION = struct(
     other=F,
     value_type="error",
 )
-THREAD = struct(
+THREAD: Final = struct(
     "Thread",
     {
         "id": OPAQUE,
@@ -283,7 +283,7 @@ THREAD = struct(
     other=F,
     value_type="thread",
 )
-BREADCRUMB = struct(
+BREADCRUMB: Final = struct(
     "Breadcrumb",
     {
         "timestamp": TIME,
@@ -298,13 +298,13 @@ BREADCRUMB = struct(
     other=F,
     value_type="breadcrumb",
 )
-LOGENTRY = struct(
+LOGENTRY: Final = struct(
     "LogEntry",
     {"message": MESSAGE, "formatted": (MESSAGE, T), "params": (VALUE, T)},
     other=T,
     value_type="logentry",
 )
-CLIENT_SDK = struct(
+CLIENT_SDK: Final = struct(
     "ClientSdkInfo",
     {
         "name": STR,
@@ -318,8 +318,8 @@ CLIENT_SDK = struct(
     other=F,
     value_type="sdk",
 )
-_USER_TAGS = ("user", "user.id", "user.ip", "user.username", "user.email")
-SENTRY_TAGS = struct(
+_USER_TAGS: Final = ("user", "user.id", "user.ip", "user.username", "user.email")
+SENTRY_TAGS: Final = struct(
     "SentryTags",
     {
         name: (STR, T if name in _USER_TAGS else M)
@@ -408,7 +408,7 @@ SENTRY_TAGS = struct(
         ]
     },
 )
-SPAN = struct(
+SPAN: Final = struct(
     "Span",
     {
         "timestamp": TIME,
@@ -446,9 +446,9 @@ def _ctx(name: str, fields: dict[str, Node | tuple[Node, int]], other: int | Non
     return struct(name, fields, other=other)
 
 
-_MAYBE_STR = (STR, M)
-_MAYBE_NUM = (NUM, M)
-CONTEXT_TYPES: dict[str, Node] = {
+_MAYBE_STR: Final = (STR, M)
+_MAYBE_NUM: Final = (NUM, M)
+CONTEXT_TYPES: Final[dict[str, Node]] = {
     "device": _ctx(
         "DeviceContext",
         {
@@ -726,12 +726,12 @@ CONTEXT_TYPES: dict[str, Node] = {
     ),
 }
 # Unknown context types: a plain object whose content is fully PII-able.
-OTHER_CONTEXT = wrap(Node(K_OBJECT, OBJECT, item=VALUE), T, OBJECT)
-CONTEXTS = Node(K_CONTEXTS, OBJECT, variants=CONTEXT_TYPES, fallback=OTHER_CONTEXT)
+OTHER_CONTEXT: Final = wrap(Node(K_OBJECT, OBJECT, item=VALUE), T, OBJECT)
+CONTEXTS: Final = Node(K_CONTEXTS, OBJECT, variants=CONTEXT_TYPES, fallback=OTHER_CONTEXT)
 
 # -- debug images ----------------------------------------------------------------------------
 
-_NATIVE_IMAGE = struct(
+_NATIVE_IMAGE: Final = struct(
     "NativeDebugImage",
     {
         "code_id": OPAQUE,
@@ -746,7 +746,7 @@ _NATIVE_IMAGE = struct(
     },
     other=F,
 )
-DEBUG_IMAGE = Node(
+DEBUG_IMAGE: Final = Node(
     K_TAGGED,
     0,
     variants={
@@ -775,7 +775,7 @@ DEBUG_IMAGE = Node(
     },
     fallback=Node(K_OBJECT, OBJECT, item=VALUE),
 )
-DEBUG_META = struct(
+DEBUG_META: Final = struct(
     "DebugMeta",
     {
         "sdk_info": struct(
@@ -799,7 +799,7 @@ def values_of(item: Node) -> Node:
     return struct("Values", {"values": arr(item)}, other=F)
 
 
-EVENT = struct(
+EVENT: Final = struct(
     "Event",
     {
         "event_id": OPAQUE,

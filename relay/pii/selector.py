@@ -8,6 +8,7 @@ allowed between tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from relay.pii.value_types import (
     SCHEMA_TYPES_MASK,
@@ -60,8 +61,8 @@ class DeepWildcardItem:
 
 
 PathItem = TypeItem | IndexItem | KeyItem | WildcardItem | DeepWildcardItem
-WILDCARD = WildcardItem()
-DEEP_WILDCARD = DeepWildcardItem()
+WILDCARD: Final = WildcardItem()
+DEEP_WILDCARD: Final = DeepWildcardItem()
 
 # -- selectors -------------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class PathSelector:
 
 Selector = AndSelector | OrSelector | NotSelector | PathSelector
 
-_LEGACY = {
+_LEGACY: Final = {
     "freeform": PathSelector((TypeItem(0),)),
     "email": PathSelector((TypeItem(0),)),
     "sensitive": PathSelector((TypeItem(0),)),

@@ -8,9 +8,10 @@ sort, which in turn decides the order in which applications run.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 # Declaration order matters (selector ordering); index = bit position.
-VALUE_TYPE_NAMES: tuple[str, ...] = (
+VALUE_TYPE_NAMES: Final[tuple[str, ...]] = (
     "string",
     "binary",
     "number",
@@ -40,7 +41,7 @@ VALUE_TYPE_NAMES: tuple[str, ...] = (
 )
 
 # Accepted spellings in selectors (`$request` and `$http` are the same type).
-VALUE_TYPE_ALIASES: dict[str, int] = {name: i for i, name in enumerate(VALUE_TYPE_NAMES)}
+VALUE_TYPE_ALIASES: Final[dict[str, int]] = {name: i for i, name in enumerate(VALUE_TYPE_NAMES)}
 VALUE_TYPE_ALIASES.update(
     {
         "bool": VALUE_TYPE_NAMES.index("boolean"),
@@ -57,15 +58,15 @@ def vt(name: str) -> int:
     return 1 << VALUE_TYPE_NAMES.index(name)
 
 
-STRING = vt("string")
-NUMBER = vt("number")
-BOOLEAN = vt("boolean")
-DATETIME = vt("datetime")
-ARRAY = vt("array")
-OBJECT = vt("object")
+STRING: Final = vt("string")
+NUMBER: Final = vt("number")
+BOOLEAN: Final = vt("boolean")
+DATETIME: Final = vt("datetime")
+ARRAY: Final = vt("array")
+OBJECT: Final = vt("object")
 
 # Types that a `pii = "maybe"` field may be addressed by, but only as the first selector item.
-SCHEMA_TYPES_MASK = sum(
+SCHEMA_TYPES_MASK: Final = sum(
     1 << i
     for i, name in enumerate(VALUE_TYPE_NAMES)
     if name not in ("string", "binary", "number", "boolean", "datetime", "array", "object")
