@@ -168,7 +168,8 @@ class Finisher:
         # Values of one struct mostly share their keys (frames of one SDK): which fields
         # to visit, in declaration order, is computed once per key tuple.
         keys = tuple(value)
-        plan = struct.plans.get(keys)
+        # Typed, so that the loop below runs on native ints and tuples (mypyc checks it).
+        plan: tuple[list[Entry], list[str]] | None = struct.plans.get(keys)
         if plan is None:
             plan = _plan(struct, keys)
         entries, others = plan
@@ -389,12 +390,13 @@ def is_empty_kind(kind: Kind, value: Any) -> bool:
     """
     if value is None:
         return True
-    cls = type(value)
-    if cls is str:
+    # ``type(value) is ...`` each time, not once into a variable: only that narrows
+    # ``value`` for mypyc, which then uses its dict and list primitives.
+    if type(value) is str:
         return not value
     kind_cls = type(kind)
-    if cls is dict and (kind_cls is Struct or kind_cls is ValuesKind):
-        by_name = kind.by_name if kind_cls is Struct else _VALUES_FIELDS  # type: ignore[attr-defined]
+    if type(value) is dict and (kind_cls is Struct or kind_cls is ValuesKind):
+        by_name = cast(Struct, kind).by_name if kind_cls is Struct else _VALUES_FIELDS
         for key, item in value.items():
             if item is None:
                 continue
@@ -409,7 +411,7 @@ def is_empty_kind(kind: Kind, value: Any) -> bool:
             elif not is_empty_kind(field.kind, item):
                 return False
         return True
-    if cls is list or cls is dict:
+    if type(value) is list or type(value) is dict:
         return not value
     return False
 
@@ -422,11 +424,10 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
     """
     if value is None:
         return True
-    cls = type(value)
-    if cls is str:
+    if type(value) is str:
         return not value
     kind_cls = type(kind)
-    if cls is dict:
+    if type(value) is dict:
         if kind_cls is Struct:
             struct = cast(Struct, kind)
             for field in struct.fields:
@@ -455,26 +456,25 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
                 elif item is not None:
                     return False
             return True
-        item_kind = kind.item if kind_cls is MapKind else _VALUE  # type: ignore[attr-defined]
+        item_kind = cast(MapKind, kind).item if kind_cls is MapKind else _VALUE
         return all(is_deep_empty_kind(item_kind, v) for v in value.values())
-    if cls is list:
-        item_kind = kind.item if kind_cls is ArrayKind else _VALUE  # type: ignore[attr-defined]
+    if type(value) is list:
+        item_kind = cast(ArrayKind, kind).item if kind_cls is ArrayKind else _VALUE
         return all(is_deep_empty_kind(item_kind, v) for v in value)
     return False
 
 
 def _without_deep_empty_items(kind: Kind, value: Any, meta: Meta | None) -> Any:
     """Leave out the deep-empty entries (without meta) of a list or object."""
-    cls = type(value)
     kind_cls = type(kind)
-    if cls is list:
-        item_kind = kind.item if kind_cls is ArrayKind else _VALUE  # type: ignore[attr-defined]
+    if type(value) is list:
+        item_kind = cast(ArrayKind, kind).item if kind_cls is ArrayKind else _VALUE
         return [
             v
             for i, v in enumerate(value)
             if (meta and meta.get(str(i))) or not is_deep_empty_kind(item_kind, v)
         ]
-    if cls is dict and kind_cls is MapKind:
+    if type(value) is dict and kind_cls is MapKind:
         item_kind = cast(MapKind, kind).item
         return {
             k: v
