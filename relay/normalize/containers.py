@@ -55,10 +55,9 @@ class ValuesKind(Kind):
             return [item_conv(v, sub, str(i)) for i, v in enumerate(items)]
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
-            cls = type(value)
-            if cls is list:
+            if type(value) is list:
                 return {"values": conv_list(value, child(meta, key))}
-            if cls is dict:
+            if type(value) is dict:
                 if not value:
                     return None
                 sub = child(meta, key)
@@ -121,11 +120,10 @@ class PairsKind(Kind):
             return None
 
         def conv(value: Any, meta: Meta, key: str) -> Any:
-            cls = type(value)
-            if cls is list:
+            if type(value) is list:
                 sub = child(meta, key)
                 return [pair(item, sub, str(i)) for i, item in enumerate(value)]
-            if cls is dict:
+            if type(value) is dict:
                 sub = child(meta, key)
                 # Incoming ``_meta`` for object keys moves to the pair's value (index "1").
                 keyed = {k: sub.pop(k) for k in list(sub) if k != "" and k in value}

@@ -67,20 +67,19 @@ def estimate_size(value: Any, skip_nulls: bool = False) -> int:
     ``skip_nulls`` leaves null object members out, as for typed structs (whose null fields
     Relay does not serialize).
     """
-    cls = type(value)
-    if cls is str:
+    if type(value) is str:
         return len(value) + 2 if value.isascii() else len(value.encode()) + 2
     if value is None:
         return 4
-    if cls is bool:
+    if type(value) is bool:
         return 4 if value else 5
-    if cls is int:
+    if type(value) is int:
         return len(str(value))
-    if cls is float:
+    if type(value) is float:
         return len(_float_text(value))
-    if cls is list:
+    if type(value) is list:
         return 1 + sum(estimate_size(v, skip_nulls) + 1 for v in value) if value else 2
-    if cls is dict:
+    if type(value) is dict:
         size = sum(
             estimate_size(k) + estimate_size(v, skip_nulls) + 2
             for k, v in value.items()
@@ -258,10 +257,9 @@ def _child_value(value: Any, key: str) -> tuple[bool, Any]:
 
 def copy_json(value: Any) -> Any:
     """A deep copy of a JSON value (objects and arrays copied, scalars shared)."""
-    cls = type(value)
-    if cls is dict:
+    if type(value) is dict:
         return {k: copy_json(v) for k, v in value.items()}
-    if cls is list:
+    if type(value) is list:
         return [copy_json(v) for v in value]
     if isinstance(value, (dict, list, set)):
         return copy.deepcopy(value)
@@ -291,16 +289,15 @@ def serialized(value: Any, kind: Any) -> Any:
 
     if value is None:
         return None
-    cls = type(kind)
-    if cls is Struct and type(value) is dict:
+    if type(kind) is Struct and type(value) is dict:
         out = {f.name: serialized(value.get(f.name), f.kind) for f in kind.fields}
         for k, v in value.items():
             if k not in out:
                 out[k] = v
         return out
-    if cls is ArrayKind and type(value) is list:
+    if type(kind) is ArrayKind and type(value) is list:
         return [serialized(v, kind.item) for v in value]
-    if cls is MapKind and type(value) is dict:
+    if type(kind) is MapKind and type(value) is dict:
         return {k: serialized(v, kind.item) for k, v in value.items()}
     if hasattr(kind, "item") and type(value) is dict and "values" in value:
         return {"values": serialized(value["values"], ArrayKind(kind.item))}

@@ -46,10 +46,9 @@ def to_bool(value: Any, meta: Meta, key: str) -> Any:
 
 def _number(value: Any, low: float, high: float) -> Any:
     """Relay casts any JSON number that fits (floats truncate toward zero)."""
-    cls = type(value)
-    if cls is int:
+    if type(value) is int:
         return value if low <= value < high else None
-    if cls is float:
+    if type(value) is float:
         if math.isnan(value) or not (low - 1 < value < high):
             return None
         return int(value)
@@ -75,10 +74,9 @@ def to_i64(value: Any, meta: Meta, key: str) -> Any:
 
 
 def to_f64(value: Any, meta: Meta, key: str) -> Any:
-    cls = type(value)
-    if cls is float:
+    if type(value) is float:
         return value
-    if cls is int:
+    if type(value) is int:
         return float(value)
     if value is None:
         return None
@@ -88,11 +86,10 @@ def to_f64(value: Any, meta: Meta, key: str) -> Any:
 
 def to_finite_f64(value: Any, meta: Meta, key: str) -> Any:
     """Relay's ``FiniteF64``: any JSON number that is finite (one error for every miss)."""
-    cls = type(value)
-    if cls is float:
+    if type(value) is float:
         if math.isfinite(value):
             return value
-    elif cls is int:
+    elif type(value) is int:
         return float(value)
     elif value is None:
         return None
@@ -152,16 +149,15 @@ def to_metric_unit(value: Any, meta: Meta, key: str) -> Any:
 
 def lenient_str(value: Any, meta: Meta, key: str) -> Any:
     """Strings, plus numbers and booleans rendered the way Sentry's Python code did."""
-    cls = type(value)
-    if cls is str or value is None:
+    if type(value) is str or value is None:
         return value
     if value is True:
         return "True"
     if value is False:
         return "False"
-    if cls is int:
+    if type(value) is int:
         return str(value)
-    if cls is float:
+    if type(value) is float:
         if math.isfinite(value) and abs(value) < 2**53:
             text = str(int(value))
             # Relay prints the truncated float: -0.5 and -0.0 are "-0".
@@ -228,18 +224,17 @@ def parse_timestamp_str(text: str) -> float | str:
 
 def to_timestamp(value: Any, meta: Meta, key: str) -> Any:
     """Accept RFC 3339 strings and numeric Unix timestamps; return float seconds."""
-    cls = type(value)
-    if cls is float:
+    if type(value) is float:
         if not math.isfinite(value) or not MIN_TIMESTAMP <= math.floor(value) < _MAX_TS:
             set_error(meta, key, invalid("timestamp out of range"), value)
             return None
         return float_timestamp(value)
-    if cls is int:
+    if type(value) is int:
         if not MIN_TIMESTAMP <= value < _MAX_TS:
             set_error(meta, key, invalid("timestamp out of range"), value)
             return None
         return float(value)
-    if cls is str:
+    if type(value) is str:
         fast = utc_timestamp(value)
         if fast is not None:
             return fast
@@ -453,14 +448,13 @@ _NUMERIC_LEVELS: Final = {10: "debug", 20: "info", 30: "warning", 40: "error", 5
 def to_level(value: Any, meta: Meta, key: str) -> Any:
     if value is None:
         return None
-    cls = type(value)
-    if cls is str:
+    if type(value) is str:
         level = _LEVELS.get(value)
         if level is not None:
             return level
         set_error(meta, key, invalid("invalid level"), value)
         return None
-    if cls is int:
+    if type(value) is int:
         level = _NUMERIC_LEVELS.get(value)
         if level is not None:
             return level
@@ -553,10 +547,9 @@ def to_addr(value: Any, meta: Meta, key: str) -> Any:
     """Addresses are serialized as ``0x``-prefixed lowercase hex."""
     if value is None:
         return None
-    cls = type(value)
-    if cls is int and value >= 0:
+    if type(value) is int and value >= 0:
         return f"0x{value:016x}"
-    if cls is str:
+    if type(value) is str:
         if _ADDR_RE.fullmatch(value):
             return f"0x{int(value, 16):016x}"
         if value.isdigit():

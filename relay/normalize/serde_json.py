@@ -32,17 +32,16 @@ def dumps(value: Any, pretty: bool = False, indent: str = "") -> str:
     """Compact (or, with ``pretty``, two-space indented) JSON of a JSON-like value."""
     if value is None:
         return "null"
-    cls = type(value)
-    if cls is str:
+    if type(value) is str:
         return _encode_str(value)
-    if cls is bool:
+    if type(value) is bool:
         return "true" if value else "false"
-    if cls is int:
+    if type(value) is int:
         # Integers beyond 64 bits were read as floats by serde_json.
         return str(value) if -(2**63) <= value < 2**64 else float_text(float(value))
-    if cls is float:
+    if type(value) is float:
         return float_text(value)
-    if cls is list:
+    if type(value) is list:
         if not value:
             return "[]"
         if not pretty:
@@ -50,7 +49,7 @@ def dumps(value: Any, pretty: bool = False, indent: str = "") -> str:
         inner = indent + "  "
         items = ",\n".join(inner + dumps(v, True, inner) for v in value)
         return f"[\n{items}\n{indent}]"
-    if cls is dict:
+    if type(value) is dict:
         if not value:
             return "{}"
         keys = sorted(value)

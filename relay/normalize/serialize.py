@@ -35,10 +35,9 @@ def is_empty(value: Any) -> bool:
     """Relay's ``Empty`` check on a finished value (structs recurse, containers do not)."""
     if value is None or value == "":
         return True
-    cls = type(value)
-    if cls is list:
+    if type(value) is list:
         return not value
-    if cls is dict:
+    if type(value) is dict:
         return all(is_empty(v) for v in value.values())
     return False
 
@@ -47,10 +46,9 @@ def is_deep_empty(value: Any) -> bool:
     """Like :func:`is_empty`, but lists count as empty when all their items are."""
     if value is None or value == "":
         return True
-    cls = type(value)
-    if cls is list:
+    if type(value) is list:
         return all(is_deep_empty(v) for v in value)
-    if cls is dict:
+    if type(value) is dict:
         return all(is_deep_empty(v) for v in value.values())
     return False
 
@@ -105,13 +103,12 @@ class Finisher:
                 self.emit(meta, path)
         if value is None:
             return None
-        cls = type(kind)
-        if cls is Prim and not meta:
+        if type(kind) is Prim and not meta:
             return value  # the common leaf: nothing to report, nothing to drop
-        if cls is Struct:
-            return self.finish_struct(kind, value, meta, path)  # type: ignore[arg-type]
-        if cls is ArrayKind or cls is MapKind:
-            item: Kind = kind.item  # type: ignore[attr-defined]
+        if type(kind) is Struct:
+            return self.finish_struct(kind, value, meta, path)
+        if type(kind) is ArrayKind or type(kind) is MapKind:
+            item: Kind = kind.item
             if type(value) is list:
                 if not meta and type(item) is not Struct and type(item) is not MapKind:
                     return value
@@ -136,12 +133,12 @@ class Finisher:
                     out[k] = self.finish(item, v, sub, f"{path}.{k}")
                 return out
             return value
-        if cls is ValuesKind:
-            return self.finish_values(kind, value, meta, path)  # type: ignore[arg-type]
-        if cls is PairsKind or kind.name in ("cookies", "query", "tags", "headers"):
+        if type(kind) is ValuesKind:
+            return self.finish_values(kind, value, meta, path)
+        if type(kind) is PairsKind or kind.name in ("cookies", "query", "tags", "headers"):
             return self.finish_pairs(value, meta, path, kind.name == "headers")
-        if cls is ContextsKind:
-            return self.finish_contexts(kind, value, meta, path)  # type: ignore[arg-type]
+        if type(kind) is ContextsKind:
+            return self.finish_contexts(kind, value, meta, path)
         if meta and type(value) in (dict, list):
             self.emit_value(value, meta, path)
         return value
@@ -394,9 +391,8 @@ def is_empty_kind(kind: Kind, value: Any) -> bool:
     # ``value`` for mypyc, which then uses its dict and list primitives.
     if type(value) is str:
         return not value
-    kind_cls = type(kind)
-    if type(value) is dict and (kind_cls is Struct or kind_cls is ValuesKind):
-        by_name = cast(Struct, kind).by_name if kind_cls is Struct else _VALUES_FIELDS
+    if type(value) is dict and (type(kind) is Struct or type(kind) is ValuesKind):
+        by_name = kind.by_name if type(kind) is Struct else _VALUES_FIELDS
         for key, item in value.items():
             if item is None:
                 continue
@@ -426,10 +422,9 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
         return True
     if type(value) is str:
         return not value
-    kind_cls = type(kind)
     if type(value) is dict:
-        if kind_cls is Struct:
-            struct = cast(Struct, kind)
+        if type(kind) is Struct:
+            struct = kind
             for field in struct.fields:
                 item = value.get(field.name)
                 skip = field.skip
@@ -447,8 +442,8 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
                     return False
             by_name = struct.by_name
             return all(v is None for k, v in value.items() if k not in by_name)
-        if kind_cls is ValuesKind:
-            item_kind = cast(ValuesKind, kind).item
+        if type(kind) is ValuesKind:
+            item_kind = kind.item
             for key, item in value.items():
                 if key == "values":
                     if item is not None and not all(is_deep_empty_kind(item_kind, v) for v in item):
@@ -456,26 +451,25 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
                 elif item is not None:
                     return False
             return True
-        item_kind = cast(MapKind, kind).item if kind_cls is MapKind else _VALUE
+        item_kind = kind.item if type(kind) is MapKind else _VALUE
         return all(is_deep_empty_kind(item_kind, v) for v in value.values())
     if type(value) is list:
-        item_kind = cast(ArrayKind, kind).item if kind_cls is ArrayKind else _VALUE
+        item_kind = kind.item if type(kind) is ArrayKind else _VALUE
         return all(is_deep_empty_kind(item_kind, v) for v in value)
     return False
 
 
 def _without_deep_empty_items(kind: Kind, value: Any, meta: Meta | None) -> Any:
     """Leave out the deep-empty entries (without meta) of a list or object."""
-    kind_cls = type(kind)
     if type(value) is list:
-        item_kind = cast(ArrayKind, kind).item if kind_cls is ArrayKind else _VALUE
+        item_kind = kind.item if type(kind) is ArrayKind else _VALUE
         return [
             v
             for i, v in enumerate(value)
             if (meta and meta.get(str(i))) or not is_deep_empty_kind(item_kind, v)
         ]
-    if type(value) is dict and kind_cls is MapKind:
-        item_kind = cast(MapKind, kind).item
+    if type(value) is dict and type(kind) is MapKind:
+        item_kind = kind.item
         return {
             k: v
             for k, v in value.items()

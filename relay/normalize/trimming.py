@@ -161,18 +161,17 @@ def _serde_json(value: Any) -> str:
     """Compact JSON with sorted keys, as Relay's ``serde_json::to_string(&Value)``."""
     if value is None:
         return "null"
-    cls = type(value)
-    if cls is str:
+    if type(value) is str:
         return json.dumps(value, ensure_ascii=False)
-    if cls is bool:
+    if type(value) is bool:
         return "true" if value else "false"
-    if cls is int:
+    if type(value) is int:
         return str(value)
-    if cls is float:
+    if type(value) is float:
         return float_text(value)
-    if cls is list:
+    if type(value) is list:
         return "[" + ",".join(_serde_json(v) for v in value) + "]"
-    if cls is dict:
+    if type(value) is dict:
         return (
             "{"
             + ",".join(
@@ -378,22 +377,21 @@ class _Trimmer:
     def dispatch(
         self, kind: Kind, value: Any, meta: Meta, key: str, depth: int, attrs: Attrs | None
     ) -> Any:
-        cls = type(kind)
-        if cls is Struct:
+        if type(kind) is Struct:
             if type(value) is dict:
                 sub = meta.get(key)
                 if kind.name in ("Stacktrace",):
-                    self.stacktrace(kind, value, meta, key, depth)  # type: ignore[arg-type]
+                    self.stacktrace(kind, value, meta, key, depth)
                 else:
                     if sub is None:
                         sub = {}
-                        self.struct_fields(kind, value, sub, depth)  # type: ignore[arg-type]
+                        self.struct_fields(kind, value, sub, depth)
                         if sub:
                             meta[key] = sub
                     else:
-                        self.struct_fields(kind, value, sub, depth)  # type: ignore[arg-type]
+                        self.struct_fields(kind, value, sub, depth)
             return value
-        if cls is ValueKind or kind.name == "params":
+        if type(kind) is ValueKind or kind.name == "params":
             return self.any_value(value, meta, key, depth, attrs)
         if type(value) is str:
             if attrs is not None and attrs[0] is not None:
@@ -405,18 +403,18 @@ class _Trimmer:
             return value
         if self.notrim == 1:
             return value
-        if cls is ArrayKind or cls is MapKind:
+        if type(kind) is ArrayKind or type(kind) is MapKind:
             item_attrs = _EXTRA_VALUE if kind is _EXTRA_KIND else None
-            return self.container(kind.item, value, meta, key, depth, item_attrs)  # type: ignore[attr-defined]
-        if cls is ValuesKind:
+            return self.container(kind.item, value, meta, key, depth, item_attrs)
+        if type(kind) is ValuesKind:
             if type(value) is dict:
-                self.values(kind, value, meta, key, depth)  # type: ignore[arg-type]
+                self.values(kind, value, meta, key, depth)
             return value
-        if cls is ContextsKind:
+        if type(kind) is ContextsKind:
             if type(value) is dict:
-                self.contexts(kind, value, meta, key, depth)  # type: ignore[arg-type]
+                self.contexts(kind, value, meta, key, depth)
             return value
-        if cls is PairsKind or kind.name in ("cookies", "query", "tags", "headers"):
+        if type(kind) is PairsKind or kind.name in ("cookies", "query", "tags", "headers"):
             if type(value) is list:
                 self.pairs(value, meta, key, depth, _TAG_ATTRS if kind.name == "tags" else None)
             return value
@@ -515,14 +513,13 @@ class _Trimmer:
         item_attrs: Attrs | None = None,
     ) -> Any:
         """``process_array``/``process_object``: children in order, cut when the bag is full."""
-        cls = type(value)
-        if cls is not list and cls is not dict:
+        if type(value) is not list and type(value) is not dict:
             return value
         if not self.bags or self.notrim:
             if not self.bags and not _needs_walk(item):
                 return value
             sub, fresh = self._sub(meta, key)
-            keys: Any = range(len(value)) if cls is list else list(value)
+            keys: Any = range(len(value)) if type(value) is list else list(value)
             # Structs outside of bags: what ``value``/``dispatch`` would do, minus the calls.
             direct = (
                 not self.bags
@@ -556,7 +553,7 @@ class _Trimmer:
             return _DELETE
         original = len(value)
         sub, fresh = self._sub(meta, key)
-        if cls is list:
+        if type(value) is list:
             cut = None
             for i, v in enumerate(value):
                 if self.remaining_size() == 0:
@@ -569,7 +566,7 @@ class _Trimmer:
                 del value[cut:]
                 for k in [k for k in sub if k.isdigit() and int(k) >= cut]:
                     del sub[k]
-        else:
+        elif type(value) is dict:  # (always: lists and objects only get here)
             ordered = sorted(value)
             cut_keys: list[str] = []
             for i, k in enumerate(ordered):
@@ -886,17 +883,16 @@ def _plain_plan(kind: Kind) -> Any:
     if key in _PLAIN_PLANS:
         return _PLAIN_PLANS[key]
     _PLAIN_PLANS[key] = None  # recursion guard
-    cls = type(kind)
     plan: Any = None
-    if cls is ValueKind or kind.name == "params":
+    if type(kind) is ValueKind or kind.name == "params":
         plan = _JSON
-    elif cls is PairsKind or kind.name in _PAIR_NAMES:
+    elif type(kind) is PairsKind or kind.name in _PAIR_NAMES:
         # Tags cut their values to 200 characters: not plain.
         plan = None if kind.name == "tags" else _PAIRS
-    elif cls is Kind or cls is Prim:
+    elif type(kind) is Kind or type(kind) is Prim:
         plan = _LEAF
-    elif cls is ArrayKind or cls is MapKind:
-        item = _plain_plan(kind.item)  # type: ignore[attr-defined]
+    elif type(kind) is ArrayKind or type(kind) is MapKind:
+        item = _plain_plan(kind.item)
         if item is not None:
             # Items of ``extra``'s kind are bags of their own (``container``'s item_attrs).
             extra = kind is _EXTRA_KIND
@@ -1015,16 +1011,15 @@ def _needs_walk(kind: Kind) -> bool:
     if known is not None:
         return known
     _NEEDS_WALK[id(kind)] = False  # recursion guard
-    cls = type(kind)
     result = False
-    if cls is Struct:
-        struct: Struct = kind  # type: ignore[assignment]
+    if type(kind) is Struct:
+        struct: Struct = kind
         result = struct.name == "Stacktrace" or any(
             (struct.name, f.name) in _ATTRS or _needs_walk(f.kind) for f in struct.fields
         )
-    elif cls in (ArrayKind, MapKind, ValuesKind):
+    elif type(kind) in (ArrayKind, MapKind, ValuesKind):
         result = _needs_walk(kind.item)  # type: ignore[attr-defined]
-    elif cls is ContextsKind or kind.name == "tags":
+    elif type(kind) is ContextsKind or kind.name == "tags":
         result = True
     _NEEDS_WALK[id(kind)] = result
     return result

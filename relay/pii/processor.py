@@ -471,15 +471,14 @@ class _Walk:
         pii: int,
     ) -> None:
         """`visit` specialized to arbitrary JSON with no `_meta` below (same result)."""
-        ty = type(value)
-        if ty is str:
+        if type(value) is str:
             if pii and value not in _SKIP_STRINGS:
                 sig = self.fast.get((parent, key, index, STRING))
                 if sig is None:
                     sig = self.sig(parent, key, index, STRING)
                 self.string(holder, hkey, value, sig, key, None, pii)
             return
-        if ty is dict:
+        if type(value) is dict:
             sig = self.sig(parent, key, index, OBJECT)
             if pii and self.container(holder, hkey, sig, key, pii):
                 return
@@ -491,7 +490,7 @@ class _Walk:
                     json_value(value, k, v, sig, k, None, pii)
             path.pop()
             return
-        if ty is list:
+        if type(value) is list:
             sig = self.sig(parent, key, index, ARRAY)
             if pii and self.container(holder, hkey, sig, key, pii):
                 return
@@ -506,7 +505,7 @@ class _Walk:
                         json_value(value, i, v, sig, None, i, pii)
             path.pop()
             return
-        if ty is bool or not pii:
+        if type(value) is bool or not pii:
             return
         # Numbers (and anything else Relay would type as a number): only deletable.
         self.container(holder, hkey, self.sig(parent, key, index, NUMBER), key, pii)
