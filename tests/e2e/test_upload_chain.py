@@ -86,8 +86,25 @@ def upload_chain(
         processing_config={"processing": {"objectstore": {"objectstore_url": objectstore}}},
     )  # fmt: skip
     chain.start(redis=redis_server, kafka=kafka_server)
+    # The endpoints decide on uploads only once the global config (which enables them) is
+    # in: a relay that is ready may still be fetching it, and then inlines everything.
+    _wait_for_global_config(chain)
     yield chain
     chain.stop()
+
+
+def _wait_for_global_config(chain: LocalChain, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    # The whole log, not its tail: at debug level the line scrolls out of a tail quickly.
+    logs = [relay.config_dir / "relay.log" for relay in (chain.pop, chain.processing)]
+    while time.monotonic() < deadline:
+        if all(
+            log.exists() and "received global config from upstream" in log.read_text()
+            for log in logs
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the relays did not get the global config in time")
 
 
 async def _stored(objectstore: str, key: str) -> bytes:
