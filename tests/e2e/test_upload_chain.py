@@ -25,6 +25,7 @@ from relay.dev.chain import DEMO_PROJECT_ID, DEMO_PUBLIC_KEY, LocalChain
 from relay.dev.services import Service
 from relay.protocol.encoding import zstd_decompress
 from tests.kafka_utils import by_event_id, collect
+from tests.workers import wait_until
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -93,18 +94,16 @@ def upload_chain(
     chain.stop()
 
 
-def _wait_for_global_config(chain: LocalChain, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_for_global_config(chain: LocalChain) -> None:
     # The whole log, not its tail: at debug level the line scrolls out of a tail quickly.
     logs = [relay.config_dir / "relay.log" for relay in (chain.pop, chain.processing)]
-    while time.monotonic() < deadline:
-        if all(
+    wait_until(
+        lambda: all(
             log.exists() and "received global config from upstream" in log.read_text()
             for log in logs
-        ):
-            return
-        time.sleep(0.05)
-    raise AssertionError("the relays did not get the global config in time")
+        ),
+        timeout=30.0,
+    )
 
 
 async def _stored(objectstore: str, key: str) -> bytes:

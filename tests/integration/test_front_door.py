@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from relay.protocol.envelope import Envelope
 from relay.server.front import FAST_BODY_MAX
 from tests.integration.test_endpoints_http import KEY, PROJECT, Stack
 
@@ -45,17 +46,23 @@ def stack() -> Iterator[Stack]:
     s.stop()
 
 
-def delivered(stack: Stack, ids: list[str]) -> list[str]:
-    """Wait until the upstream got an envelope for each of ``ids``; returns their ids in the
-    order received (other envelopes are left alone)."""
-    got: list[str] = []
+def take(stack: Stack, matches: Callable[[Envelope], bool], count: int) -> list[Envelope]:
+    """Wait until the upstream got ``count`` envelopes that ``matches``; removes and returns
+    those it got, in the order received (other envelopes are left alone)."""
     for _ in range(250):
-        envs = stack.upstream.envelopes
-        got = [env.event_id for env in envs if env.event_id in ids]
-        if len(got) >= len(ids):
+        if sum(map(matches, stack.upstream.envelopes)) >= count:
             break
         time.sleep(0.02)
-    stack.upstream.envelopes[:] = [e for e in stack.upstream.envelopes if e.event_id not in ids]
+    got = [env for env in stack.upstream.envelopes if matches(env)]
+    stack.upstream.envelopes[:] = [env for env in stack.upstream.envelopes if not matches(env)]
+    return got
+
+
+def delivered(stack: Stack, ids: list[str]) -> list[str]:
+    """Wait until the upstream got an envelope for each of ``ids``; returns their ids in the
+    order received."""
+    envs = take(stack, lambda env: env.event_id in ids, len(ids))
+    got = [env.event_id for env in envs if env.event_id is not None]  # (all: they are in ids)
     assert sorted(got) == sorted(ids)
     return got
 
@@ -275,25 +282,6 @@ NEL = (
 )
 
 
-def reports_with(stack: Stack, token: bytes, count: int) -> int:
-    """Wait for ``count`` envelopes upstream with ``token`` in an item; returns how many came
-    (the others are left alone)."""
-
-    def ours() -> list[int]:
-        envs = stack.upstream.envelopes
-        return [i for i, e in enumerate(envs) if any(token in it.payload for it in e.items)]
-
-    for _ in range(250):
-        if len(ours()) >= count:
-            break
-        time.sleep(0.02)
-    found = ours()
-    stack.upstream.envelopes[:] = [
-        e for i, e in enumerate(stack.upstream.envelopes) if i not in found
-    ]
-    return len(found)
-
-
 @pytest.mark.parametrize(
     ("endpoint", "body", "content_type", "status"),
     [
@@ -316,7 +304,9 @@ def test_browser_reports_match_aiohttp(
     assert fast.comparable() == slow.comparable()
     if status == 200:
         # Each report is an envelope of its own, once per way.
-        assert reports_with(stack, token, 2 * body.count(token)) == 2 * body.count(token)
+        expected = 2 * body.count(token)
+        ours = take(stack, lambda env: any(token in item.payload for item in env.items), expected)
+        assert len(ours) == expected
 
 
 def test_query_auth_and_dsn_auth(stack: Stack) -> None:
