@@ -48,6 +48,7 @@ import gzip
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -666,29 +667,22 @@ async def _finish(
     return rows
 
 
-async def bench_target(
-    target: Target, seconds: float, concurrency: int, profile: bool = False
+async def bench_group(
+    group: list[tuple[Target, int, bool]], seconds: float, rounds: int
 ) -> list[dict[str, Any]]:
-    requests, accepted = await _warm_up(target, seconds, concurrency, profile)
-    top = await _max_run(target, requests, seconds, concurrency)
-    return await _finish(target, requests, seconds, [top], accepted)
-
-
-async def bench_pair(
-    pair: list[tuple[Target, int, bool]], seconds: float, rounds: int
-) -> list[dict[str, Any]]:
-    """``--workers 1`` and ``--workers 2`` (``(target, connections, profile)`` each), both
-    running, measured at max rate in alternating rounds (1, 2 / 2, 1 / ...): a VM whose
-    speed drifts within minutes then moves both alike, and each round gives a ratio."""
-    prepared = [await _warm_up(t, seconds, c, p) for t, c, p in pair]
-    tops: list[list[Measured]] = [[] for _ in pair]
+    """Targets started together (``(target, connections, profile)`` each: one target, or
+    ``--workers 1`` and ``--workers 2``), each measured at max rate in ``rounds`` alternating
+    rounds (1, 2 / 2, 1 / ...; a VM whose speed drifts within minutes then moves both
+    alike, and each round gives a ratio), then at a fixed rate."""
+    prepared = [await _warm_up(t, seconds, c, p) for t, c, p in group]
+    tops: list[list[Measured]] = [[] for _ in group]
     for i in range(rounds):
-        order = range(len(pair)) if i % 2 == 0 else reversed(range(len(pair)))
+        order = range(len(group)) if i % 2 == 0 else reversed(range(len(group)))
         for k in order:
-            target, connections, _ = pair[k]
+            target, connections, _ = group[k]
             tops[k].append(await _max_run(target, prepared[k][0], seconds, connections))
     rows: list[dict[str, Any]] = []
-    for (target, _, _), (requests, accepted), measured in zip(pair, prepared, tops, strict=True):
+    for (target, _, _), (requests, accepted), measured in zip(group, prepared, tops, strict=True):
         rows += await _finish(target, requests, seconds, measured, accepted)
     return rows
 
@@ -780,11 +774,8 @@ def run_all(
                 (t, connections_of(t.name, concurrency, processing_concurrency), t.name in profile)
                 for t in targets
             ]
-            if len(plan) == 2:
-                rows += asyncio.run(bench_pair(plan, seconds, rounds))
-            else:
-                [(target, connections, profiled)] = plan
-                rows += asyncio.run(bench_target(target, seconds, connections, profiled))
+            # Rounds only compare a pair; a single target gets one max-rate run.
+            rows += asyncio.run(bench_group(plan, seconds, rounds if len(plan) > 1 else 1))
         finally:
             for target in targets:
                 target.stop()
@@ -871,12 +862,6 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def _rounds(r: dict[str, Any]) -> list[dict[str, Any]]:
     """A max row's rounds (alternating with its pair), or the row itself as one round."""
     rounds: list[dict[str, Any]] = r.get("rounds") or [r]
@@ -906,13 +891,13 @@ def workers_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({
             "target": name[: -len("-workers2")], "mode": mode,
             "workers1_per_s": one["envelopes_per_s"], "workers2_per_s": two["envelopes_per_s"],
-            "ratio": round(_median(ratios), 3),
+            "ratio": round(statistics.median(ratios), 3),
             "round_ratios": [round(x, 3) for x in ratios],
             "connections": (one.get("connections", 0), two.get("connections", 0)),
             "cpu_per_1k": (one["cpu_s_per_1k"], two["cpu_s_per_1k"]),
             "relay_cores": (one["relay_cores_busy"], two["relay_cores_busy"]),
             "other_cores": (one["other_cores_busy"], two["other_cores_busy"]),
-            "per_core_ratio": round(_median(per_core), 3) if per_core else 0.0,
+            "per_core_ratio": round(statistics.median(per_core), 3) if per_core else 0.0,
         })  # fmt: skip
     return out
 
@@ -990,14 +975,9 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     servers, client = _cpu_split()
     profile = {n.strip() for n in opts.profile.split(",") if n.strip()}
+    rounds = max(1, opts.rounds)
     rows = run_all(
-        names,
-        opts.seconds,
-        opts.concurrency,
-        workdir,
-        profile,
-        opts.processing_concurrency,
-        max(1, opts.rounds),
+        names, opts.seconds, opts.concurrency, workdir, profile, opts.processing_concurrency, rounds
     )
     with_ratios(rows)
     meta = {
@@ -1007,7 +987,7 @@ def main() -> int:
         "seconds": opts.seconds,
         "concurrency": opts.concurrency,
         "processing_concurrency": opts.processing_concurrency,
-        "rounds": max(1, opts.rounds),
+        "rounds": rounds,
         "server_cpus": sorted(servers),
         "client_cpus": sorted(client),
     }
