@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from decimal import Decimal
+import math
 from typing import Any, Final
+
+import msgspec
 
 from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
 from relay.normalize.meta import Meta, child, set_original_length
@@ -127,17 +129,32 @@ def trim_event(event_kind: Struct, event: dict[str, Any], meta: Meta, *, fast: b
 
 # -- size estimates --------------------------------------------------------------------
 
+_encode_json: Final = msgspec.json.encode
 
-def _rust_f64(value: float) -> str:
-    """``f64``'s ``Display`` in Rust: shortest round-trip digits, never an exponent."""
-    if value != value or value in (float("inf"), float("-inf")):
-        return "NaN" if value != value else ("inf" if value > 0 else "-inf")
-    text = repr(value)
-    if "e" in text or "E" in text:
-        text = format(Decimal(text), "f")
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text
+
+def _f64_len(value: float) -> int:
+    """The length of ``f64``'s ``Display`` in Rust: shortest round-trip digits, never an
+    exponent (``1e-7`` is ``0.0000001``, ``100.0`` is ``100``, NaN is ``NaN``)."""
+    if math.isnan(value):
+        return 3
+    if math.isinf(value):
+        return 3 if value > 0 else 4
+    # msgspec writes the same shortest round-trip digits as ``repr``, ~7x faster (span
+    # timestamps have 16 of them): plain ``I.F`` or ``D[.DDD]eN``.
+    text = _encode_json(value)
+    exponent_at = text.find(b"e")
+    if exponent_at < 0:
+        return len(text) - 2 if text.endswith(b".0") else len(text)
+    sign = 1 if text[0] == 45 else 0  # "-"
+    mantissa = exponent_at - sign
+    digits = mantissa - 1 if mantissa > 1 else 1
+    # Digits before the decimal point (``<= 0``: a ``0.`` and zeros come first).
+    point = int(text[exponent_at + 1 :]) + 1
+    if point <= 0:
+        return sign + 2 - point + digits
+    if point < digits:
+        return sign + digits + 1
+    return sign + point
 
 
 def _flat_size(value: Any) -> int:
@@ -153,7 +170,7 @@ def _flat_size(value: Any) -> int:
     if type(value) is int:
         return len(str(value))
     if type(value) is float:
-        return len(_rust_f64(value))
+        return _f64_len(value)
     return 2
 
 
@@ -448,9 +465,7 @@ class _Trimmer:
                 if new is not v:
                     value[fname] = None if new is _DELETE else new
             return
-        for field in struct.fields:
-            fname = field.name
-            attrs = _ATTRS.get((name, fname))
+        for fname, kind, attrs, walk in _fields_plan(struct):
             if is_span:
                 # ``Span`` is ``trim = false``; its ``data`` (a struct in Relay) is entered.
                 self.notrim = 2 if fname == "data" else 1
@@ -459,9 +474,9 @@ class _Trimmer:
                 if bags:
                     self.spend_absent(1)
                 continue
-            if not bags and attrs is None and not _needs_walk(field.kind):
+            if not bags and attrs is None and not walk:
                 continue
-            new = self.value(field.kind, v, meta, fname, inner, attrs)
+            new = self.value(kind, v, meta, fname, inner, attrs)
             if new is not v:
                 value[fname] = None if new is _DELETE else new
         if is_span:
@@ -795,6 +810,23 @@ def _struct_plan(struct: Struct) -> list[_FieldPlan]:
                     bag = (plain, attrs[2] or _NO_LIMIT, attrs[3] or _NO_LIMIT)
                 plan.append((field.name, field.kind, attrs, max_len, bag))
         _STRUCT_PLANS[id(struct)] = plan
+    return plan
+
+
+#: Per struct: every declared field with its attributes and whether it needs a walk outside
+#: of bags (``_needs_walk``), so that the walk does not look them up field by field.
+_FieldsPlan = list[tuple[str, Kind, Attrs | None, bool]]
+_FIELDS_PLANS: Final[dict[int, _FieldsPlan]] = {}
+
+
+def _fields_plan(struct: Struct) -> _FieldsPlan:
+    plan = _FIELDS_PLANS.get(id(struct))
+    if plan is None:
+        plan = [
+            (f.name, f.kind, _ATTRS.get((struct.name, f.name)), _needs_walk(f.kind))
+            for f in struct.fields
+        ]
+        _FIELDS_PLANS[id(struct)] = plan
     return plan
 
 

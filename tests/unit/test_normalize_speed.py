@@ -11,6 +11,9 @@ import copy
 import itertools
 import json
 import random
+import re
+from decimal import Decimal
+from struct import unpack
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,6 +26,7 @@ from relay.normalize.meta import Meta, child, copy_meta, merge
 from relay.normalize.primitives import micros_timestamp, to_timestamp
 from relay.normalize.schema import EVENT
 from relay.normalize.serialize import Finisher, finish_event
+from relay.normalize.trimming import _f64_len
 from relay.normalize.types import OTHER_RETAIN, SKIP_DEEP, SKIP_EMPTY, SKIP_NEVER, Field, Struct
 
 
@@ -51,6 +55,109 @@ def test_utc_fast_path_equals_parse_datetime() -> None:
             reference = _reference_timestamp(text)
             assert fast == reference and type(fast) is type(reference), text
     assert checked > 100
+
+
+#: The fast path's grammar as one regex (how it was written before it was hand-unrolled).
+_UTC_GRAMMAR = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{6}))?(?:[Zz]|\+00:00)"
+)
+
+
+def test_utc_fast_path_takes_exactly_its_grammar() -> None:
+    """Every string of the grammar is taken (when its date is valid), nothing else is."""
+    rng = random.Random(11)
+    pieces = [
+        "2026-11-26",
+        "T",
+        "t",
+        " ",
+        "12:03",
+        ":58",
+        ":5",
+        ":60",
+        ".123456",
+        ".12345",
+        ".1234567",
+        "Z",
+        "z",
+        "+00:00",
+        "-00:00",
+        "+01:00",
+        "\u0662",
+        "\uff10",
+        "x",
+        ":",
+        ".",
+    ]
+    valid = [
+        f"2026-11-26{sep}12:03:58{frac}{zone}"
+        for sep in "Tt "
+        for frac in ("", ".228814")
+        for zone in ("Z", "z", "+00:00")
+    ]
+    for text in valid:
+        assert utc_timestamp(text) == _reference_timestamp(text), text
+    samples = valid + [
+        "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 8))) for _ in range(20000)
+    ]
+    for text in samples:
+        # Mutate one character now and then, in the digits too.
+        if rng.random() < 0.5 and text:
+            i = rng.randrange(len(text))
+            text = text[:i] + rng.choice("0123456789:.-+TZz \u0663") + text[i + 1 :]
+        fast = utc_timestamp(text)
+        if _UTC_GRAMMAR.fullmatch(text) is None:
+            assert fast is None, text
+        elif fast is not None:
+            assert fast == _reference_timestamp(text), text
+        else:
+            # In the grammar but left to parse_datetime: an invalid date or second.
+            assert isinstance(_reference_timestamp(text), str) or int(text[17:19]) > 59, text
+
+
+def _rust_display(value: float) -> str:
+    """Rust's ``f64`` ``Display``, spelled out: ``repr``'s digits, never an exponent."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    text = repr(value)
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def test_float_size_is_the_length_of_rusts_display() -> None:
+    rng = random.Random(5)
+    values = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        100.0,
+        0.1,
+        1e-5,
+        1e-7,
+        1e15,
+        1e16,
+        1e22,
+        -1e22,
+        5e-324,
+        1.7976931348623157e308,
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+    ]
+    # Every exponent (random bit patterns), span timestamps, rounded and scaled numbers.
+    values += [unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(100_000)]
+    values += [rng.uniform(1.6e9, 1.9e9) for _ in range(20_000)]
+    values += [round(rng.uniform(0, 1e6), rng.randrange(8)) for _ in range(20_000)]
+    values += [
+        rng.randrange(-(10**20), 10**20) * 10.0 ** rng.randrange(-30, 30) for _ in range(50_000)
+    ]
+    for value in values:
+        assert _f64_len(value) == len(_rust_display(value)), repr(value)
 
 
 def test_to_timestamp_random_micros() -> None:
