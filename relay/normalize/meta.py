@@ -268,17 +268,25 @@ def copy_json(value: Any) -> Any:
 
 def prune(meta: Meta) -> bool:
     """Drop empty nodes in place; return whether anything is left."""
-    for key in list(meta):
-        sub = meta[key]
-        if key == "":
-            if not isinstance(sub, dict):
-                del meta[key]
-                continue
-            for name in [n for n, v in sub.items() if n in ("err", "rem") and not v]:
-                del sub[name]
-            if not sub:
-                del meta[key]
-        elif not isinstance(sub, dict) or not prune(sub):
+    # Empty nodes are collected and deleted after the walk: no copy of every node's keys.
+    dead: list[str] | None = None
+    for key, sub in meta.items():
+        if not isinstance(sub, dict):
+            keep = False
+        elif key == "":
+            for name in ("err", "rem"):
+                if name in sub and not sub[name]:
+                    del sub[name]
+            keep = bool(sub)
+        else:
+            keep = prune(sub)
+        if not keep:
+            if dead is None:
+                dead = [key]
+            else:
+                dead.append(key)
+    if dead is not None:
+        for key in dead:
             del meta[key]
     return bool(meta)
 
