@@ -11,6 +11,7 @@ from typing import Any, Final, cast
 from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
 from relay.normalize.meta import Meta, prune
 from relay.normalize.types import (
+    ANY_VALUE,
     OTHER_DROP,
     OTHER_ERROR,
     SKIP_DEEP,
@@ -451,10 +452,10 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
                 elif item is not None:
                     return False
             return True
-        item_kind = kind.item if type(kind) is MapKind else _VALUE
+        item_kind = kind.item if type(kind) is MapKind else ANY_VALUE
         return all(is_deep_empty_kind(item_kind, v) for v in value.values())
     if type(value) is list:
-        item_kind = kind.item if type(kind) is ArrayKind else _VALUE
+        item_kind = kind.item if type(kind) is ArrayKind else ANY_VALUE
         return all(is_deep_empty_kind(item_kind, v) for v in value)
     return False
 
@@ -462,7 +463,7 @@ def is_deep_empty_kind(kind: Kind, value: Any) -> bool:
 def _without_deep_empty_items(kind: Kind, value: Any, meta: Meta | None) -> Any:
     """Leave out the deep-empty entries (without meta) of a list or object."""
     if type(value) is list:
-        item_kind = kind.item if type(kind) is ArrayKind else _VALUE
+        item_kind = kind.item if type(kind) is ArrayKind else ANY_VALUE
         return [
             v
             for i, v in enumerate(value)
@@ -478,8 +479,6 @@ def _without_deep_empty_items(kind: Kind, value: Any, meta: Meta | None) -> Any:
     return value
 
 
-#: Arbitrary JSON (``Value``), for entries whose type is not declared.
-_VALUE: Final[Kind] = ValueKind("value", lambda value, meta, key: value)
 #: Marker for the list field of ``Values`` (see :func:`is_empty_kind`).
 _VALUES_LIST: Final[Any] = object()
 _VALUES_FIELDS: Final[dict[str, Any]] = {"values": _VALUES_LIST}

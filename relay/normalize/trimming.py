@@ -30,7 +30,7 @@ from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
 from relay.normalize.meta import Meta, child, set_original_length
 from relay.normalize.schema import EVENT
 from relay.normalize.serde_json import float_text
-from relay.normalize.types import ArrayKind, Kind, MapKind, Prim, Struct, ValueKind
+from relay.normalize.types import ANY_VALUE, ArrayKind, Kind, MapKind, Prim, Struct, ValueKind
 
 __all__ = ["trim_event"]
 
@@ -490,7 +490,7 @@ class _Trimmer:
                     if bags:
                         self.spend_absent(1)
                     continue
-                new = self.value(_VALUE, v, meta, k, inner, None)
+                new = self.value(ANY_VALUE, v, meta, k, inner, None)
                 if new is not v:
                     value[k] = None if new is _DELETE else new
 
@@ -515,7 +515,7 @@ class _Trimmer:
                     value = trim_string(value, meta, key, left, 0)
             return value
         if cls is list or cls is dict:
-            return self.container(_VALUE, value, meta, key, depth)
+            return self.container(ANY_VALUE, value, meta, key, depth)
         return value
 
     def container(
@@ -636,7 +636,7 @@ class _Trimmer:
                         if self.bags:
                             self.spend_absent(1)
                         continue
-                    new = self.value(_VALUE, pv, psub, str(j), depth + 2, attrs)
+                    new = self.value(ANY_VALUE, pv, psub, str(j), depth + 2, attrs)
                     if new is not pv:
                         pair[j] = None if new is _DELETE else new
             if pfresh and psub:
@@ -675,7 +675,7 @@ class _Trimmer:
                     csub, cfresh = self._sub(sub, name)
                     for k in sorted(ctx):
                         v = ctx[k]
-                        new = self.value(_VALUE, v, csub, k, inner + 1, None)
+                        new = self.value(ANY_VALUE, v, csub, k, inner + 1, None)
                         if new is not v:
                             ctx[k] = None if new is _DELETE else new
                     if cfresh and csub:
@@ -704,7 +704,7 @@ class _Trimmer:
             if v is None:
                 self.spend_absent(1)
                 continue
-            new = self.value(_VALUE, v, meta, k, inner, None)
+            new = self.value(ANY_VALUE, v, meta, k, inner, None)
             if new is not v:
                 value[k] = None if new is _DELETE else new
 
@@ -770,7 +770,6 @@ def _slim_frame_data(frames: list[Any], meta: Meta | None, allowance: int) -> No
                     frame_meta.pop(name, None)
 
 
-_VALUE: Final = ValueKind("value", lambda v, m, k: v)
 _TAG_ATTRS: Final[Attrs] = (200, 0, None, None)
 #: ``ExtraValue``: every entry of ``extra`` is a bag of its own.
 _EXTRA_VALUE: Final[Attrs] = (None, 0, 7, 16_384)

@@ -291,6 +291,10 @@ def as_kind(kind: TypeLike) -> Kind:
 
 PRIMS: Final[dict[str, Kind]] = {}
 
+#: Arbitrary JSON (``Value``) where no type is declared (unknown keys, untyped entries): the
+#: walks that take it (trimming, serializing) only look at its class; it converts nothing.
+ANY_VALUE: Final[Kind] = ValueKind("value", lambda value, meta, key: value)
+
 
 def register_prims(table: dict[str, Converter]) -> None:
     """Make primitive converters addressable by name in field declarations."""
