@@ -11,6 +11,8 @@ from relay.normalize.containers import parse_cookies, parse_query
 from relay.normalize.meta import Meta, add_error, child, has_errors
 
 _METHOD: Final = re.compile(r"[A-Z\-_]{3,32}")
+#: An absolute URL's scheme (RFC 3986), which decides how the URL is split.
+_SCHEME: Final = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*:")
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -35,7 +37,7 @@ def _normalize_url(request: dict[str, Any]) -> None:
     if url.endswith("\u2026"):
         url = url[:-1] + "..."
     parsed = None
-    if re.match(r"[a-zA-Z][a-zA-Z0-9+.\-]*:", url):
+    if _SCHEME.match(url):
         try:
             parsed = urlsplit(url)
         except ValueError:
