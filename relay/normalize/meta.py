@@ -8,8 +8,10 @@ node's own annotations (``err``, ``val``, ``rem``, ``len``), every other key is 
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
+import math
 from typing import Any, Final
+
+import msgspec
 
 Meta = dict[str, Any]
 
@@ -53,12 +55,32 @@ def add_error(meta: Meta, error: Any, original: Any = MISSING, size: int | None 
 MAX_ORIGINAL_SIZE: Final = 500
 
 
-def _float_text(value: float) -> str:
-    """Rust's ``f64`` ``Display``: shortest round-trip digits, never an exponent."""
-    text = repr(value)
-    if "e" in text:
-        text = format(Decimal(text), "f")
-    return text[:-2] if text.endswith(".0") else text
+_encode_json: Final = msgspec.json.encode
+
+
+def f64_len(value: float) -> int:
+    """The length of ``f64``'s ``Display`` in Rust: shortest round-trip digits, never an
+    exponent (``1e-7`` is ``0.0000001``, ``100.0`` is ``100``, NaN is ``NaN``)."""
+    if math.isnan(value):
+        return 3
+    if math.isinf(value):
+        return 3 if value > 0 else 4
+    # msgspec writes the same shortest round-trip digits as ``repr``, ~7x faster (span
+    # timestamps have 16 of them): plain ``I.F`` or ``D[.DDD]eN``.
+    text = _encode_json(value)
+    exponent_at = text.find(b"e")
+    if exponent_at < 0:
+        return len(text) - 2 if text.endswith(b".0") else len(text)
+    sign = 1 if text[0] == 45 else 0  # "-"
+    mantissa = exponent_at - sign
+    digits = mantissa - 1 if mantissa > 1 else 1
+    # Digits before the decimal point (``<= 0``: a ``0.`` and zeros come first).
+    point = int(text[exponent_at + 1 :]) + 1
+    if point <= 0:
+        return sign + 2 - point + digits
+    if point < digits:
+        return sign + digits + 1
+    return sign + point
 
 
 def estimate_size(value: Any, skip_nulls: bool = False) -> int:
@@ -76,7 +98,7 @@ def estimate_size(value: Any, skip_nulls: bool = False) -> int:
     if type(value) is int:
         return len(str(value))
     if type(value) is float:
-        return len(_float_text(value))
+        return f64_len(value)
     if type(value) is list:
         return 1 + sum(estimate_size(v, skip_nulls) + 1 for v in value) if value else 2
     if type(value) is dict:

@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from typing import Any, Final
 
-import msgspec
-
 from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
-from relay.normalize.meta import Meta, child, set_original_length
+from relay.normalize.meta import Meta, child, f64_len, set_original_length
 from relay.normalize.schema import EVENT
 from relay.normalize.serde_json import float_text
 from relay.normalize.types import ANY_VALUE, ArrayKind, Kind, MapKind, Prim, Struct, ValueKind
@@ -129,33 +126,6 @@ def trim_event(event_kind: Struct, event: dict[str, Any], meta: Meta, *, fast: b
 
 # -- size estimates --------------------------------------------------------------------
 
-_encode_json: Final = msgspec.json.encode
-
-
-def _f64_len(value: float) -> int:
-    """The length of ``f64``'s ``Display`` in Rust: shortest round-trip digits, never an
-    exponent (``1e-7`` is ``0.0000001``, ``100.0`` is ``100``, NaN is ``NaN``)."""
-    if math.isnan(value):
-        return 3
-    if math.isinf(value):
-        return 3 if value > 0 else 4
-    # msgspec writes the same shortest round-trip digits as ``repr``, ~7x faster (span
-    # timestamps have 16 of them): plain ``I.F`` or ``D[.DDD]eN``.
-    text = _encode_json(value)
-    exponent_at = text.find(b"e")
-    if exponent_at < 0:
-        return len(text) - 2 if text.endswith(b".0") else len(text)
-    sign = 1 if text[0] == 45 else 0  # "-"
-    mantissa = exponent_at - sign
-    digits = mantissa - 1 if mantissa > 1 else 1
-    # Digits before the decimal point (``<= 0``: a ``0.`` and zeros come first).
-    point = int(text[exponent_at + 1 :]) + 1
-    if point <= 0:
-        return sign + 2 - point + digits
-    if point < digits:
-        return sign + digits + 1
-    return sign + point
-
 
 def _flat_size(value: Any) -> int:
     """Relay's ``estimate_size_flat``: a value's JSON size, containers counted as ``2``."""
@@ -170,7 +140,7 @@ def _flat_size(value: Any) -> int:
     if type(value) is int:
         return len(str(value))
     if type(value) is float:
-        return _f64_len(value)
+        return f64_len(value)
     return 2
 
 

@@ -22,11 +22,10 @@ from relay.normalize.chrono import ChronoError, parse_datetime, utc_timestamp
 from relay.normalize.config import NormalizationConfig
 from relay.normalize.containers import ValuesKind, parse_query
 from relay.normalize.event import normalize_event, parse_event
-from relay.normalize.meta import Meta, child, copy_meta, merge
+from relay.normalize.meta import Meta, child, copy_meta, f64_len, merge
 from relay.normalize.primitives import micros_timestamp, to_timestamp
 from relay.normalize.schema import EVENT
 from relay.normalize.serialize import Finisher, finish_event
-from relay.normalize.trimming import _f64_len
 from relay.normalize.types import OTHER_RETAIN, SKIP_DEEP, SKIP_EMPTY, SKIP_NEVER, Field, Struct
 
 
@@ -157,7 +156,7 @@ def test_float_size_is_the_length_of_rusts_display() -> None:
         rng.randrange(-(10**20), 10**20) * 10.0 ** rng.randrange(-30, 30) for _ in range(50_000)
     ]
     for value in values:
-        assert _f64_len(value) == len(_rust_display(value)), repr(value)
+        assert f64_len(value) == len(_rust_display(value)), repr(value)
 
 
 def test_to_timestamp_random_micros() -> None:
