@@ -767,17 +767,16 @@ def _struct_plan(struct: Struct) -> list[_FieldPlan]:
     plan = _STRUCT_PLANS.get(id(struct))
     if plan is None:
         plan = []
-        for field in struct.fields:
-            attrs = _ATTRS.get((struct.name, field.name))
-            if attrs is not None or _needs_walk(field.kind):
+        for name, kind, attrs, walk in _fields_plan(struct):
+            if attrs is not None or walk:
                 max_len = -1
                 if attrs is not None and attrs[0] is not None and attrs[2:] == (None, None):
                     max_len = attrs[0] + attrs[1]
                 bag = None
-                plain = _plain_plan(field.kind)
+                plain = _plain_plan(kind)
                 if attrs is not None and attrs[0] is None and plain is not None:
                     bag = (plain, attrs[2] or _NO_LIMIT, attrs[3] or _NO_LIMIT)
-                plan.append((field.name, field.kind, attrs, max_len, bag))
+                plan.append((name, kind, attrs, max_len, bag))
         _STRUCT_PLANS[id(struct)] = plan
     return plan
 
