@@ -54,6 +54,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,8 @@ OPTIONAL_TARGETS: list[str] = []
 ERROR_LABELS = {"error-unhandled"}
 #: The Kafka topic every error event must reach.
 EVENTS_TOPIC = "ingest-events"
+#: Processing relays write billing outcomes (errors among them) to the second.
+OUTCOMES_TOPICS = ("outcomes", "outcomes-billing")
 
 
 # ---------------------------------------------------------------- /proc accounting
@@ -235,6 +238,8 @@ class Target:
     notes: list[str] = field(default_factory=list)
     #: Broker to check for the events at the end (error-event targets: one per request).
     kafka_address: str | None = None
+    #: Stops the relay alone (a graceful drain), leaving the broker up to be read.
+    stop_relay: Callable[[], None] = lambda: None
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -374,6 +379,7 @@ def start_processing(
     name = name or ("processing" if labels is None else "processing-errors")
     target = Target(name, port, lambda: tree([proc.pid]), lambda: infra, stop, labels)
     target.item_types = item_types
+    target.stop_relay = lambda: stop_process(proc, 30)
     if item_types is not None:
         target.kafka_address = kafka.address
         target.notes.append(
@@ -463,8 +469,27 @@ def target_corpus(target: Target) -> list[tuple[str, dict[str, str], bytes]]:
     return corpus
 
 
-async def count_messages(address: str, topic: str, expected: int, timeout: float = 30.0) -> int:
-    """Messages on ``topic``, read from the start: at least ``expected`` or all by ``timeout``.
+@dataclass
+class TopicCount:
+    """What reading a topic from the start found."""
+
+    messages: int
+    #: The reader caught up: its last poll found nothing new. False: the time ran out while
+    #: messages were still coming, so ``messages`` undercounts.
+    caught_up: bool
+    seconds: float
+
+
+async def count_messages(
+    address: str,
+    topic: str,
+    expected: int,
+    timeout: float = 60.0,
+    each: Callable[[bytes], None] | None = None,
+    settle: float = 0.0,
+) -> TopicCount:
+    """Messages on ``topic``, read from the start: at least ``expected`` or all by ``timeout``
+    (each payload handed to ``each``, if given), reading for at least ``settle`` seconds.
 
     Read rather than taken from offsets: Tansu reports a partition's end offset as the base
     offset of its last batch plus one, which undercounts by that batch's size.
@@ -477,19 +502,49 @@ async def count_messages(address: str, topic: str, expected: int, timeout: float
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )  # fmt: skip
     await consumer.start()
-    count = 0
-    deadline = time.monotonic() + timeout
+    count, got = 0, -1
+    start = time.monotonic()
+    deadline = start + timeout
     try:
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=1000, max_records=20_000)
             got = sum(len(records) for records in batches.values())
             count += got
+            if each is not None:
+                for records in batches.values():
+                    for record in records:
+                        each(record.value or b"")
             # Past the expected count, drain what is left (duplicates would show).
-            if not got and count >= expected:
+            if not got and count >= expected and time.monotonic() - start >= settle:
                 break
     finally:
         await consumer.stop()
-    return count
+    return TopicCount(count, got == 0, round(time.monotonic() - start, 1))
+
+
+#: Sentry's outcome codes (the ``outcome`` field of a message on the outcomes topic).
+OUTCOME_NAMES = {
+    0: "accepted", 1: "filtered", 2: "rate_limited", 3: "invalid", 4: "abuse",
+    5: "client_discard", 6: "cardinality_limited",
+}  # fmt: skip
+
+
+async def outcome_tally(address: str) -> dict[str, int]:
+    """The outcomes the relay reported, by ``outcome/reason`` (``accepted``: what it
+    delivered, by its own count). Tells a silent loss in the relay (accepted short of the
+    requests answered 200, no drop reported) from a loss in the broker (accepted in full)."""
+    tally: Counter[str] = Counter()
+
+    def note(payload: bytes) -> None:
+        message = json.loads(payload)
+        code = message.get("outcome")
+        name = OUTCOME_NAMES.get(code, str(code))
+        label = name if code == 0 else f"{name}/{message.get('reason')}"
+        tally[label] += message.get("quantity", 1)
+
+    for topic in OUTCOMES_TOPICS:
+        await count_messages(address, topic, 0, timeout=5.0, each=note, settle=2.0)
+    return dict(tally)
 
 
 # ---------------------------------------------------------------- measuring
@@ -659,11 +714,19 @@ async def _finish(
         ]
     if target.kafka_address is not None:
         accepted += sum(m.load.ok for m in tops) + fixed.load.ok
-        delivered = await count_messages(target.kafka_address, EVENTS_TOPIC, accepted)
+        read = await count_messages(target.kafka_address, EVENTS_TOPIC, accepted)
+        delivered = read.messages
+        # Outcomes are aggregated for tens of seconds; a graceful stop flushes them all.
+        await asyncio.to_thread(target.stop_relay)
+        outcomes = await outcome_tally(target.kafka_address)
         for r in rows:
-            r["kafka"] = {"accepted": accepted, "on_topic": delivered, "topic": EVENTS_TOPIC}
+            r["kafka"] = {
+                "accepted": accepted, "on_topic": delivered, "topic": EVENTS_TOPIC,
+                "caught_up": read.caught_up, "read_seconds": read.seconds, "outcomes": outcomes,
+            }  # fmt: skip
         print(f"   {target.name}: {delivered} messages on {EVENTS_TOPIC} for {accepted} "
-              "accepted requests", flush=True)  # fmt: skip
+              f"accepted requests (read in {read.seconds}s, caught up: {read.caught_up}); "
+              f"outcomes: {outcomes}", flush=True)  # fmt: skip
     return rows
 
 
@@ -840,14 +903,23 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         kafka = r.get("kafka")
         if kafka and r["mode"] == "max":
             lost = kafka["accepted"] - kafka["on_topic"]
-            verdict = (
-                "none lost"
-                if lost == 0
-                else (f"**{lost} LOST**" if lost > 0 else f"**{-lost} DUPLICATED**")
+            if lost == 0:
+                verdict = "none lost"
+            elif lost < 0:
+                verdict = f"**{-lost} DUPLICATED**"
+            elif not kafka.get("caught_up", True):
+                took = kafka.get("read_seconds")
+                verdict = f"**{lost} NOT READ** in {took}s (the check ran out of time)"
+            else:
+                verdict = f"**{lost} LOST**"
+            outcomes = kafka.get("outcomes") or {}
+            reported = "; the relay's outcomes: " + (
+                ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none"
             )
             lines.append(
                 f"- {r['target']}: {kafka['on_topic']} messages on {kafka['topic']} for "
                 f"{kafka['accepted']} accepted requests (all runs, warm-up included): {verdict}"
+                f"{reported}"
             )
     for r in rows:
         if r["mode"] == "max" and len(r.get("rss_by_process_mb", {})) > 1:
