@@ -166,7 +166,8 @@ class LimitsSection(_Section):
     max_heavy_memory_bytes: ByteSize | None = None
     #: Envelopes larger than this, or with attachments or replays, are heavy.
     heavy_envelope_size: ByteSize = ByteSize(1024**2)
-    #: Heavy envelopes in flight at once (admitted, and sent upstream concurrently).
+    #: Envelopes larger than ``heavy_envelope_size`` held at once (more: 503), and heavy
+    #: envelopes sent upstream at once (more wait for a slot).
     max_concurrent_heavy: Annotated[int, msgspec.Meta(ge=1)] = 16
 
 

@@ -12,9 +12,12 @@ Budgets, checked in this order without ever blocking the request:
   would otherwise drop a 429'd envelope as "received": it retries or spools a 503);
 - heavy envelopes (attachments, minidumps, replays, or larger than
   ``limits.heavy_envelope_size``) have their own byte budget
-  (``limits.max_heavy_memory_bytes``, by default 3/4 of the global one) and their own
-  concurrency budget (``limits.max_concurrent_heavy``), so big payloads always leave room
-  for cheap ones (errors, sessions). Exhausted: 503 + ``Retry-After``;
+  (``limits.max_heavy_memory_bytes``, by default 3/4 of the global one), so big payloads
+  always leave room for cheap ones (errors, sessions); those larger than
+  ``limits.heavy_envelope_size`` are also counted (at most ``limits.max_concurrent_heavy``
+  held at once). Exhausted: 503 + ``Retry-After``. A small attachment counts by its bytes
+  only: sixteen screenshots being forwarded must not turn the seventeenth away (Relay has
+  no such count at all); it waits for one of the forwarder's heavy send slots instead;
 - global (``limits.max_memory_bytes``): 503 + ``Retry-After``.
 
 An envelope larger than a whole budget is still admitted when nothing else holds that budget,
@@ -106,7 +109,8 @@ class Admission:
         self.max_concurrent_heavy = max_concurrent_heavy
         self.bytes_in_use = 0
         self.heavy_bytes = 0
-        self.heavy_count = 0
+        #: Envelopes held that are larger than ``heavy_threshold`` (the counted ones).
+        self.large_count = 0
         self._project_bytes: dict[int | str, int] = {}
         # Insertion-ordered: the first entry is the oldest envelope still held.
         self._held: dict[int, Ticket] = {}
@@ -170,13 +174,9 @@ class Admission:
             if from_relay:
                 raise ServiceUnavailable(detail, retry_after=PROJECT_RETRY_AFTER)
             raise RateLimited(detail, retry_after=PROJECT_RETRY_AFTER)
-        if (
-            heavy
-            and self.heavy_count > 0
-            and (
-                self.heavy_count >= self.max_concurrent_heavy
-                or self.heavy_bytes + size > self.max_heavy_bytes
-            )
+        if heavy and (
+            (self.heavy_bytes > 0 and self.heavy_bytes + size > self.max_heavy_bytes)
+            or (size > self.heavy_threshold and self.large_count >= self.max_concurrent_heavy)
         ):
             self.refused["heavy"] += 1
             raise ServiceUnavailable(
@@ -194,7 +194,7 @@ class Admission:
         self._held[ticket.serial] = ticket
         if heavy:
             self.heavy_bytes += size
-            self.heavy_count += 1
+            self.large_count += size > self.heavy_threshold
             self._heavy_held[ticket.serial] = ticket
         return ticket
 
@@ -208,7 +208,7 @@ class Admission:
         self._held.pop(ticket.serial, None)
         if ticket.heavy:
             self.heavy_bytes -= ticket.size
-            self.heavy_count -= 1
+            self.large_count -= ticket.size > self.heavy_threshold
             self._heavy_held.pop(ticket.serial, None)
 
     def oldest_admitted_at(self) -> float | None:

@@ -97,17 +97,32 @@ def test_heavy_envelopes_leave_room_for_cheap_ones() -> None:
     assert budget.heavy_bytes == 2 * (2500 + OVERHEAD_BYTES)
     for ticket in (*heavy, *cheap):
         ticket.release()
-    assert budget.heavy_bytes == 0 and budget.heavy_count == 0 and budget.bytes_in_use == 0
+    assert budget.heavy_bytes == 0 and budget.large_count == 0 and budget.bytes_in_use == 0
 
 
-def test_heavy_concurrency_budget() -> None:
-    budget = Admission(1 << 30, 1 << 30, max_concurrent_heavy=2)
-    held = [budget.acquire(attachment(10), p) for p in range(2)]
+def test_large_envelope_concurrency_budget() -> None:
+    budget = Admission(1 << 30, 1 << 30, heavy_threshold=1_000, max_concurrent_heavy=2)
+    held = [budget.acquire(attachment(2_000), p) for p in range(2)]
+    with pytest.raises(ServiceUnavailable, match="too many large envelopes"):
+        budget.acquire(attachment(2_000), 3)
     with pytest.raises(ServiceUnavailable):
-        budget.acquire(attachment(10), 3)
+        budget.acquire(event(2_000), 3)  # large by size alone
     budget.acquire(event(10), 3).release()  # cheap ones are not counted
     held[0].release()
-    budget.acquire(attachment(10), 3)
+    budget.acquire(attachment(2_000), 3)
+
+
+def test_small_attachments_count_by_bytes_only() -> None:
+    # Heavy by type but small: limited by the heavy byte budget, not by their number (a
+    # client sending screenshots faster than the upstream takes them is not turned away).
+    budget = Admission(1 << 30, 1 << 30, heavy_threshold=1_000, max_concurrent_heavy=2)
+    held = [budget.acquire(attachment(300), p) for p in range(50)]
+    assert budget.large_count == 0 and budget.heavy_bytes == 50 * (300 + OVERHEAD_BYTES)
+    # They do not take the slots of large ones either.
+    budget.acquire(attachment(2_000), 51)
+    for ticket in held:
+        ticket.release()
+    assert budget.heavy_bytes == 2_000 + OVERHEAD_BYTES
 
 
 def test_oldest_admitted_at_follows_releases() -> None:
