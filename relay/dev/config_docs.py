@@ -131,7 +131,9 @@ DESCRIPTIONS: dict[str, str] = {
     "aggregator.max_flush_bytes": "Largest flush batch.",
     "aggregator.flush_interval": "Seconds between flush checks.",
     "spool.envelopes.path": "Directory of the on-disk envelope spool; unset: memory only.",
-    "spool.envelopes.max_disk_size": "Bound of the spool on disk.",
+    "spool.envelopes.max_disk_size": (
+        "Bound of the spool on disk; while it has no room, readiness answers 503."
+    ),
 }
 
 _FIELD_RE = re.compile(r"^\s+(?P<name>[a-z_][a-z0-9_]*)\s*:")

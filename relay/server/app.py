@@ -94,7 +94,12 @@ class RelayApp:
             config.health,
             [
                 sync_probe("system memory", lambda: system_memory_probe(self.memory)),
-                sync_probe("spool health", lambda: spool_health_probe(self.memory)),
+                sync_probe(
+                    "spool health",
+                    lambda: spool_health_probe(
+                        self.memory, None if self.spool is None else self.spool.spool
+                    ),
+                ),
                 # Unhealthy while the metrics aggregator refuses buckets (over its budget).
                 sync_probe(
                     "aggregator",

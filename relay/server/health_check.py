@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from relay.config import HealthSection
 
@@ -216,14 +217,37 @@ def system_memory_probe(checker: MemoryChecker) -> bool:
     return True
 
 
-def spool_health_probe(checker: MemoryChecker) -> bool:
-    """Relay's "spool health" probe for a relay without a disk spool.
+class DiskSpool(Protocol):
+    """What the spool probe reads of a disk spool (relay.server.spool.Spool)."""
+
+    @property
+    def full(self) -> bool:
+        """Whether it refuses envelopes for want of room (``spool.envelopes.max_disk_size``)."""
+
+    @property
+    def bytes(self) -> int:
+        """Bytes stored now."""
+
+    @property
+    def max_bytes(self) -> int:
+        """The cap."""
+
+
+def spool_health_probe(checker: MemoryChecker, disk: DiskSpool | None = None) -> bool:
+    """Relay's "spool health" probe: whether the envelope buffer has room for more.
 
     Envelopes waiting in this relay (for a project config, for the upstream) are held in
-    memory, so the buffer has capacity exactly while memory is below both watermarks, as
-    Relay's in-memory envelope buffer decides.
+    memory, so there is room while memory is below both watermarks, as Relay's in-memory
+    envelope buffer decides. With a disk spool (``disk``), also while that has room under
+    its ``max_disk_size``: a full spool turns what it is given into outcomes, so a load
+    balancer should send traffic elsewhere, as Relay's buffer does when its disk is full.
     """
-    return checker.check().ok
+    if not checker.check().ok:
+        return False
+    if disk is not None and disk.full:
+        log.error("Spool is full: %d of %d bytes", disk.bytes, disk.max_bytes)
+        return False
+    return True
 
 
 ProbeFn = Callable[[], Awaitable[bool]]

@@ -116,6 +116,8 @@ class Spool:
         self.refused = 0
         self.count = 0
         self.bytes = 0
+        #: Size of the last envelope refused for want of room (0: the last push fit).
+        self._refused_size = 0
         self._oldest: float | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
@@ -208,7 +210,9 @@ class Spool:
         size = len(stored) + len(encoded_headers)
         if self.bytes + size > self.max_bytes:
             self.refused += 1
+            self._refused_size = size
             raise SpoolFull(f"spool is full ({self.bytes} of {self.max_bytes} bytes)")
+        self._refused_size = 0
         when = time.time() if received_at is None else received_at
         checksum = _checksum(project_id, public_key, encoded_headers, stored)
 
@@ -226,6 +230,14 @@ class Spool:
         if self._oldest is None or when < self._oldest:
             self._oldest = when
         return row_id
+
+    @property
+    def full(self) -> bool:
+        """Whether the spool cannot take more: at its cap, or without room for the last
+        envelope it refused (until rows are removed or a smaller one fits)."""
+        return self.bytes >= self.max_bytes or (
+            self._refused_size > 0 and self.bytes + self._refused_size > self.max_bytes
+        )
 
     async def peek(self, limit: int) -> list[SpooledEnvelope]:
         """The ``limit`` envelopes received first (by the time the client's request arrived,

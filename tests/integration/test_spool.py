@@ -51,10 +51,15 @@ async def test_order_restart_and_cap(tmp_path: Path) -> None:
     assert len(again) == 3
     assert [e.body for e in await again.peek(10)] == [b"envelope 2", b"envelope 3", b"envelope 4"]
     assert again.oldest_received_at is not None
-    # Over the cap: refused, counted, nothing written.
+    # Over the cap: refused, counted, nothing written; full (for readiness) until an
+    # envelope fits again.
+    assert not again.full
     with pytest.raises(SpoolFull):
         await again.push(1, KEY, {}, os.urandom(20_000))
     assert again.refused == 1 and len(again) == 3
+    assert again.full
+    await again.push(1, KEY, {}, b"small")
+    assert not again.full
     await again.close()
 
 
@@ -226,3 +231,54 @@ async def test_spool_drain_command_sends_everything(upstream: FakeUpstream, tmp_
     assert process.returncode == 0, err
     assert b"sent 3 spooled envelopes, 0 left" in out
     assert upstream.received == ids
+
+
+async def _ready(port: int) -> int:
+    url = f"http://127.0.0.1:{port}/api/relay/healthcheck/ready/"
+    async with aiohttp.ClientSession() as s, s.get(url) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def test_full_spool_fails_readiness_until_replayed(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full spool turns new envelopes into outcomes: the relay says it is not ready (as
+    # Relay does when its buffer's disk is full), and ready again once the spool drained.
+    monkeypatch.setattr(forwarder_module, "SPOOL_AFTER_SECS", 0.3)
+    upstream.down = True
+    pop = RelayApp(config_from_dict({
+        "relay": {"mode": "proxy", "port": 0, "upstream": f"http://127.0.0.1:{upstream.port}/"},
+        "http": {"retry_delay": 0.05, "max_retry_interval": 0.2},
+        "health": {"refresh_interval_ms": 100},
+        "spool": {"envelopes": {"path": str(tmp_path / "spool.db"), "max_disk_size": 400}},
+        "limits": {"shutdown_timeout": 3},
+    }), None)  # fmt: skip
+    await pop.start()
+    try:
+        port = pop.ports[0]
+        spool = pop.spool
+        assert spool is not None
+        deadline = time.monotonic() + 10
+        while await _ready(port) != 200:
+            assert time.monotonic() < deadline, "never ready"
+            await asyncio.sleep(0.05)
+        sent = [uuid.uuid4().hex for _ in range(8)]
+        for event_id in sent:
+            assert await _send(port, event_id) == 200
+        await _until(lambda: spool.upstream_down and spool.spool.full)
+        deadline = time.monotonic() + 5
+        while await _ready(port) != 503:
+            assert time.monotonic() < deadline, "still ready with a full spool"
+            await asyncio.sleep(0.05)
+
+        upstream.down = False
+        await _until(lambda: len(spool.spool) == 0)
+        deadline = time.monotonic() + 5
+        while await _ready(port) != 200:
+            assert time.monotonic() < deadline, "not ready after the spool drained"
+            await asyncio.sleep(0.05)
+    finally:
+        await pop.stop()
+        upstream.down = True
+        upstream.received.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,22 @@ def test_spool_health_probe_uses_both_watermarks() -> None:
     assert spool_health_probe(checker(10, 100, max_bytes=42)) is True
     assert spool_health_probe(checker(50, 100, max_bytes=42)) is False
     assert spool_health_probe(checker(96, 100)) is False
+
+
+@dataclass
+class FakeSpool:
+    full: bool
+    bytes: int = 90
+    max_bytes: int = 100
+
+
+def test_spool_health_probe_fails_on_a_full_disk_spool(caplog: pytest.LogCaptureFixture) -> None:
+    assert spool_health_probe(checker(10, 100), FakeSpool(full=False)) is True
+    with caplog.at_level(logging.ERROR):
+        assert spool_health_probe(checker(10, 100), FakeSpool(full=True)) is False
+    assert "Spool is full: 90 of 100 bytes" in caplog.text
+    # Memory first: a full memory fails the probe whatever the disk.
+    assert spool_health_probe(checker(96, 100), FakeSpool(full=False)) is False
 
 
 # -- the probe loop --------------------------------------------------------------------------
