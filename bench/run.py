@@ -92,7 +92,7 @@ OPTIONAL_TARGETS: list[str] = []
 ERROR_LABELS = {"error-unhandled"}
 #: The Kafka topic every error event must reach.
 EVENTS_TOPIC = "ingest-events"
-#: Processing relays write billing outcomes (errors among them) to the second.
+#: Where a processing relay writes outcomes (billing ones to the second).
 OUTCOMES_TOPICS = ("outcomes", "outcomes-billing")
 
 
@@ -530,9 +530,9 @@ OUTCOME_NAMES = {
 
 
 async def outcome_tally(address: str) -> dict[str, int]:
-    """The outcomes the relay reported, by ``outcome/reason`` (``accepted``: what it
-    delivered, by its own count). Tells a silent loss in the relay (accepted short of the
-    requests answered 200, no drop reported) from a loss in the broker (accepted in full)."""
+    """The outcomes the relay reported, by ``outcome/reason``: what it knew it dropped, and
+    why. An event missing from the topic with no drop here went unnoticed by the relay.
+    (Error events get no ``accepted`` outcome from a relay: Sentry's consumers emit it.)"""
     tally: Counter[str] = Counter()
 
     def note(payload: bytes) -> None:
