@@ -51,33 +51,42 @@ class LogTimestampOutOfRange(ValueError):
     reason: ClassVar[str] = "timestamp"
 
 
+def _utf8_len(text: str) -> int:
+    # An ASCII string's UTF-8 length is its length: no encoded copy (isascii is a flag test).
+    return len(text) if text.isascii() else len(text.encode())
+
+
 def _value_size(value: Any) -> int:
     # Relay's canonical sizes: fixed 1/8 bytes for scalars, UTF-8 length for strings.
+    if isinstance(value, str):
+        return _utf8_len(value)
     if value is None:
         return 0
     if isinstance(value, bool):
         return 1
     if isinstance(value, int | float):
         return 8
-    if isinstance(value, str):
-        return len(value.encode())
     if isinstance(value, list):
         return sum(_value_size(v) for v in value)
     if isinstance(value, dict):
-        return sum(len(str(k).encode()) + _value_size(v) for k, v in value.items())
+        return sum(_utf8_len(str(k)) + _value_size(v) for k, v in value.items())
     return 0
 
 
 def log_byte_size(log: dict[str, Any]) -> int:
-    """The canonical size of a log (body plus attribute names and values), at least 1."""
+    """The canonical size of a log (body plus attribute names and values), at least 1.
+
+    Computed on every log at the first relay (the container's ``byte_size``), so it reads
+    only what it sizes and copies no string.
+    """
     size = 0
     body = log.get("body")
     if isinstance(body, str):
-        size += len(body.encode())
+        size += _utf8_len(body)
     attributes = log.get("attributes")
     if isinstance(attributes, dict):
         for name, attr in attributes.items():
-            size += len(str(name).encode())
+            size += _utf8_len(str(name))
             if isinstance(attr, dict):
                 size += _value_size(attr.get("value"))
     return max(size, 1)

@@ -35,9 +35,6 @@ SPAN_CONTAINER_CONTENT_TYPE: Final = "application/vnd.sentry.items.span.v2+json"
 _HEADER: Final = "__header"
 
 _encoder = msgspec.json.Encoder()
-_STR_TYPE: Final = frozenset({str})
-_DICT_TYPE: Final = frozenset({dict})
-_NONE_TYPE: Final = type(None)
 
 
 def _infers_user_agent(container: dict[str, Any]) -> bool:
@@ -51,44 +48,6 @@ def _infers_user_agent(container: dict[str, Any]) -> bool:
         infer = settings.get("infer_user_agent") if isinstance(settings, dict) else None
         return infer == "auto"
     return False
-
-
-def _log_size(entry: dict[str, Any]) -> int:
-    """`log_byte_size` of a container entry, in a few C-level passes.
-
-    Logs are sized on every first hop and carry dozens of attributes, nearly always of
-    JSON scalars: their strings are joined and measured at once, and the other scalars
-    counted by type. Any other shape (or a subclass of a JSON type) goes to
-    `log_byte_size` itself, which only reads `body` and `attributes` (so the `__header`
-    may stay in `entry`): both always give the same number.
-    """
-    raw_body = entry.get("body")
-    attributes = entry.get("attributes")
-    body = ""
-    if type(raw_body) is str:
-        body = raw_body
-    elif isinstance(raw_body, str):
-        return log_byte_size(entry)
-    if type(attributes) is not dict:
-        if isinstance(attributes, dict):
-            return log_byte_size(entry)
-        attributes = {}
-    attrs = list(attributes.values())
-    if not set(map(type, attributes)) <= _STR_TYPE or not set(map(type, attrs)) <= _DICT_TYPE:
-        return log_byte_size(entry)
-    values = [attr.get("value") for attr in attrs]
-    types = list(map(type, values))
-    strings = types.count(str)
-    numbers = types.count(int) + types.count(float)
-    bools = types.count(bool)
-    if strings + numbers + bools + types.count(_NONE_TYPE) != len(types):
-        return log_byte_size(entry)
-    if strings != len(values):
-        values = [value for value in values if type(value) is str]
-    # The UTF-8 length of a concatenation is the sum of the lengths: one encode at most.
-    text = "".join(values) + "".join(attributes) + body
-    size = len(text) if text.isascii() else len(text.encode())
-    return max(size + 8 * numbers + bools, 1)
 
 
 def prepare_log(
@@ -110,7 +69,7 @@ def prepare_log(
         header = {}
     size = header.get("byte_size")
     if meta.relay_id is None or not isinstance(size, int) or size <= 0:
-        size = _log_size(entry)
+        size = log_byte_size(entry)
     # The header goes first, where containers carry it.
     rest = entry.copy()
     rest.pop(_HEADER, None)
