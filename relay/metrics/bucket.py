@@ -27,6 +27,7 @@ from relay.metrics.mri import (
     normalize_tag_value,
     parse_mri,
 )
+from relay.normalize.meta import utf8_len
 
 __all__ = [
     "Bucket",
@@ -207,10 +208,6 @@ def is_valid_namespace(bucket: Bucket, *, internal: bool) -> bool:
     return False
 
 
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode())
-
-
 def validate_bucket(
     bucket: Bucket,
     *,
@@ -220,16 +217,16 @@ def validate_bucket(
 ) -> bool:
     """The aggregator's admission check: too long names drop the bucket, too long tags
     drop the tag. Key and name lengths are in bytes, values in characters (as Relay)."""
-    if _utf8_len(bucket.name) > max_name_length:
+    if utf8_len(bucket.name) > max_name_length:
         return False
     tags = bucket.tags
     if tags and any(
-        _utf8_len(k) > max_tag_key_length or len(v) > max_tag_value_length for k, v in tags.items()
+        utf8_len(k) > max_tag_key_length or len(v) > max_tag_value_length for k, v in tags.items()
     ):
         bucket.tags = {
             k: v
             for k, v in tags.items()
-            if _utf8_len(k) <= max_tag_key_length and len(v) <= max_tag_value_length
+            if utf8_len(k) <= max_tag_key_length and len(v) <= max_tag_value_length
         }
     return True
 
@@ -287,8 +284,8 @@ def bucket_value_len(bucket: Bucket) -> int:
 
 def _base_size(bucket: Bucket) -> int:
     tags = bucket.tags
-    tag_cost = sum(_utf8_len(k) + _utf8_len(v) for k, v in tags.items()) if tags else 0
-    return _BUCKET_SIZE + _utf8_len(bucket.name) + tag_cost
+    tag_cost = sum(utf8_len(k) + utf8_len(v) for k, v in tags.items()) if tags else 0
+    return _BUCKET_SIZE + utf8_len(bucket.name) + tag_cost
 
 
 def estimated_size(bucket: Bucket) -> int:

@@ -83,6 +83,12 @@ def f64_len(value: float) -> int:
     return sign + point
 
 
+def utf8_len(text: str) -> int:
+    """The UTF-8 length of ``text``; an ASCII string's is its length (``isascii`` is a flag
+    test), so no encoded copy is made for it."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
 def estimate_size(value: Any, skip_nulls: bool = False) -> int:
     """Relay's ``estimate_size`` of a JSON value: compact JSON length, strings unescaped.
 
@@ -90,7 +96,7 @@ def estimate_size(value: Any, skip_nulls: bool = False) -> int:
     Relay does not serialize).
     """
     if type(value) is str:
-        return len(value) + 2 if value.isascii() else len(value.encode()) + 2
+        return utf8_len(value) + 2
     if value is None:
         return 4
     if type(value) is bool:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
+from relay.normalize.meta import utf8_len
 from relay.normalize.useragent import browser_from_user_agent
 from relay.protocol.attributes import typed_attribute
 
@@ -51,15 +52,10 @@ class LogTimestampOutOfRange(ValueError):
     reason: ClassVar[str] = "timestamp"
 
 
-def _utf8_len(text: str) -> int:
-    # An ASCII string's UTF-8 length is its length: no encoded copy (isascii is a flag test).
-    return len(text) if text.isascii() else len(text.encode())
-
-
 def _value_size(value: Any) -> int:
     # Relay's canonical sizes: fixed 1/8 bytes for scalars, UTF-8 length for strings.
     if isinstance(value, str):
-        return _utf8_len(value)
+        return utf8_len(value)
     if value is None:
         return 0
     if isinstance(value, bool):
@@ -69,7 +65,7 @@ def _value_size(value: Any) -> int:
     if isinstance(value, list):
         return sum(_value_size(v) for v in value)
     if isinstance(value, dict):
-        return sum(_utf8_len(str(k)) + _value_size(v) for k, v in value.items())
+        return sum(utf8_len(str(k)) + _value_size(v) for k, v in value.items())
     return 0
 
 
@@ -82,11 +78,11 @@ def log_byte_size(log: dict[str, Any]) -> int:
     size = 0
     body = log.get("body")
     if isinstance(body, str):
-        size += _utf8_len(body)
+        size += utf8_len(body)
     attributes = log.get("attributes")
     if isinstance(attributes, dict):
         for name, attr in attributes.items():
-            size += _utf8_len(str(name))
+            size += utf8_len(str(name))
             if isinstance(attr, dict):
                 size += _value_size(attr.get("value"))
     return max(size, 1)

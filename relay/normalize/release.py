@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from relay.normalize.meta import utf8_len
+
 #: Control characters, DEL and both slashes are never allowed.
 _BAD_CHARS: Final = re.compile(r"[\x00-\x1f\x7f/\\]")
 #: Limits are in UTF-8 bytes, not characters.
@@ -13,7 +15,7 @@ _MAX_ENVIRONMENT_BYTES: Final = 64
 
 
 def _too_long(text: str, limit: int) -> bool:
-    return len(text) > limit if text.isascii() else len(text.encode()) > limit
+    return utf8_len(text) > limit
 
 
 def is_valid_release(release: str) -> bool:

@@ -24,7 +24,7 @@ import json
 from typing import Any, Final
 
 from relay.normalize.containers import ContextsKind, PairsKind, ValuesKind
-from relay.normalize.meta import Meta, child, f64_len, set_original_length
+from relay.normalize.meta import Meta, child, f64_len, set_original_length, utf8_len
 from relay.normalize.schema import EVENT
 from relay.normalize.serde_json import float_text
 from relay.normalize.types import ANY_VALUE, ArrayKind, Kind, MapKind, Prim, Struct, ValueKind
@@ -134,7 +134,7 @@ def _flat_size(value: Any) -> int:
     # ``type(value) is ...`` each time: only that narrows ``value`` for mypyc (native str
     # and int operations instead of generic method calls).
     if type(value) is str:
-        return len(value.encode()) + 2 if not value.isascii() else len(value) + 2
+        return utf8_len(value) + 2
     if type(value) is bool:
         return 4 if value else 5
     if type(value) is int:
