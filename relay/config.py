@@ -360,9 +360,10 @@ class EnvelopeSpool(_Section):
     max_unspool_envelopes_per_second: int | None = None
     #: Ours: seconds a POP retries an envelope in memory before spooling it (unset: 10).
     spool_after: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    #: Relay's spooling batch size. Our spool writes envelope by envelope, so it is only
-    #: validated, as Relay does at start: at most a tenth of the memory below the
-    #: backpressure watermark (relay.config_check.spool_batch_size_error).
+    #: Relay's spooling batch size: a project's envelopes waiting for its config move to
+    #: disk once they hold more (relay.server.pending). Validated as Relay does at start:
+    #: at most a tenth of the memory below the backpressure watermark
+    #: (relay.config_check.spool_batch_size_error).
     batch_size_bytes: ByteSize = ByteSize(10 * 1024)
     #: Relay's memory fraction above which the buffer stops unspooling (validation only).
     max_backpressure_memory_percent: Annotated[float, msgspec.Meta(ge=0.0)] = 0.8

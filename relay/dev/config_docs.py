@@ -130,9 +130,12 @@ DESCRIPTIONS: dict[str, str] = {
     "aggregator.max_tag_value_length": "Longest tag value.",
     "aggregator.max_flush_bytes": "Largest flush batch.",
     "aggregator.flush_interval": "Seconds between flush checks.",
-    "spool.envelopes.path": "Directory of the on-disk envelope spool; unset: memory only.",
+    "spool.envelopes.path": "The SQLite file of the disk spool: envelopes waiting for their "
+    "project config (past `batch_size_bytes` per project, and at shutdown), and on a POP those "
+    "the upstream does not take. Unset: memory only.",
     "spool.envelopes.max_disk_size": (
-        "Bound of the spool on disk; while it has no room, readiness answers 503."
+        "Bound of the spool file, counted as Relay does (database pages in use; a fresh file "
+        "uses 24KiB); while it has no room, readiness answers 503."
     ),
 }
 

@@ -96,9 +96,7 @@ class RelayApp:
                 sync_probe("system memory", lambda: system_memory_probe(self.memory)),
                 sync_probe(
                     "spool health",
-                    lambda: spool_health_probe(
-                        self.memory, None if self.spool is None else self.spool.spool
-                    ),
+                    lambda: spool_health_probe(self.memory, self.disk),
                 ),
                 # Unhealthy while the metrics aggregator refuses buckets (over its budget).
                 sync_probe(
@@ -112,6 +110,9 @@ class RelayApp:
         self.redis_limiter: RedisRateLimiter | None = None
         self.metrics: MetricsPipeline | None = None
         self.killswitches: KillSwitchService | None = None
+        #: The disk spool file (``spool.envelopes.path``): envelopes waiting for their project
+        #: config, and on a POP those the upstream did not take (replayed by ``spool``).
+        self.disk: Spool | None = None
         self.spool: SpoolService | None = None
         self._runners: list[web.AppRunner] = []
         #: The listening sockets' servers and the main listener's front door (relay.server.front).
@@ -161,6 +162,11 @@ class RelayApp:
         if self.reporter is not None:
             await self.reporter.start()
         sink: EnvelopeSink
+        spool_cfg = config.spool.envelopes
+        if spool_cfg.path:
+            # A durable 200 (relay.server.durable) is only as good as an fsynced row.
+            fsync = config.relay.ack == "durable"
+            self.disk = Spool(Path(spool_cfg.path), spool_cfg.max_disk_size, fsync=fsync)
         if config.processing.enabled:
             # A single server or a Redis Cluster; maybe one of each for configs and quotas.
             self.redis_clients = RedisClients.from_config(config.processing.redis)
@@ -215,17 +221,15 @@ class RelayApp:
                 global_config=self._global_config, sampling_states=self._cached_state,
             )  # fmt: skip
             sink = self.forwarder
-            spool_cfg = config.spool.envelopes
-            if spool_cfg.path:
+            if self.disk is not None:
                 # Envelopes the upstream does not take within the retry budget go to disk.
-                # A durable 200 (relay.server.durable) is only as good as an fsynced row.
-                fsync = config.relay.ack == "durable"
                 self.spool = SpoolService(
-                    Spool(Path(spool_cfg.path), spool_cfg.max_disk_size, fsync=fsync),
-                    self.forwarder.replay, spool_cfg.max_unspool_envelopes_per_second,
-                )  # fmt: skip
+                    self.disk, self.forwarder.replay, spool_cfg.max_unspool_envelopes_per_second
+                )
                 await self.spool.start()
                 self.forwarder.spool = self.spool
+        if self.disk is not None and self.spool is None:
+            await self.disk.open()
         await self.upstream.start()
         projects = ProjectCache(config, self.upstream, self.redis)
         await projects.start()
@@ -248,6 +252,7 @@ class RelayApp:
             config, projects, self.relays, sink, self.upstream, self.outcomes,
             rate_limits=self.rate_limits, killswitches=self.killswitches,
             admission=self.admission, memory=self.memory, early_metrics=early_metrics,
+            disk=self.disk,
         )  # fmt: skip
         await ingestor.start()
         await self.metrics.start()
@@ -432,6 +437,8 @@ class RelayApp:
         if self.spool is not None:
             # After the drain, which may have spooled what was still in flight.
             await self.spool.stop()
+        elif self.disk is not None:
+            await self.disk.close()
         await self.outcomes.drain(left())
         if self.projects is not None:
             await self.projects.stop()

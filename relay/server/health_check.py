@@ -226,7 +226,7 @@ class DiskSpool(Protocol):
 
     @property
     def bytes(self) -> int:
-        """Bytes stored now."""
+        """Bytes in use (database pages, as Relay counts them)."""
 
     @property
     def max_bytes(self) -> int:

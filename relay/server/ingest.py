@@ -38,6 +38,7 @@ from relay.server.rate_limiting import RateLimiting
 from relay.server.relays import RelayCache
 from relay.server.request_meta import RequestMeta
 from relay.server.sampling_context import sampling_key, validate_dsc
+from relay.server.spool import Spool
 from relay.server.upstream import UpstreamClient
 from relay.telemetry.metrics import ENVELOPES_ACCEPTED
 
@@ -142,6 +143,7 @@ class Ingestor:
         admission: Admission | None = None,
         memory: MemoryChecker | None = None,
         early_metrics: Callable[[Envelope, RequestMeta], int] | None = None,
+        disk: Spool | None = None,
     ) -> None:
         self.config = config
         #: Takes ``metric_buckets`` items into the aggregator before the envelope waits for
@@ -160,13 +162,16 @@ class Ingestor:
         self.registry = registry
         self.sink = sink
         self.outcomes = outcomes or OutcomeSink(config)
-        self.pending = PendingQueues(config, self._release, self._expired)
+        self.pending = PendingQueues(config, self._release, self._expired, disk=disk)
         projects.subscribe(self._on_project_ready)
         projects.subscribe_global(self._on_global_ready)
 
     async def start(self) -> None:
-        """Start the pending queues' expiry."""
+        """Start the pending queues; ask for the configs of what a previous run left
+        waiting on disk."""
         await self.pending.start()
+        for public_key in self.pending.waiting_keys():
+            self.projects.get_state(public_key)
 
     async def stop(self, timeout: float) -> None:
         """Release or drop (with outcomes) what still waits for a project config."""

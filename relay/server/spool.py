@@ -1,4 +1,5 @@
-"""The disk spool of a POP relay: envelopes the upstream could not take (yet).
+"""The disk spool of a POP relay: envelopes the upstream could not take (yet), and
+envelopes waiting for their project config (relay.server.pending), in one file.
 
 Storage choice: **SQLite in WAL mode** (``synchronous=NORMAL``, or ``FULL`` for
 ``fsync`` on every write when asked), one file at ``spool.envelopes.path``.
@@ -14,9 +15,11 @@ Storage choice: **SQLite in WAL mode** (``synchronous=NORMAL``, or ``FULL`` for
 - A file that is not a database at all, or that SQLite reports as malformed, is renamed
   to ``<path>.corrupt-<unix time>`` (kept for an operator) and a fresh spool is started:
   a corrupt spool is counted and logged, never a crash loop.
-- Size: bodies are stored zstd-compressed; the cap ``max_disk_size`` counts the stored
-  bytes (rows, not pages). A push over the cap raises :class:`SpoolFull`; the caller
-  turns the envelope into an ``internal`` outcome and logs it.
+- Size: bodies are stored zstd-compressed. The cap ``max_disk_size`` is Relay's: the
+  database pages in use (page count less free pages, times the page size), which covers
+  both queues, their indexes and the schema, so a fresh file already uses a few pages. A
+  push that would go over the cap raises :class:`SpoolFull`; the caller turns the
+  envelope into an ``internal`` outcome and logs it.
 
 All SQLite calls run in one worker thread at a time (``asyncio.to_thread`` behind a
 lock), so the event loop never blocks on disk. The module also holds the offline
@@ -60,6 +63,20 @@ CREATE TABLE IF NOT EXISTS envelopes (
     checksum INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS envelopes_by_age ON envelopes (received_at, id);
+CREATE TABLE IF NOT EXISTS waiting (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    wait_key TEXT NOT NULL,
+    meta BLOB NOT NULL,
+    body BLOB NOT NULL,
+    checksum INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS waiting_by_key ON waiting (wait_key, id);
+"""
+#: Created with the first corrupt row. A fresh file has Relay's footprint (six pages: the
+#: schema, ``envelopes``, its index, ``sqlite_sequence``, ``waiting``, its index), so that a
+#: ``max_disk_size`` written for Relay fits the same number of envelopes.
+_QUARANTINE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY,
     quarantined_at REAL NOT NULL,
@@ -103,8 +120,37 @@ def _checksum(project_id: int, public_key: str, headers: bytes, body: bytes) -> 
 _headers_decoder = msgspec.json.Decoder(dict[str, str])
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingEnvelope:
+    """An envelope that waits for a project config, as stored (relay.server.pending)."""
+
+    #: Wall-clock time (``time.time()``) it was queued.
+    queued_at: float
+    #: The public key whose project config it waits for.
+    key: str
+    #: The request's metadata, serialized by the caller.
+    meta: bytes
+    #: The serialized envelope (uncompressed).
+    body: bytes
+
+
+#: Relay's measure of a spool's size: the pages in use, not the file (free pages are reused).
+_USAGE_SQL = (
+    "SELECT (page_count - freelist_count) * page_size"
+    " FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+)
+_SIZES_SQL = f"SELECT (SELECT MIN(received_at) FROM envelopes), ({_USAGE_SQL})"
+#: A write's effect on the row counts: (envelopes for the upstream, envelopes waiting).
+Delta = tuple[int, int]
+
+
 class Spool:
-    """An ordered, size-capped envelope store on disk. Open with :meth:`open`."""
+    """An ordered, size-capped envelope store on disk. Open with :meth:`open`.
+
+    Two queues share the file and its cap: envelopes for the upstream (:meth:`push`,
+    :meth:`peek`, :meth:`remove`) and envelopes waiting for a project config
+    (:meth:`push_waiting`, :meth:`take_waiting`, :meth:`expire_waiting`).
+    """
 
     def __init__(self, path: Path, max_bytes: int, *, fsync: bool = False) -> None:
         self.path = path
@@ -114,7 +160,11 @@ class Spool:
         self.quarantined = 0
         #: Envelopes refused because the spool was full, since open.
         self.refused = 0
+        #: Envelopes for the upstream.
         self.count = 0
+        #: Envelopes waiting for a project config.
+        self.waiting = 0
+        #: Bytes in use (see the module docstring), as of the last write or delete.
         self.bytes = 0
         #: Size of the last envelope refused for want of room (0: the last push fit).
         self._refused_size = 0
@@ -146,16 +196,26 @@ class Spool:
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
             row = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(body) + LENGTH(headers)), 0),"
-                " MIN(received_at) FROM envelopes"
+                "SELECT (SELECT COUNT(*) FROM envelopes), (SELECT COUNT(*) FROM waiting)"
             ).fetchone()
+            sizes = self._sizes(conn)
         except sqlite3.DatabaseError:
             conn.close()
             raise
         self._conn = conn
-        self.count, self.bytes, self._oldest = int(row[0]), int(row[1]), row[2]
-        if self.count:
-            log.info("spool %s holds %d envelopes (%d bytes)", self.path, self.count, self.bytes)
+        self.count, self.waiting = int(row[0]), int(row[1])
+        self._oldest, self.bytes = sizes
+        if self.count or self.waiting:
+            log.info(
+                "spool %s holds %d envelopes for the upstream and %d waiting for their "
+                "project config (%d bytes)", self.path, self.count, self.waiting, self.bytes,
+            )  # fmt: skip
+
+    @staticmethod
+    def _sizes(conn: sqlite3.Connection) -> tuple[float | None, int]:
+        # Both are cheap (an index edge, the file header): no COUNT(*) of a long backlog.
+        oldest, used = conn.execute(_SIZES_SQL).fetchone()
+        return oldest, int(used)
 
     def _set_aside(self, reason: str) -> None:
         target = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
@@ -184,6 +244,35 @@ class Spool:
             except sqlite3.Error as exc:
                 raise SpoolError(f"spool {self.path}: {exc}") from exc
 
+    async def _write(self, fn: Callable[[sqlite3.Connection], tuple[T, Delta]]) -> T:
+        """Run ``fn`` in one transaction; apply the row counts it changed and refresh the
+        bytes in use."""
+
+        def in_transaction(
+            conn: sqlite3.Connection,
+        ) -> tuple[T, Delta, tuple[float | None, int]]:
+            conn.execute("BEGIN")
+            try:
+                result, delta = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result, delta, self._sizes(conn)
+
+        result, (envelopes, waiting), (self._oldest, self.bytes) = await self._run(in_transaction)
+        self.count += envelopes
+        self.waiting += waiting
+        return result
+
+    def _admit(self, size: int) -> None:
+        """Raise :class:`SpoolFull` unless ``size`` more bytes fit under the cap."""
+        if self.bytes + size > self.max_bytes:
+            self.refused += 1
+            self._refused_size = size
+            raise SpoolFull(f"spool is full ({self.bytes} of {self.max_bytes} bytes)")
+        self._refused_size = 0
+
     # --- state for metrics and health -----------------------------------------------
 
     def __len__(self) -> int:
@@ -194,7 +283,15 @@ class Spool:
         """Wall-clock time (``time.time()``) the oldest spooled envelope was received."""
         return self._oldest if self.count else None
 
-    # --- operations ------------------------------------------------------------------
+    @property
+    def full(self) -> bool:
+        """Whether the spool cannot take more: at its cap, or without room for the last
+        envelope it refused (until rows are removed or a smaller one fits)."""
+        return self.bytes >= self.max_bytes or (
+            self._refused_size > 0 and self.bytes + self._refused_size > self.max_bytes
+        )
+
+    # --- the upstream queue ----------------------------------------------------------
 
     async def push(
         self,
@@ -207,37 +304,19 @@ class Spool:
         """Store an envelope at the tail; raise :class:`SpoolFull` over the cap."""
         encoded_headers = msgspec.json.encode(headers)
         stored = zstd_compress(body)
-        size = len(stored) + len(encoded_headers)
-        if self.bytes + size > self.max_bytes:
-            self.refused += 1
-            self._refused_size = size
-            raise SpoolFull(f"spool is full ({self.bytes} of {self.max_bytes} bytes)")
-        self._refused_size = 0
+        self._admit(len(stored) + len(encoded_headers))
         when = time.time() if received_at is None else received_at
         checksum = _checksum(project_id, public_key, encoded_headers, stored)
 
-        def insert(conn: sqlite3.Connection) -> int:
+        def insert(conn: sqlite3.Connection) -> tuple[int, Delta]:
             cursor = conn.execute(
                 "INSERT INTO envelopes (received_at, project_id, public_key, headers, body,"
                 " checksum) VALUES (?, ?, ?, ?, ?, ?)",
                 (when, project_id, public_key, encoded_headers, stored, checksum),
             )
-            return int(cursor.lastrowid or 0)
+            return int(cursor.lastrowid or 0), (1, 0)
 
-        row_id = await self._run(insert)
-        self.count += 1
-        self.bytes += size
-        if self._oldest is None or when < self._oldest:
-            self._oldest = when
-        return row_id
-
-    @property
-    def full(self) -> bool:
-        """Whether the spool cannot take more: at its cap, or without room for the last
-        envelope it refused (until rows are removed or a smaller one fits)."""
-        return self.bytes >= self.max_bytes or (
-            self._refused_size > 0 and self.bytes + self._refused_size > self.max_bytes
-        )
+        return await self._write(insert)
 
     async def peek(self, limit: int) -> list[SpooledEnvelope]:
         """The ``limit`` envelopes received first (by the time the client's request arrived,
@@ -245,16 +324,15 @@ class Spool:
 
         def read(
             conn: sqlite3.Connection,
-        ) -> tuple[list[SpooledEnvelope], list[tuple[int, str, int]]]:
+        ) -> tuple[tuple[list[SpooledEnvelope], list[tuple[int, str]]], Delta]:
             rows = conn.execute(
                 "SELECT id, received_at, project_id, public_key, headers, body, checksum"
                 " FROM envelopes ORDER BY received_at, id LIMIT ?",
                 (limit,),
             ).fetchall()
             good: list[SpooledEnvelope] = []
-            bad: list[tuple[int, str, int]] = []
+            bad: list[tuple[int, str]] = []
             for rid, when, pid, key, hdrs, body, checksum in rows:
-                size = len(hdrs or b"") + len(body or b"")
                 try:
                     if _checksum(int(pid), str(key), bytes(hdrs), bytes(body)) != checksum:
                         raise ValueError("checksum mismatch")
@@ -263,9 +341,10 @@ class Spool:
                         zstd_decompress(bytes(body), _MAX_BODY),
                     ))  # fmt: skip
                 except Exception as exc:  # any decoding failure means corruption
-                    bad.append((rid, f"{type(exc).__name__}: {exc}", size))
-            for rid, reason, _ in bad:
-                conn.execute("BEGIN")
+                    bad.append((rid, f"{type(exc).__name__}: {exc}"))
+            if bad:
+                conn.execute(_QUARANTINE_SCHEMA)
+            for rid, reason in bad:
                 conn.execute(
                     "INSERT OR REPLACE INTO quarantine (id, quarantined_at, reason, project_id,"
                     " public_key, headers, body) SELECT id, ?, ?, project_id, public_key,"
@@ -273,16 +352,16 @@ class Spool:
                     (time.time(), reason, rid),
                 )
                 conn.execute("DELETE FROM envelopes WHERE id = ?", (rid,))
-                conn.execute("COMMIT")
-            return good, bad
+            return (good, bad), (-len(bad), 0)
 
-        good, bad = await self._run(read)
-        for rid, reason, size in bad:
+        good, bad = await self._write(read)
+        self._quarantined(bad)
+        return good
+
+    def _quarantined(self, bad: list[tuple[int, str]]) -> None:
+        for rid, reason in bad:
             log.error("spool: quarantined corrupt envelope %d: %s", rid, reason)
             self.quarantined += 1
-            self.count -= 1
-            self.bytes -= size
-        return good
 
     async def remove(self, entries: list[SpooledEnvelope]) -> None:
         """Delete sent (or otherwise finished) envelopes."""
@@ -290,25 +369,98 @@ class Spool:
             return
         ids = [(e.id,) for e in entries]
 
-        def delete(conn: sqlite3.Connection) -> tuple[int, int, float | None]:
-            conn.execute("BEGIN")
-            conn.executemany("DELETE FROM envelopes WHERE id = ?", ids)
-            conn.execute("COMMIT")
-            row = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(body) + LENGTH(headers)), 0),"
-                " MIN(received_at) FROM envelopes"
-            ).fetchone()
-            return int(row[0]), int(row[1]), row[2]
+        def delete(conn: sqlite3.Connection) -> tuple[None, Delta]:
+            deleted = conn.executemany("DELETE FROM envelopes WHERE id = ?", ids).rowcount
+            return None, (-deleted, 0)
 
-        self.count, self.bytes, self._oldest = await self._run(delete)
+        await self._write(delete)
 
     async def quarantine_count(self) -> int:
         """Rows in the quarantine table (all time, not only since open)."""
 
         def count(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quarantine'"
+            ).fetchone()
+            return (
+                int(conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]) if exists else 0
+            )
 
         return await self._run(count)
+
+    # --- envelopes waiting for a project config --------------------------------------
+
+    async def push_waiting(self, entries: list[WaitingEnvelope]) -> None:
+        """Store envelopes that wait for a project config, all or none (:class:`SpoolFull`)."""
+        rows = []
+        for entry in entries:
+            stored = zstd_compress(entry.body)
+            checksum = _checksum(0, entry.key, entry.meta, stored)
+            rows.append((entry.queued_at, entry.key, entry.meta, stored, checksum))
+        self._admit(sum(len(row[2]) + len(row[3]) for row in rows))
+
+        def insert(conn: sqlite3.Connection) -> tuple[None, Delta]:
+            conn.executemany(
+                "INSERT INTO waiting (received_at, wait_key, meta, body, checksum)"
+                " VALUES (?, ?, ?, ?, ?)", rows,
+            )  # fmt: skip
+            return None, (0, len(rows))
+
+        await self._write(insert)
+
+    async def waiting_keys(self) -> dict[str, int]:
+        """How many envelopes wait on disk, per public key."""
+
+        def count(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT wait_key, COUNT(*) FROM waiting GROUP BY wait_key")
+            return {str(key): int(n) for key, n in rows}
+
+        return await self._run(count)
+
+    async def take_waiting(self, key: str) -> list[WaitingEnvelope]:
+        """Remove and return, oldest first, the envelopes that wait for ``key``."""
+        return await self._take_waiting("wait_key = ?", (key,))
+
+    async def expire_waiting(self, queued_before: float) -> list[WaitingEnvelope]:
+        """Remove and return the waiting envelopes queued before ``queued_before``
+        (wall-clock)."""
+        return await self._take_waiting("received_at < ?", (queued_before,))
+
+    async def _take_waiting(
+        self, where: str, args: tuple[str | float, ...]
+    ) -> list[WaitingEnvelope]:
+        def take(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[list[WaitingEnvelope], list[tuple[int, str]]], Delta]:
+            rows = conn.execute(
+                "SELECT id, received_at, wait_key, meta, body, checksum FROM waiting"
+                f" WHERE {where} ORDER BY id", args,
+            ).fetchall()  # fmt: skip
+            good: list[WaitingEnvelope] = []
+            bad: list[tuple[int, str]] = []
+            for rid, when, key, meta, body, checksum in rows:
+                try:
+                    if _checksum(0, str(key), bytes(meta), bytes(body)) != checksum:
+                        raise ValueError("checksum mismatch")
+                    good.append(WaitingEnvelope(
+                        float(when), str(key), bytes(meta), zstd_decompress(bytes(body), _MAX_BODY)
+                    ))  # fmt: skip
+                except Exception as exc:  # any decoding failure means corruption
+                    bad.append((rid, f"{type(exc).__name__}: {exc}"))
+                    conn.execute(_QUARANTINE_SCHEMA)
+                    # Negative ids, each new: the positive ones are those of `envelopes`.
+                    conn.execute(
+                        "INSERT INTO quarantine (id, quarantined_at, reason, public_key,"
+                        " headers, body) SELECT MIN(0, COALESCE(MIN(id), 0)) - 1, ?, ?, ?, ?, ?"
+                        " FROM quarantine",
+                        (time.time(), f"waiting row {rid}: {bad[-1][1]}", key, meta, body),
+                    )
+            conn.executemany("DELETE FROM waiting WHERE id = ?", [(row[0],) for row in rows])
+            return (good, bad), (0, -len(rows))
+
+        good, bad = await self._write(take)
+        self._quarantined(bad)
+        return good
 
 
 # --- offline commands (``relay spool inspect|drain``) ------------------------------------

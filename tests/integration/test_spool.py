@@ -23,7 +23,7 @@ from relay.protocol.encoding import zstd_decompress
 from relay.protocol.envelope import parse_envelope
 from relay.server import forwarder as forwarder_module
 from relay.server.app import RelayApp
-from relay.server.spool import Spool, SpoolFull, inspect_spool
+from relay.server.spool import Spool, SpoolFull, WaitingEnvelope, inspect_spool
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 KEY = uuid.uuid4().hex
@@ -33,9 +33,18 @@ AUTH = {"X-Sentry-Auth": f"Sentry sentry_key={KEY}, sentry_version=7"}
 # --- the store ------------------------------------------------------------------------
 
 
+async def _fresh_usage(tmp_path: Path) -> int:
+    """Bytes a new, empty spool file uses: its schema's pages (Relay's measure)."""
+    spool = Spool(tmp_path / "fresh.db", max_bytes=1 << 20)
+    await spool.open()
+    await spool.close()
+    return spool.bytes
+
+
 async def test_order_restart_and_cap(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
-    spool = Spool(path, max_bytes=10_000)
+    cap = await _fresh_usage(tmp_path) + 10_000
+    spool = Spool(path, max_bytes=cap)
     await spool.open()
     for n in range(5):
         await spool.push(1, KEY, {"X-Sentry-Auth": "a"}, f"envelope {n}".encode())
@@ -46,7 +55,7 @@ async def test_order_restart_and_cap(tmp_path: Path) -> None:
     await spool.close()
 
     # Survives a restart, in order.
-    again = Spool(path, max_bytes=10_000)
+    again = Spool(path, max_bytes=cap)
     await again.open()
     assert len(again) == 3
     assert [e.body for e in await again.peek(10)] == [b"envelope 2", b"envelope 3", b"envelope 4"]
@@ -77,6 +86,26 @@ async def test_corrupt_rows_are_quarantined(tmp_path: Path) -> None:
     entries = await spool.peek(10)
     assert [e.body for e in entries] == [b"envelope 0", b"envelope 2"]
     assert spool.quarantined == 1 and len(spool) == 2
+    assert await spool.quarantine_count() == 1
+    await spool.close()
+
+
+async def test_corrupt_waiting_rows_are_quarantined(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path, max_bytes=1 << 20)
+    await spool.open()
+    await spool.push_waiting(
+        [WaitingEnvelope(time.time(), KEY, b"{}", f"envelope {n}".encode()) for n in range(3)]
+    )
+    await spool.close()
+    with sqlite3.connect(path) as conn:  # bit rot in the middle row
+        conn.execute("UPDATE waiting SET body = X'00ff00ff' WHERE id = 2")
+    spool = Spool(path, max_bytes=1 << 20)
+    await spool.open()
+    assert spool.waiting == 3 and await spool.waiting_keys() == {KEY: 3}
+    entries = await spool.take_waiting(KEY)
+    assert [e.body for e in entries] == [b"envelope 0", b"envelope 2"]
+    assert spool.quarantined == 1 and spool.waiting == 0
     assert await spool.quarantine_count() == 1
     await spool.close()
 
@@ -147,9 +176,9 @@ def _pop(upstream: FakeUpstream, spool_path: Path) -> RelayApp:
     }), None)  # fmt: skip
 
 
-async def _send(port: int, event_id: str) -> int:
+async def _send(port: int, event_id: str, padding: str = "") -> int:
     body = json.dumps({"event_id": event_id}).encode() + b"\n"
-    payload = json.dumps({"message": f"spool {event_id}"}).encode()
+    payload = json.dumps({"message": f"spool {event_id}{padding}"}).encode()
     body += json.dumps({"type": "event", "length": len(payload)}).encode() + b"\n" + payload
     url = f"http://127.0.0.1:{port}/api/42/envelope/"
     async with aiohttp.ClientSession() as s, s.post(url, data=body, headers=AUTH) as resp:
@@ -247,11 +276,13 @@ async def test_full_spool_fails_readiness_until_replayed(
     # Relay does when its buffer's disk is full), and ready again once the spool drained.
     monkeypatch.setattr(forwarder_module, "SPOOL_AFTER_SECS", 0.3)
     upstream.down = True
+    # One page over a fresh file: the first page split fills it.
+    cap = await _fresh_usage(tmp_path) + 4096
     pop = RelayApp(config_from_dict({
         "relay": {"mode": "proxy", "port": 0, "upstream": f"http://127.0.0.1:{upstream.port}/"},
         "http": {"retry_delay": 0.05, "max_retry_interval": 0.2},
         "health": {"refresh_interval_ms": 100},
-        "spool": {"envelopes": {"path": str(tmp_path / "spool.db"), "max_disk_size": 400}},
+        "spool": {"envelopes": {"path": str(tmp_path / "spool.db"), "max_disk_size": cap}},
         "limits": {"shutdown_timeout": 3},
     }), None)  # fmt: skip
     await pop.start()
@@ -263,9 +294,9 @@ async def test_full_spool_fails_readiness_until_replayed(
         while await _ready(port) != 200:
             assert time.monotonic() < deadline, "never ready"
             await asyncio.sleep(0.05)
-        sent = [uuid.uuid4().hex for _ in range(8)]
+        sent = [uuid.uuid4().hex for _ in range(16)]
         for event_id in sent:
-            assert await _send(port, event_id) == 200
+            assert await _send(port, event_id, os.urandom(300).hex()) == 200
         await _until(lambda: spool.upstream_down and spool.spool.full)
         deadline = time.monotonic() + 5
         while await _ready(port) != 503:
