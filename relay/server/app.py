@@ -8,7 +8,6 @@ accepting, drain forwards/processing, flush outcomes and Kafka, close clients.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -120,8 +119,6 @@ class RelayApp:
         self.front_door: FrontDoor | None = None
         self.ports: list[int] = []
         self._requests_in_progress = 0
-        self._no_requests = asyncio.Event()
-        self._no_requests.set()
         #: Closed on shutdown: health and metrics keep answering, other requests get 503.
         self.drain_gate = DrainGate()
         self.queue_gauges = QueueGauges()
@@ -345,24 +342,27 @@ class RelayApp:
     async def _count_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         # Requests in progress, so that shutdown lets them finish reading their bodies.
         self._requests_in_progress += 1
-        self._no_requests.clear()
         try:
             return await handler(request)
         finally:
             self._requests_in_progress -= 1
-            if self._requests_in_progress == 0:
-                self._no_requests.set()
 
     async def _finish_requests(self, timeout: float) -> None:
         """Wait (bounded) for requests already being handled; the drain gate is closed.
 
         aiohttp's own graceful shutdown stops reading from open connections at once, which
         would cut off a request whose body is still arriving; so in-flight requests get up
-        to ``timeout`` to complete first. The listeners stay open until the drain is over,
-        for the liveness probe (relay.server.drain).
+        to ``timeout`` to complete first: those aiohttp serves, and those whose head or
+        body the front door is still receiving. The listeners stay open until the drain is
+        over, for the liveness probe (relay.server.drain).
         """
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._no_requests.wait(), timeout)
+        deadline = time.monotonic() + timeout
+        door = self.front_door
+        while time.monotonic() < deadline:
+            if not self._requests_in_progress and (door is None or not door.receiving()):
+                return
+            # Polled: the front door's connections signal nothing, and this runs once.
+            await asyncio.sleep(0.01)
 
     async def _listen(
         self, app: web.Application, host: str, port: int, front: bool = False

@@ -19,6 +19,7 @@ Requests that started before the gate closed (a body still arriving) are not aff
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -43,6 +44,8 @@ class DrainGate:
 
     def __init__(self) -> None:
         self.closed = False
+        #: When the gate closed (monotonic).
+        self.closed_at = 0.0
         #: Requests refused since the gate closed.
         self.refused = 0
 
@@ -50,12 +53,17 @@ class DrainGate:
         """Refuse new work from now on (idempotent)."""
         if not self.closed:
             self.closed = True
+            self.closed_at = time.monotonic()
             log.info("draining: refusing new requests, health checks keep answering")
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """The aiohttp middleware; install it outermost, before any request accounting."""
         if not self.closed or served_while_draining(request.path):
+            return await handler(request)
+        # aiohttp runs middlewares once the head is in, the front door (relay.server.front)
+        # once the body is: a front-door request whose head came first is in flight.
+        if getattr(request, "head_at", self.closed_at) < self.closed_at:
             return await handler(request)
         self.refused += 1
         return web.json_response(

@@ -74,6 +74,7 @@ class FrontRequest:
         "_body",
         "_handler",
         "content_length",
+        "head_at",
         "headers",
         "match_info",
         "method",
@@ -107,6 +108,9 @@ class FrontRequest:
         self._body = b""
         #: The endpoint behind the middlewares.
         self._handler = handler
+        #: When the head arrived (monotonic): a request whose head came before the drain
+        #: began is served, though its body came after (relay.server.drain).
+        self.head_at = time.monotonic()
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -187,6 +191,11 @@ class FrontDoor:
         if self._date[0] != now:
             self._date = (now, email.utils.formatdate(now, usegmt=True))
         return self._date[1]
+
+    def receiving(self) -> bool:
+        """Whether a connection holds part of a request: a head, or a body still arriving
+        (shutdown waits for them as for requests being served)."""
+        return any(conn.buffer and not conn.busy for conn in self.connections)
 
     def close(self) -> None:
         """Close every connection still served here (at shutdown, after the drain)."""

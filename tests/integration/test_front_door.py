@@ -14,6 +14,7 @@ import gzip
 import itertools
 import json
 import socket
+import threading
 import time
 import uuid
 import zlib
@@ -499,6 +500,29 @@ def test_shutdown_closes_front_door_connections() -> None:
         delivered(s, [event_id])
         s.stop()
         assert conn.closed(timeout=5)
+
+
+def test_a_request_in_flight_at_shutdown_is_served() -> None:
+    # Its head came before the drain began, its last byte after: it is answered and its
+    # envelope forwarded, as Relay completes requests in flight on SIGTERM.
+    s = Stack({})
+    s.start()
+    event_id = uuid.uuid4().hex
+    raw = request(envelope(event_id))
+    with connection(s.port) as conn:
+        conn.send(raw[:-1])
+        time.sleep(0.1)
+        stopping = threading.Thread(target=s.stop)
+        stopping.start()
+        for _ in range(100):
+            if s.relay.drain_gate.closed:
+                break
+            time.sleep(0.01)
+        assert s.relay.drain_gate.closed
+        conn.send(raw[-1:])
+        assert conn.response().status == 200
+        stopping.join(30)
+    delivered(s, [event_id])
 
 
 def test_draining_relay_refuses_with_connection_close() -> None:
