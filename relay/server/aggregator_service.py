@@ -113,6 +113,8 @@ class AggregatorService:
         self._stopping = False
         #: Deliveries that raised (their buckets are lost; logged).
         self.failed_deliveries = 0
+        #: Seconds spent merging and flushing (relay.server.autoscaling reads it).
+        self.busy_seconds = 0.0
         #: When a bucket was last refused for the total budget (None: since the last flush
         #: that freed memory, none was). Relay's readiness probe fails meanwhile.
         self._over_budget_since: float | None = None
@@ -144,6 +146,7 @@ class AggregatorService:
         produced the buckets themselves (extraction). After :meth:`stop` began, buckets
         still merge and are picked up by the final flush.
         """
+        started = time.perf_counter()
         now = self._clock()
         aggregator = self.aggregator
         accepted = 0
@@ -162,6 +165,7 @@ class AggregatorService:
             log.error("aggregator limit exceeded", extra={"aggregator": self.name})
         if project_limited:
             log.error("project metrics limit exceeded for project %s", project_key)
+        self.busy_seconds += time.perf_counter() - started
         return accepted
 
     async def start(self) -> None:
@@ -202,9 +206,11 @@ class AggregatorService:
 
     async def _run(self) -> None:
         while True:
+            started = time.perf_counter()
             now = self._clock()
             due = self.aggregator.flush_partitions(now)
             self._recover_budget(now, bool(due))
+            self.busy_seconds += time.perf_counter() - started
             for index, partition in enumerate(due):
                 # Backpressure: a slow next hop slows flushing, not merging.
                 try:

@@ -26,6 +26,7 @@ from relay.protocol.keys import Credentials
 from relay.protocol.project_config import ProjectState
 from relay.quotas.redis_limiter import RedisRateLimiter
 from relay.server.admission import Admission, admission_middleware
+from relay.server.autoscaling import AutoscalingData, BusyMeter, autoscaling_routes
 from relay.server.cors import cors_middleware
 from relay.server.drain import DrainGate
 from relay.server.endpoints import fold_slashes_middleware, ingest_routes
@@ -126,6 +127,11 @@ class RelayApp:
         self.admission = Admission.from_config(config)
         self.statsd: StatsdSink | None = None
         self.objectstore: AttachmentUploader | None = None
+        # One event loop does Relay's runtime and processing-pool work: both read its share
+        # of the CPU (relay.server.autoscaling).
+        self._runtime_meter = BusyMeter(time.process_time)
+        self._pool_meter = BusyMeter(time.process_time)
+        self._aggregator_meter: BusyMeter | None = None
 
     def _cached_state(self, public_key: str) -> ProjectState | None:
         return self.projects.get_state(public_key) if self.projects is not None else None
@@ -279,6 +285,7 @@ class RelayApp:
         )
         if not internal:
             app.add_routes(health_routes(self.is_ready))
+            app.add_routes(autoscaling_routes(self.autoscaling))
             app.add_routes(metrics_routes(self.worker_metrics))
         self._publish_queues()
         if config.metrics.statsd:
@@ -288,6 +295,7 @@ class RelayApp:
         if internal:
             internal_app = self._web_app()
             internal_app.add_routes(health_routes(self.is_ready))
+            internal_app.add_routes(autoscaling_routes(self.autoscaling))
             internal_app.add_routes(metrics_routes(self.worker_metrics))
             assert config.relay.internal_port is not None
             await self._listen(
@@ -295,6 +303,27 @@ class RelayApp:
                 config.relay.internal_port,
             )  # fmt: skip
         log.info("relay listening on %s:%s", config.relay.host, self.ports[0])
+
+    def autoscaling(self) -> AutoscalingData | None:
+        """A reading for ``/api/relay/autoscaling/`` (None in proxy mode, as Relay)."""
+        if self.config.relay.mode == "proxy":
+            return None
+        held = len(self.ingestor.pending) if self.ingestor is not None else 0
+        services: list[tuple[str, int, int]] = []
+        if self.metrics is not None:
+            if self._aggregator_meter is None:
+                service = self.metrics.service
+                self._aggregator_meter = BusyMeter(lambda: service.busy_seconds)
+            services.append(("AggregatorService", 0, self._aggregator_meter.read()))
+        return AutoscalingData(
+            memory_usage=self.memory.stat.memory().used_fraction(),
+            up=0 if self.drain_gate.closed else 1,
+            item_count=held + (len(self.disk) if self.disk is not None else 0),
+            total_size=self.disk.bytes if self.disk is not None else 0,
+            services=services,
+            worker_pool_utilization=self._pool_meter.read(),
+            runtime_utilization=self._runtime_meter.read(),
+        )
 
     def _publish_queues(self) -> None:
         # relay_queue_bytes / relay_queue_oldest_seconds, read at scrape time.

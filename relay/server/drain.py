@@ -9,7 +9,8 @@ drain is over, and the gate decides per request instead:
   process is alive and busy draining;
 - ``/api/relay/healthcheck/ready/`` answers 503 (the health check is stopped), so load
   balancers take the relay out of rotation;
-- ``/metrics`` keeps answering, so the drain can be watched;
+- ``/metrics`` keeps answering, so the drain can be watched, and so does
+  ``/api/relay/autoscaling/`` (with ``relay_up 0``);
 - every other request is refused with ``503``, ``Retry-After`` and ``Connection: close``,
   so that the client retries, on another connection, somewhere else.
 
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECS = 1
 
 #: Paths served while draining (after slash folding they still start with these).
-_OPEN_PREFIXES = ("/api/relay/healthcheck/", "/api/0/relays/live", "/metrics")
+_OPEN_PREFIXES = (
+    "/api/relay/healthcheck/",
+    "/api/relay/autoscaling",
+    "/api/0/relays/live",
+    "/metrics",
+)
 
 
 def served_while_draining(path: str) -> bool:

@@ -163,6 +163,9 @@ class Ingestor:
         self.sink = sink
         self.outcomes = outcomes or OutcomeSink(config)
         self.pending = PendingQueues(config, self._release, self._expired, disk=disk)
+        #: Set by SIGUSR1 (relay.server.runner): every envelope waits in the pending queues
+        #: and none is released, as Relay's buffer with dequeuing disabled.
+        self.held = False
         projects.subscribe(self._on_project_ready)
         projects.subscribe_global(self._on_global_ready)
 
@@ -192,7 +195,7 @@ class Ingestor:
         # Durable mode (relay.server.durable): nothing is parked; the answer waits instead.
         deadline = durable.Deadline() if self.config.relay.ack == "durable" else None
         state = self.projects.get_state(meta.public_key)
-        if state is None:
+        if state is None or (self.held and deadline is None):
             if deadline is None:
                 self._park(envelope, meta)
                 return
@@ -347,14 +350,23 @@ class Ingestor:
         self.pending.push(envelope, meta, key)
         return True
 
+    def toggle_hold(self) -> None:
+        """Stop processing (every envelope waits in the pending queues), or resume it."""
+        self.held = not self.held
+        log.info("SIGUSR1 received, dequeue=%s", not self.held)
+        if not self.held and self.projects.global_ready:
+            self._on_global_ready()
+
     def _on_project_ready(self, public_key: str, state: ProjectState) -> None:
         # Without the global config, queued envelopes keep waiting (see _on_global_ready).
-        if self.projects.global_ready:
+        if self.projects.global_ready and not self.held:
             self.pending.on_project_ready(public_key, state)
 
     def _on_global_ready(self) -> None:
         # Release every queue whose project config is known; the others are fetched (again)
         # and released by _on_project_ready.
+        if self.held:
+            return
         for public_key in self.pending.waiting_keys():
             state = self.projects.get_state(public_key)
             if state is not None:

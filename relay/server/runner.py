@@ -77,6 +77,10 @@ async def _serve(
     try:
         await app.start()
         _settle_heap()
+        if app.ingestor is not None:
+            # As Relay: SIGUSR1 pauses processing (envelopes are held, answered 200), the
+            # next one resumes it. For tests and for operators draining a dependency.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, app.ingestor.toggle_hold)
         await wait_for_signal(parent_pid)
         log.info("shutting down")
     finally:

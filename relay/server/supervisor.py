@@ -151,6 +151,11 @@ class Supervisor:
         """Begin the graceful shutdown (safe to call from a signal handler)."""
         self._stopping = True
 
+    def _pass_on_usr1(self) -> None:
+        for slot in self._slots:
+            if slot.process is not None and slot.process.pid is not None:
+                _signal(slot.process.pid, signal.SIGUSR1)
+
     def run(self) -> int:
         """Run until told to stop (SIGTERM/SIGINT) or until workers keep failing.
 
@@ -164,6 +169,8 @@ class Supervisor:
             sig: signal.signal(sig, lambda *_: self.request_stop())
             for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        # Relay's SIGUSR1 (pause or resume processing) is each worker's to act on.
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda *_: self._pass_on_usr1())
         try:
             for slot in self._slots:
                 self._start(slot)

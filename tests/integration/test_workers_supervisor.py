@@ -283,3 +283,29 @@ def test_a_killed_worker_is_replaced(tmp_path: Path, upstream: RecordingUpstream
         assert "restarting in" in log
     finally:
         stop(proc)
+
+
+@pytest.mark.e2e
+def test_sigusr1_pauses_and_resumes_every_worker(
+    tmp_path: Path, upstream: RecordingUpstream
+) -> None:
+    # Relay's SIGUSR1: processing stops (envelopes are held, answered 200), the next one
+    # resumes it. Sent to the supervisor, it reaches every worker.
+    port = free_port()
+    proc = start_supervisor(tmp_path, upstream.port, port)
+    log_path = tmp_path / "relay.log"
+    try:
+        wait_until(lambda: ready(port) and len(listening_sockets(port)) == WORKERS)
+        proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: log_path.read_text().count("dequeue=False") == WORKERS)
+        held = [send_event(port) for _ in range(20)]
+        assert {status for _, status in held} == {200}
+        time.sleep(1.0)
+        assert not {event_id for event_id, _ in held} & upstream.received
+        proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: {event_id for event_id, _ in held} <= upstream.received, 30)
+        assert log_path.read_text().count("dequeue=True") == WORKERS
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+    finally:
+        stop(proc)
