@@ -198,8 +198,8 @@ class PendingQueues:
     # --- the disk tier -------------------------------------------------------------------
 
     def _start_spill(self, key: str) -> None:
-        """Move a key's queue to disk. Starts the write before returning, so that a
-        release or a later move of the same key is ordered after it (the spool's lock)."""
+        """Move a key's queue to disk, in the background. A release meanwhile waits for the
+        move (its future) before it reads the disk; the next move of the key starts after."""
         queue = self._take_memory(key)
         spill: _Spill = asyncio.get_running_loop().create_future()
         self._spills[key] = spill
@@ -220,14 +220,16 @@ class PendingQueues:
         unwritten: list[_Waiting] = []
         try:
             await self.disk.push_waiting(rows)
-            self._on_disk.add(key)
         except (SpoolFull, SpoolError) as exc:
             log.warning("envelopes waiting for project %s stay in memory: %s", key, exc)
             unwritten = entries
         finally:
             self._spilling -= len(entries)
+        # Released meanwhile: the release reads the disk and takes what is unwritten.
         if self._spills.get(key) is spill:
             del self._spills[key]
+            if not unwritten:
+                self._on_disk.add(key)
             # Not released meanwhile: what could not be written waits in memory again...
             for waiting in reversed(unwritten):
                 self._requeue_head(key, waiting)

@@ -97,6 +97,8 @@ async def test_release_while_the_move_is_being_written(tmp_path: Path) -> None:
     await settle(pending)
     assert recorder.released == ids(0, 1)
     assert spool.waiting == 0 and len(pending) == 0
+    # Nothing is left to wait for: the finished move did not mark the key again.
+    assert pending.waiting_keys() == []
     await pending.stop(0.1)
     await spool.close()
 
