@@ -51,8 +51,12 @@ async def pop_credentials() -> Credentials:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def processing(
-    seeded_redis: str, kafka_bootstrap: str, pop_credentials: Credentials
+    seeded_redis: str,
+    kafka_bootstrap: str,
+    pop_credentials: Credentials,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[RelayApp]:
+    spool = tmp_path_factory.mktemp("processing") / "spool.db"
     config = config_from_dict({
         "relay": {"mode": "proxy", "port": 0, "upstream": "http://127.0.0.1:9/"},
         "http": {"timeout": 1},
@@ -65,6 +69,8 @@ async def processing(
         },
         "auth": {"static_relays": {pop_credentials.id: {
             "public_key": pop_credentials.public_key, "internal": True}}},
+        # A processing relay keeps envelopes waiting for their project config there.
+        "spool": {"envelopes": {"path": str(spool)}},
     })  # fmt: skip
     app = RelayApp(config, None)
     await app.start()
@@ -112,6 +118,16 @@ async def test_processing_relay_writes_event(processing: RelayApp, kafka_bootstr
     assert message["project_id"] == PROJECT_ID
     # Normalized as Relay does: the message becomes the formatted log entry.
     assert json.loads(message["payload"])["logentry"] == {"formatted": "in-process"}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_processing_relay_opens_its_spool(processing: RelayApp) -> None:
+    # No upstream queue here (that is a POP's): the file holds waiting envelopes only.
+    assert processing.spool is None
+    disk, ingestor = processing.disk, processing.ingestor
+    assert disk is not None and ingestor is not None
+    assert ingestor.pending.disk is disk
+    assert disk.bytes > 0 and disk.waiting == 0  # open, its schema written
 
 
 @pytest.mark.asyncio(loop_scope="session")
