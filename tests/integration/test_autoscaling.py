@@ -17,7 +17,8 @@ import pytest_asyncio
 from relay.config import config_from_dict
 from relay.protocol.keys import generate_credentials
 from relay.server.app import RelayApp
-from tests.integration.test_pending_disk import WithholdingUpstream, pop_config, send, until
+from tests.integration.test_pending_disk import WithholdingUpstream, pop_config, send
+from tests.polling import until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

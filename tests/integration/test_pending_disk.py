@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from relay.protocol.encoding import zstd_decompress
 from relay.protocol.keys import generate_credentials
 from relay.server.app import RelayApp
 from tests.fake_upstream import FakeUpstream
+from tests.polling import until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 KEY = uuid.uuid4().hex
@@ -100,13 +100,6 @@ async def send(port: int, event_id: str) -> int:
         return resp.status
 
 
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 def rows_on_disk(path: Path) -> int:
     with sqlite3.connect(path) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM waiting").fetchone()[0])
@@ -146,9 +139,9 @@ async def test_waiting_envelopes_survive_a_restart(
     await second.start()
     try:
         await until(lambda: set(sent) <= set(fake.received))
-        disk = second.disk
-        assert disk is not None
-        await until(lambda: disk.waiting == 0)
+        taken_up = second.disk
+        assert taken_up is not None
+        await until(lambda: taken_up.waiting == 0)
         # What the request said of its client travelled through the disk too.
         assert {fake.received[e] for e in sent} == {"203.0.113.7, 127.0.0.1"}
     finally:

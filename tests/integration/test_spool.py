@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -24,6 +23,7 @@ from relay.protocol.envelope import parse_envelope
 from relay.server import forwarder as forwarder_module
 from relay.server.app import RelayApp
 from relay.server.spool import Spool, SpoolFull, WaitingEnvelope, inspect_spool
+from tests.polling import until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 KEY = uuid.uuid4().hex
@@ -186,13 +186,6 @@ async def _send(port: int, event_id: str, padding: str = "") -> int:
         return resp.status
 
 
-async def _until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_pop_spools_survives_restart_and_replays_in_order(
     upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,11 +200,11 @@ async def test_pop_spools_survives_restart_and_replays_in_order(
             assert await _send(pop.ports[0], event_id) == 200
         spool = pop.spool
         assert spool is not None
-        await _until(lambda: len(spool.spool) == 3 and spool.upstream_down)
+        await until(lambda: len(spool.spool) == 3 and spool.upstream_down)
         # While the upstream is known down, new envelopes go straight to disk.
         for event_id in ids[3:]:
             assert await _send(pop.ports[0], event_id) == 200
-        await _until(lambda: len(spool.spool) == 6)
+        await until(lambda: len(spool.spool) == 6)
     finally:
         await pop.stop()
     assert upstream.received == []
@@ -221,13 +214,13 @@ async def test_pop_spools_survives_restart_and_replays_in_order(
     pop = _pop(upstream, path)
     await pop.start()
     try:
-        await _until(lambda: len(upstream.received) == 6)
+        await until(lambda: len(upstream.received) == 6)
         assert upstream.received == ids
         assert pop.spool is not None and len(pop.spool.spool) == 0
         # New traffic flows directly again.
         fresh = uuid.uuid4().hex
         assert await _send(pop.ports[0], fresh) == 200
-        await _until(lambda: fresh in upstream.received)
+        await until(lambda: fresh in upstream.received)
     finally:
         await pop.stop()
 
@@ -297,14 +290,14 @@ async def test_full_spool_fails_readiness_until_replayed(
         sent = [uuid.uuid4().hex for _ in range(16)]
         for event_id in sent:
             assert await _send(port, event_id, os.urandom(300).hex()) == 200
-        await _until(lambda: spool.upstream_down and spool.spool.full)
+        await until(lambda: spool.upstream_down and spool.spool.full)
         deadline = time.monotonic() + 5
         while await _ready(port) != 503:
             assert time.monotonic() < deadline, "still ready with a full spool"
             await asyncio.sleep(0.05)
 
         upstream.down = False
-        await _until(lambda: len(spool.spool) == 0)
+        await until(lambda: len(spool.spool) == 0)
         deadline = time.monotonic() + 5
         while await _ready(port) != 200:
             assert time.monotonic() < deadline, "not ready after the spool drained"

@@ -25,6 +25,7 @@ from relay.server.health_check import (
     sync_probe,
     system_memory_probe,
 )
+from tests.polling import until
 
 GIB = 1024**3
 MEMINFO = """\
@@ -325,8 +326,4 @@ async def test_stale_result_is_unhealthy() -> None:
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    for _ in range(int(timeout / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("the condition did not become true in time")
+    await until(condition, timeout, every=0.005)
