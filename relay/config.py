@@ -21,6 +21,7 @@ import msgspec
 import yaml
 
 from relay import RELAY_PROTOCOL_VERSION
+from relay.config_vars import substitute
 from relay.errors import AuthError, ConfigError
 from relay.protocol.auth import parse_dsn
 
@@ -653,7 +654,8 @@ def _describe(exc: msgspec.ValidationError) -> str:
 
 
 def load_config(config_dir: Path | None, *, strict: bool = False) -> Config:
-    """Load ``config.yml`` from ``config_dir`` (a missing file or dir means defaults).
+    """Load ``config.yml`` from ``config_dir`` (a missing file or dir means defaults), with
+    its ``${file:PATH}`` and ``${NAME}`` values substituted (relay.config_vars).
 
     Unknown keys are ignored and listed in :attr:`Config.unknown_keys` unless ``strict``.
     """
@@ -667,7 +669,7 @@ def load_config(config_dir: Path | None, *, strict: bool = False) -> Config:
                 raise ConfigError(f"invalid config: {path} is not valid YAML: {exc}") from None
             if loaded is not None and not isinstance(loaded, dict):
                 raise ConfigError(f"invalid config: {path} must hold a mapping")
-            data = loaded or {}
+            data = substitute(loaded or {}, config_dir)
     return config_from_dict(data, strict=strict)
 
 
