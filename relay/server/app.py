@@ -132,6 +132,8 @@ class RelayApp:
         self._runtime_meter = BusyMeter(time.process_time)
         self._pool_meter = BusyMeter(time.process_time)
         self._aggregator_meter: BusyMeter | None = None
+        #: Processing paused (SIGUSR1, see toggle_hold).
+        self.held = False
 
     def _cached_state(self, public_key: str) -> ProjectState | None:
         return self.projects.get_state(public_key) if self.projects is not None else None
@@ -257,6 +259,7 @@ class RelayApp:
             admission=self.admission, memory=self.memory, early_metrics=early_metrics,
             disk=self.disk,
         )  # fmt: skip
+        ingestor.hold(self.held)
         await ingestor.start()
         await self.metrics.start()
         self.ingestor = ingestor
@@ -303,6 +306,14 @@ class RelayApp:
                 config.relay.internal_port,
             )  # fmt: skip
         log.info("relay listening on %s:%s", config.relay.host, self.ports[0])
+
+    def toggle_hold(self) -> None:
+        """Relay's SIGUSR1: pause processing (envelopes are answered 200 and held in the
+        pending queues), or resume it. Before the start, the ingest path starts so."""
+        self.held = not self.held
+        log.info("SIGUSR1 received, dequeue=%s", not self.held)
+        if self.ingestor is not None:
+            self.ingestor.hold(self.held)
 
     def autoscaling(self) -> AutoscalingData | None:
         """A reading for ``/api/relay/autoscaling/`` (None in proxy mode, as Relay)."""

@@ -350,11 +350,10 @@ class Ingestor:
         self.pending.push(envelope, meta, key)
         return True
 
-    def toggle_hold(self) -> None:
+    def hold(self, held: bool) -> None:
         """Stop processing (every envelope waits in the pending queues), or resume it."""
-        self.held = not self.held
-        log.info("SIGUSR1 received, dequeue=%s", not self.held)
-        if not self.held and self.projects.global_ready:
+        self.held = held
+        if not held and self.projects.global_ready:
             self._on_global_ready()
 
     def _on_project_ready(self, public_key: str, state: ProjectState) -> None:

@@ -74,13 +74,12 @@ async def _serve(
     publisher = None
     if metrics is not None:
         publisher = asyncio.create_task(_publish_metrics(metrics), name="metrics-publish")
+    # As Relay: SIGUSR1 pauses processing (envelopes are held, answered 200), the next one
+    # resumes it. Handled from before the start, so that one sent while starting is kept.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, app.toggle_hold)
     try:
         await app.start()
         _settle_heap()
-        if app.ingestor is not None:
-            # As Relay: SIGUSR1 pauses processing (envelopes are held, answered 200), the
-            # next one resumes it. For tests and for operators draining a dependency.
-            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, app.ingestor.toggle_hold)
         await wait_for_signal(parent_pid)
         log.info("shutting down")
     finally:

@@ -476,6 +476,7 @@ async def inspect_spool(path: Path, limit: int = 10) -> dict[str, object]:
         return {
             "path": str(path),
             "envelopes": spool.count,
+            "waiting_for_project_config": spool.waiting,
             "bytes": spool.bytes,
             "oldest_age_secs": None if oldest is None else round(time.time() - oldest, 1),
             "quarantined": await spool.quarantine_count(),

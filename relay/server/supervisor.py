@@ -270,6 +270,9 @@ def worker_main(
     config: Config, credentials: Credentials | None, metrics_dir: str, index: int
 ) -> None:
     """Entry point of one worker process (spawned: nothing is inherited but the arguments)."""
+    # SIGUSR1 (pause/resume, passed on by the supervisor) must not kill a starting worker:
+    # ignored until its event loop handles it (relay.server.runner).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     from relay.logs import setup_logging
     from relay.server.runner import run_relay
     from relay.telemetry.shared import WorkerMetrics

@@ -63,7 +63,7 @@ async def test_held_envelopes_are_counted_and_released_on_resume(
 
         ingestor, disk = app.ingestor, app.disk
         assert ingestor is not None and disk is not None
-        ingestor.toggle_hold()  # what SIGUSR1 does
+        app.toggle_hold()  # what SIGUSR1 does
         # Enough to fill the table's first page: the file grows.
         sent = [uuid.uuid4().hex for _ in range(40)]
         for event_id in sent:
@@ -74,7 +74,7 @@ async def test_held_envelopes_are_counted_and_released_on_resume(
         assert int(held["relay_spool_total_size"]) > fresh
         assert not set(sent) & set(fake.received)
 
-        ingestor.toggle_hold()
+        app.toggle_hold()
         await until(lambda: set(sent) <= set(fake.received))
         await until(lambda: disk.waiting == 0)
         _, resumed = await scrape(port)
@@ -96,5 +96,25 @@ async def test_a_proxy_relay_has_no_autoscaling_data(
     try:
         status, _ = await scrape(app.ports[0])
         assert status == 404
+    finally:
+        await app.stop()
+
+
+async def test_a_pause_before_the_start_holds_from_the_start(
+    upstream: tuple[WithholdingUpstream, str], tmp_path: Path
+) -> None:
+    # SIGUSR1 is handled from before the relay starts; one received then is kept.
+    fake, url = upstream
+    app = RelayApp(pop_config(url, tmp_path / "spool.db", 1 << 20), generate_credentials())
+    app.toggle_hold()
+    await app.start()
+    try:
+        assert app.ingestor is not None and app.ingestor.held
+        event_id = uuid.uuid4().hex
+        assert await send(app.ports[0], event_id) == 200
+        await until(lambda: len(app.ingestor.pending) == 1 if app.ingestor else False)
+        assert event_id not in fake.received
+        app.toggle_hold()
+        await until(lambda: event_id in fake.received)
     finally:
         await app.stop()

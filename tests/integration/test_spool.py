@@ -121,7 +121,7 @@ async def test_corrupt_file_is_set_aside(tmp_path: Path) -> None:
     assert [e.body for e in await spool.peek(1)] == [b"fresh"]
     await spool.close()
     info = await inspect_spool(path)
-    assert info["envelopes"] == 1
+    assert info["envelopes"] == 1 and info["waiting_for_project_config"] == 0
 
 
 # --- a POP relay with a flaky upstream -------------------------------------------------------
