@@ -163,8 +163,9 @@ class Ingestor:
         self.sink = sink
         self.outcomes = outcomes or OutcomeSink(config)
         self.pending = PendingQueues(config, self._release, self._expired, disk=disk)
-        #: Set by SIGUSR1 (relay.server.runner): every envelope waits in the pending queues
-        #: and none is released, as Relay's buffer with dequeuing disabled.
+        #: Set by SIGUSR1 (RelayApp.toggle_hold): every envelope waits in the pending queues
+        #: and none is released, as Relay's buffer with dequeuing disabled. Not in durable
+        #: mode (relay.server.durable), which parks nothing: its answers wait instead.
         self.held = False
         projects.subscribe(self._on_project_ready)
         projects.subscribe_global(self._on_global_ready)
