@@ -127,10 +127,10 @@ class RelayApp:
         self.admission = Admission.from_config(config)
         self.statsd: StatsdSink | None = None
         self.objectstore: AttachmentUploader | None = None
-        # One event loop does Relay's runtime and processing-pool work: both read its share
-        # of the CPU (relay.server.autoscaling).
-        self._runtime_meter = BusyMeter(time.process_time)
-        self._pool_meter = BusyMeter(time.process_time)
+        # One event loop does Relay's runtime and processing-pool work: one meter of its
+        # share of the CPU answers for both (relay.server.autoscaling).
+        self._loop_meter = BusyMeter(time.process_time)
+        #: The metrics aggregator's, once it exists (start).
         self._aggregator_meter: BusyMeter | None = None
         #: Processing paused (SIGUSR1, see toggle_hold).
         self.held = False
@@ -262,6 +262,8 @@ class RelayApp:
         ingestor.hold(self.held)
         await ingestor.start()
         await self.metrics.start()
+        aggregator = self.metrics.service
+        self._aggregator_meter = BusyMeter(lambda: aggregator.busy_seconds)
         self.ingestor = ingestor
         await self.health.start()
 
@@ -321,19 +323,17 @@ class RelayApp:
             return None
         held = len(self.ingestor.pending) if self.ingestor is not None else 0
         services: list[tuple[str, int, int]] = []
-        if self.metrics is not None:
-            if self._aggregator_meter is None:
-                service = self.metrics.service
-                self._aggregator_meter = BusyMeter(lambda: service.busy_seconds)
+        if self._aggregator_meter is not None:
             services.append(("AggregatorService", 0, self._aggregator_meter.read()))
+        loop = self._loop_meter.read()
         return AutoscalingData(
             memory_usage=self.memory.stat.memory().used_fraction(),
             up=0 if self.drain_gate.closed else 1,
             item_count=held + (len(self.disk) if self.disk is not None else 0),
             total_size=self.disk.bytes if self.disk is not None else 0,
             services=services,
-            worker_pool_utilization=self._pool_meter.read(),
-            runtime_utilization=self._runtime_meter.read(),
+            worker_pool_utilization=loop,
+            runtime_utilization=loop,
         )
 
     def _publish_queues(self) -> None:

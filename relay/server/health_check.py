@@ -236,11 +236,12 @@ class DiskSpool(Protocol):
 def spool_health_probe(checker: MemoryChecker, disk: DiskSpool | None = None) -> bool:
     """Relay's "spool health" probe: whether the envelope buffer has room for more.
 
-    Envelopes waiting in this relay (for a project config, for the upstream) are held in
-    memory, so there is room while memory is below both watermarks, as Relay's in-memory
-    envelope buffer decides. With a disk spool (``disk``), also while that has room under
-    its ``max_disk_size``: a full spool turns what it is given into outcomes, so a load
-    balancer should send traffic elsewhere, as Relay's buffer does when its disk is full.
+    Without a disk spool, envelopes waiting in this relay (for a project config, for the
+    upstream) are held in memory, so there is room while memory is below both watermarks,
+    as Relay's in-memory envelope buffer decides. With one (``disk``), also while that has
+    room under its ``max_disk_size``: a full spool turns what it is given into outcomes, or
+    keeps in memory what waits for a project config, so a load balancer should send traffic
+    elsewhere, as Relay's buffer does when its disk is full.
     """
     if not checker.check().ok:
         return False

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -167,12 +168,14 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await fake.stop()
 
 
-def _pop(upstream: FakeUpstream, spool_path: Path) -> RelayApp:
+def _pop(upstream: FakeUpstream, spool_path: Path, **more: Any) -> RelayApp:
+    """A proxy POP spooling to ``spool_path``; ``more``: other config sections."""
     return RelayApp(config_from_dict({
         "relay": {"mode": "proxy", "port": 0, "upstream": f"http://127.0.0.1:{upstream.port}/"},
         "http": {"retry_delay": 0.05, "max_retry_interval": 0.2},
-        "spool": {"envelopes": {"path": str(spool_path)}},
+        "spool": {"envelopes": {"path": str(spool_path), **more.pop("spool", {})}},
         "limits": {"shutdown_timeout": 3},
+        **more,
     }), None)  # fmt: skip
 
 
@@ -255,11 +258,17 @@ async def test_spool_drain_command_sends_everything(upstream: FakeUpstream, tmp_
     assert upstream.received == ids
 
 
-async def _ready(port: int) -> int:
+async def _readiness_becomes(port: int, status: int, timeout: float, failure: str) -> None:
+    """Poll the readiness check until it answers ``status``."""
     url = f"http://127.0.0.1:{port}/api/relay/healthcheck/ready/"
-    async with aiohttp.ClientSession() as s, s.get(url) as resp:
-        await resp.read()
-        return resp.status
+    deadline = time.monotonic() + timeout
+    while True:
+        async with aiohttp.ClientSession() as s, s.get(url) as resp:
+            await resp.read()
+            if resp.status == status:
+                return
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(0.05)
 
 
 async def test_full_spool_fails_readiness_until_replayed(
@@ -271,37 +280,25 @@ async def test_full_spool_fails_readiness_until_replayed(
     upstream.down = True
     # One page over a fresh file: the first page split fills it.
     cap = await _fresh_usage(tmp_path) + 4096
-    pop = RelayApp(config_from_dict({
-        "relay": {"mode": "proxy", "port": 0, "upstream": f"http://127.0.0.1:{upstream.port}/"},
-        "http": {"retry_delay": 0.05, "max_retry_interval": 0.2},
-        "health": {"refresh_interval_ms": 100},
-        "spool": {"envelopes": {"path": str(tmp_path / "spool.db"), "max_disk_size": cap}},
-        "limits": {"shutdown_timeout": 3},
-    }), None)  # fmt: skip
+    pop = _pop(
+        upstream, tmp_path / "spool.db",
+        spool={"max_disk_size": cap}, health={"refresh_interval_ms": 100},
+    )  # fmt: skip
     await pop.start()
     try:
         port = pop.ports[0]
         spool = pop.spool
         assert spool is not None
-        deadline = time.monotonic() + 10
-        while await _ready(port) != 200:
-            assert time.monotonic() < deadline, "never ready"
-            await asyncio.sleep(0.05)
+        await _readiness_becomes(port, 200, 10, "never ready")
         sent = [uuid.uuid4().hex for _ in range(16)]
         for event_id in sent:
             assert await _send(port, event_id, os.urandom(300).hex()) == 200
         await until(lambda: spool.upstream_down and spool.spool.full)
-        deadline = time.monotonic() + 5
-        while await _ready(port) != 503:
-            assert time.monotonic() < deadline, "still ready with a full spool"
-            await asyncio.sleep(0.05)
+        await _readiness_becomes(port, 503, 5, "still ready with a full spool")
 
         upstream.down = False
         await until(lambda: len(spool.spool) == 0)
-        deadline = time.monotonic() + 5
-        while await _ready(port) != 200:
-            assert time.monotonic() < deadline, "not ready after the spool drained"
-            await asyncio.sleep(0.05)
+        await _readiness_becomes(port, 200, 5, "not ready after the spool drained")
     finally:
         await pop.stop()
         upstream.down = True
